@@ -1,0 +1,27 @@
+"""kvcy: an embedded, crash-safe LSM-tree key-value store with Cython hot paths.
+
+    >>> import kvcy, tempfile
+    >>> with kvcy.connect(tempfile.mkdtemp()) as conn:
+    ...     conn.put(b"k", b"v")
+    ...     conn.get(b"k")
+    b'v'
+"""
+from kvcy._write_batch import WriteBatch
+from kvcy.connection import Connection, connect
+from kvcy.errors import (CorruptionError, DatabaseError, DataError, Error, InterfaceError,
+                         NotSupportedError, OperationalError, ProgrammingError)
+from kvcy.options import MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options
+
+__version__ = "0.1.0"
+
+# PEP 249: threads may share the module and connections.
+threadsafety = 2
+apilevel = "2.0"
+
+__all__ = [
+    "connect", "Connection", "WriteBatch", "Options",
+    "Error", "InterfaceError", "DatabaseError", "OperationalError", "CorruptionError",
+    "ProgrammingError", "DataError", "NotSupportedError",
+    "MAX_KEY_BYTES", "MAX_VALUE_BYTES", "MAX_BATCH_BYTES",
+    "__version__", "threadsafety", "apilevel",
+]

@@ -1,0 +1,167 @@
+# cython: language_level=3, embedsignature=True
+"""MemTable and its iterator.
+
+add() inserts an entry; get() finds the newest entry of a user key visible
+at a sequence number and answers with its value, DELETED for a tombstone, or
+None when the memtable holds nothing for the key.  The iterator speaks the
+internal-iterator protocol (valid, seek, seek_to_first, seek_to_last, next,
+prev, key, value) over internal keys user_key + fixed64 tag.
+"""
+from libc.stdint cimport uint64_t
+from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_CheckExact, PyBytes_AS_STRING,
+                            PyBytes_GET_SIZE)
+
+from kvcy._arena cimport Arena
+from kvcy._coding cimport load_fixed64
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE,
+                             pack_tag, compare_user_keys)
+from kvcy._skiplist cimport SkipList, SkipNode, node_value
+from kvcy.dbformat import DELETED
+from kvcy.errors import CorruptionError
+
+
+cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
+    # A zero-length view has no element 0 to take the address of.
+    if view.shape[0] == 0:
+        return <const unsigned char*>""
+    return &view[0]
+
+
+cdef class MemTable:
+    def __cinit__(self, log_number=None):
+        self.arena = Arena()
+        self.table = SkipList(self.arena)
+        self.data_bytes = 0
+        self.first_seq = 0
+        self.last_seq = 0
+        self.log_number = log_number
+        self.created = None
+
+    cdef int add_raw(self, uint64_t sequence, int kind, const unsigned char* key, size_t key_len,
+                     const unsigned char* value, size_t value_len) except -1:
+        self.table.insert(key, key_len, pack_tag(sequence, kind), value, value_len)
+        self.data_bytes += key_len + value_len
+        if self.first_seq == 0 or sequence < self.first_seq:
+            self.first_seq = sequence
+        if sequence > self.last_seq:
+            self.last_seq = sequence
+        return 0
+
+    cdef SkipNode* lookup(self, const unsigned char* key, size_t key_len,
+                          uint64_t sequence) noexcept:
+        # Newest entry of key with sequence <= `sequence`, or NULL.
+        cdef SkipNode* n = self.table.seek(key, key_len, pack_tag(sequence, KIND_FOR_SEEK), NULL)
+        if n != NULL and compare_user_keys(n.key, n.key_len, key, key_len) == 0:
+            return n
+        return NULL
+
+    def add(self, uint64_t sequence, int kind, const unsigned char[::1] key,
+            const unsigned char[::1] value=None):
+        """Insert one entry.  REQUIRES: the caller holds the engine's write lock."""
+        if sequence > MAX_SEQUENCE:
+            raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
+        if kind != KIND_VALUE and kind != KIND_DELETE:
+            raise ValueError("unknown entry kind %d" % kind)
+        if value is None:
+            self.add_raw(sequence, kind, _ptr(key), key.shape[0], NULL, 0)
+        else:
+            self.add_raw(sequence, kind, _ptr(key), key.shape[0], _ptr(value), value.shape[0])
+
+    def get(self, key, uint64_t sequence=MAX_SEQUENCE):
+        """Value of the newest entry of key visible at sequence, DELETED, or None."""
+        cdef SkipNode* n
+        cdef const unsigned char[::1] view
+        if PyBytes_CheckExact(key):
+            n = self.lookup(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                            sequence)
+        else:
+            view = key
+            n = self.lookup(_ptr(view), view.shape[0], sequence)
+        if n == NULL:
+            return None
+        if (n.tag & 0xFF) == KIND_DELETE:
+            return DELETED
+        return PyBytes_FromStringAndSize(<const char*>node_value(n), n.value_len)
+
+    def memory_usage(self):
+        """Bytes of arena memory, the figure that triggers a memtable switch."""
+        return self.arena._usage
+
+    def __len__(self):
+        return self.table.count
+
+    @property
+    def data_bytes(self):
+        return self.data_bytes
+
+    @property
+    def first_sequence(self):
+        return self.first_seq
+
+    @property
+    def last_sequence(self):
+        return self.last_seq
+
+    def iterator(self):
+        return MemTableIterator(self)
+
+
+cdef class MemTableIterator:
+    def __cinit__(self, MemTable mem):
+        self.mem = mem
+        self.node = NULL
+
+    def valid(self):
+        return self.node != NULL
+
+    def seek_to_first(self):
+        self.node = self.mem.table.first()
+
+    def seek_to_last(self):
+        self.node = self.mem.table.find_last()
+
+    def seek(self, const unsigned char[::1] target):
+        """Position at the first entry >= target (an internal key)."""
+        cdef Py_ssize_t n = target.shape[0]
+        if n < 8:
+            raise ValueError("seek target must be an internal key (user key + 8-byte tag)")
+        self.node = self.mem.table.seek(&target[0], n - 8, load_fixed64(&target[n - 8]), NULL)
+
+    def next(self):
+        if self.node == NULL:
+            raise ValueError("next() on an invalid iterator")
+        self.node = self.node.next[0]
+
+    def prev(self):
+        if self.node == NULL:
+            raise ValueError("prev() on an invalid iterator")
+        self.node = self.mem.table.find_less_than(self.node.key, self.node.key_len, self.node.tag)
+
+    def key(self):
+        """The internal key: user key + fixed64 tag."""
+        if self.node == NULL:
+            raise ValueError("key() on an invalid iterator")
+        return PyBytes_FromStringAndSize(<const char*>self.node.key, self.node.key_len + 8)
+
+    def user_key(self):
+        if self.node == NULL:
+            raise ValueError("user_key() on an invalid iterator")
+        return PyBytes_FromStringAndSize(<const char*>self.node.key, self.node.key_len)
+
+    def sequence(self):
+        if self.node == NULL:
+            raise ValueError("sequence() on an invalid iterator")
+        return self.node.tag >> 8
+
+    def kind(self):
+        if self.node == NULL:
+            raise ValueError("kind() on an invalid iterator")
+        return <int>(self.node.tag & 0xFF)
+
+    def value(self):
+        if self.node == NULL:
+            raise ValueError("value() on an invalid iterator")
+        return PyBytes_FromStringAndSize(<const char*>node_value(self.node), self.node.value_len)
+
+    def status(self):
+        return None

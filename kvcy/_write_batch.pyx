@@ -1,0 +1,268 @@
+# cython: language_level=3, embedsignature=True
+"""WriteBatch building, decoding, and applying a batch to a memtable.
+
+Limits (kvcy.options.MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_BATCH_BYTES) are
+checked as entries are added, so an oversized entry is refused before the
+batch ever reaches the WAL.  apply_batch() validates the whole rep before it
+inserts anything, so a damaged rep is never half applied.
+"""
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+from kvcy._coding cimport (put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64,
+                           get_varint32)
+from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
+from kvcy._memtable cimport MemTable
+from kvcy.errors import CorruptionError, DataError
+from kvcy import options as _options
+
+cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
+cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
+cdef size_t MAX_BATCH = _options.MAX_BATCH_BYTES
+
+
+cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
+    if view.shape[0] == 0:
+        return <const unsigned char*>""
+    return &view[0]
+
+
+cdef int check_entry(size_t key_len, size_t value_len) except -1:
+    if key_len > MAX_KEY:
+        raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
+                        % (key_len, MAX_KEY))
+    if value_len > MAX_VALUE:
+        raise DataError("value of %d bytes exceeds the limit of %d bytes (MAX_VALUE_BYTES)"
+                        % (value_len, MAX_VALUE))
+    return 0
+
+
+cdef class WriteBatch:
+    """An ordered set of puts and deletes applied atomically."""
+
+    def __cinit__(self):
+        self.capacity = 256
+        self.buf = <unsigned char*>malloc(self.capacity)
+        if self.buf == NULL:
+            raise MemoryError()
+        self.size = BATCH_HEADER_BYTES
+        self.count_ = 0
+        self.data_bytes_ = 0
+        put_fixed64(self.buf, 0)
+        put_fixed32(self.buf + 8, 0)
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    cdef int reserve(self, size_t extra) except -1:
+        cdef size_t need = self.size + extra
+        cdef size_t cap
+        cdef unsigned char* grown
+        if need <= self.capacity:
+            return 0
+        if need > MAX_BATCH + 64:
+            raise DataError("batch would exceed the limit of %d bytes (MAX_BATCH_BYTES)" % MAX_BATCH)
+        cap = self.capacity * 2
+        if cap < need:
+            cap = need
+        grown = <unsigned char*>realloc(self.buf, cap)
+        if grown == NULL:
+            raise MemoryError()
+        self.buf = grown
+        self.capacity = cap
+        return 0
+
+    cdef int append_record(self, int kind, const unsigned char* key, size_t key_len,
+                           const unsigned char* value, size_t value_len) except -1:
+        cdef unsigned char* p
+        check_entry(key_len, value_len)
+        self.reserve(1 + 5 + key_len + 5 + value_len)
+        p = self.buf + self.size
+        p[0] = <unsigned char>kind
+        p = put_varint32(p + 1, <uint32_t>key_len)
+        if key_len:
+            memcpy(p, key, key_len)
+        p += key_len
+        if kind == KIND_VALUE:
+            p = put_varint32(p, <uint32_t>value_len)
+            if value_len:
+                memcpy(p, value, value_len)
+            p += value_len
+        self.size = p - self.buf
+        self.count_ += 1
+        self.data_bytes_ += key_len + value_len
+        put_fixed32(self.buf + 8, self.count_)
+        return 0
+
+    def put(self, const unsigned char[::1] key, const unsigned char[::1] value):
+        self.append_record(KIND_VALUE, _ptr(key), key.shape[0], _ptr(value), value.shape[0])
+
+    def delete(self, const unsigned char[::1] key):
+        self.append_record(KIND_DELETE, _ptr(key), key.shape[0], NULL, 0)
+
+    def clear(self):
+        self.size = BATCH_HEADER_BYTES
+        self.count_ = 0
+        self.data_bytes_ = 0
+        put_fixed64(self.buf, 0)
+        put_fixed32(self.buf + 8, 0)
+
+    def set_sequence(self, uint64_t sequence):
+        if sequence > MAX_SEQUENCE:
+            raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
+        put_fixed64(self.buf, sequence)
+
+    @property
+    def sequence(self):
+        return load_fixed64(self.buf)
+
+    @property
+    def count(self):
+        return self.count_
+
+    @property
+    def byte_size(self):
+        return self.size
+
+    @property
+    def data_bytes(self):
+        """Sum of key and value lengths."""
+        return self.data_bytes_
+
+    def data(self):
+        """The rep as bytes (header with the current sequence, then records)."""
+        return PyBytes_FromStringAndSize(<const char*>self.buf, self.size)
+
+    def __len__(self):
+        return self.count_
+
+
+def encode_single(uint64_t sequence, int kind, const unsigned char[::1] key,
+                  const unsigned char[::1] value=None):
+    """The rep of a one-entry batch; the fast path of put() and delete()."""
+    cdef size_t klen = key.shape[0]
+    cdef size_t vlen = 0 if value is None else value.shape[0]
+    cdef unsigned char small[512]
+    cdef unsigned char* buf = small
+    cdef unsigned char* p
+    cdef size_t cap = BATCH_HEADER_BYTES + 11 + klen + vlen
+    check_entry(klen, vlen)
+    if kind != KIND_VALUE and kind != KIND_DELETE:
+        raise ValueError("unknown entry kind %d" % kind)
+    if cap > sizeof(small):
+        buf = <unsigned char*>malloc(cap)
+        if buf == NULL:
+            raise MemoryError()
+    try:
+        p = put_fixed64(buf, sequence)
+        p = put_fixed32(p, 1)
+        p[0] = <unsigned char>kind
+        p = put_varint32(p + 1, <uint32_t>klen)
+        if klen:
+            memcpy(p, &key[0], klen)
+        p += klen
+        if kind == KIND_VALUE:
+            p = put_varint32(p, <uint32_t>vlen)
+            if vlen:
+                memcpy(p, &value[0], vlen)
+            p += vlen
+        return PyBytes_FromStringAndSize(<const char*>buf, p - buf)
+    finally:
+        if buf != small:
+            free(buf)
+
+
+cdef Py_ssize_t check_rep(const unsigned char* base, size_t n) except -1:
+    # Validate a rep; returns the entry count or raises CorruptionError.
+    cdef const unsigned char* p
+    cdef const unsigned char* limit = base + n
+    cdef uint32_t count, found = 0, klen, vlen
+    cdef int kind
+    if n < BATCH_HEADER_BYTES:
+        raise CorruptionError("write batch of %d bytes is shorter than its 12-byte header" % n)
+    count = load_fixed32(base + 8)
+    p = base + BATCH_HEADER_BYTES
+    while p < limit:
+        kind = p[0]
+        p = get_varint32(p + 1, limit, &klen)
+        if p == NULL or klen > <size_t>(limit - p):
+            raise CorruptionError("write batch record %d: bad key length" % found)
+        p += klen
+        if kind == KIND_VALUE:
+            p = get_varint32(p, limit, &vlen)
+            if p == NULL or vlen > <size_t>(limit - p):
+                raise CorruptionError("write batch record %d: bad value length" % found)
+            p += vlen
+        elif kind != KIND_DELETE:
+            raise CorruptionError("write batch record %d: unknown kind %d" % (found, kind))
+        found += 1
+    if found != count:
+        raise CorruptionError("write batch header says %d records, found %d" % (count, found))
+    if count and load_fixed64(base) > MAX_SEQUENCE - (count - 1):
+        raise CorruptionError("write batch sequence numbers exceed the 56-bit maximum")
+    return count
+
+
+def batch_header(const unsigned char[::1] rep):
+    """(sequence, count) of a rep, validating the whole rep first."""
+    cdef size_t n = rep.shape[0]
+    cdef Py_ssize_t count = check_rep(_ptr(rep), n)
+    return load_fixed64(&rep[0]), count
+
+
+def apply_batch(const unsigned char[::1] rep, MemTable mem):
+    """Insert every entry of rep into mem (entry i at sequence + i).
+
+    The rep is validated completely before the first insert.  Returns the
+    last sequence used (sequence - 1 for an empty batch).
+    """
+    cdef size_t n = rep.shape[0]
+    cdef const unsigned char* base = _ptr(rep)
+    cdef Py_ssize_t count = check_rep(base, n)
+    cdef const unsigned char* limit = base + n
+    cdef const unsigned char* p = base + BATCH_HEADER_BYTES
+    cdef const unsigned char* key
+    cdef uint64_t seq = load_fixed64(base)
+    cdef uint32_t klen, vlen
+    cdef int kind
+    while p < limit:
+        kind = p[0]
+        p = get_varint32(p + 1, limit, &klen)
+        key = p
+        p += klen
+        if kind == KIND_VALUE:
+            p = get_varint32(p, limit, &vlen)
+            mem.add_raw(seq, kind, key, klen, p, vlen)
+            p += vlen
+        else:
+            mem.add_raw(seq, kind, key, klen, NULL, 0)
+        seq += 1
+    return load_fixed64(base) + count - 1
+
+
+def iterate_batch(const unsigned char[::1] rep):
+    """List of (kind, key, value) for a rep (value None for deletes); validates first."""
+    cdef size_t n = rep.shape[0]
+    cdef const unsigned char* base = _ptr(rep)
+    check_rep(base, n)
+    cdef const unsigned char* limit = base + n
+    cdef const unsigned char* p = base + BATCH_HEADER_BYTES
+    cdef const unsigned char* key
+    cdef uint32_t klen, vlen
+    cdef int kind
+    out = []
+    while p < limit:
+        kind = p[0]
+        p = get_varint32(p + 1, limit, &klen)
+        key = p
+        p += klen
+        if kind == KIND_VALUE:
+            p = get_varint32(p, limit, &vlen)
+            out.append((kind, PyBytes_FromStringAndSize(<const char*>key, klen),
+                        PyBytes_FromStringAndSize(<const char*>p, vlen)))
+            p += vlen
+        else:
+            out.append((kind, PyBytes_FromStringAndSize(<const char*>key, klen), None))
+    return out

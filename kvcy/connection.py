@@ -1,0 +1,197 @@
+"""Connection: the public handle of an open database (kvcy.connect()).
+
+Checks arguments and state, then calls the engine.  Every public method
+first checks that the connection is open and was opened in this process;
+after close() or os.fork() a call raises ProgrammingError, it never crashes.
+Keys and values are bytes-like (bytes, bytearray, memoryview); str and
+other types raise TypeError.  bytearray and memoryview arguments are copied,
+so later mutation by the caller cannot change what was stored.
+
+Thread-safety: a connection may be shared by threads (kvcy.threadsafety is
+2); writes are serialized inside the engine, reads take no lock.
+"""
+import os
+import warnings
+import weakref
+
+from kvcy._write_batch import WriteBatch
+from kvcy.config import resolve_options
+from kvcy.dbformat import KIND_DELETE, KIND_VALUE
+from kvcy.env import default_env
+from kvcy.errors import ProgrammingError
+from kvcy.recovery import open_engine
+
+
+def _bytes_like(obj, what):
+    """obj as bytes; TypeError naming `what` for anything not bytes-like."""
+    if type(obj) is bytes:
+        return obj
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj)
+    if isinstance(obj, memoryview):
+        return obj.tobytes()
+    if isinstance(obj, str):
+        raise TypeError("%s must be bytes-like, not str (encode it, e.g. with .encode())" % what)
+    raise TypeError("%s must be bytes-like (bytes, bytearray or memoryview), not %s"
+                    % (what, type(obj).__name__))
+
+
+# Connections of this process; after os.fork() the child marks them unusable
+# (checking a flag is cheaper than calling os.getpid() on every operation).
+_live = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    for conn in list(_live):
+        conn._usable = False
+        conn._forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Connection:
+    """An open database.  Create with kvcy.connect()."""
+
+    def __init__(self, path, config=None, *, env=None, **options):
+        self._engine = None
+        self._usable = False          # True iff open and in the process that opened it
+        self._forked = False
+        self._pid = os.getpid()
+        self.path = os.fspath(path)
+        self.options = resolve_options(config, **options)
+        self._engine = open_engine(self.path, self.options, env or default_env())
+        self._usable = True
+        _live.add(self)
+
+    # -- state checks ------------------------------------------------------
+
+    def _check(self):
+        if self._usable:
+            return self._engine
+        if self._forked:
+            raise ProgrammingError("this connection was opened in process %d and cannot be "
+                                   "used after os.fork(); open a new one in the child"
+                                   % self._pid)
+        raise ProgrammingError("cannot operate on a closed database")
+
+    @property
+    def closed(self):
+        return not self._usable and not self._forked
+
+    # -- writes ------------------------------------------------------------
+
+    def put(self, key, value, *, sync=None):
+        """Store value under key.  sync=True fsyncs before returning."""
+        if not self._usable:
+            self._check()
+        if type(key) is not bytes:
+            key = _bytes_like(key, "key")
+        if type(value) is not bytes:
+            value = _bytes_like(value, "value")
+        self._engine.write_one(KIND_VALUE, key, value, sync)
+
+    def delete(self, key, *, sync=None):
+        """Remove key (a no-op when it is absent)."""
+        engine = self._check()
+        if type(key) is not bytes:
+            key = _bytes_like(key, "key")
+        engine.write_one(KIND_DELETE, key, None, sync)
+
+    def put_many(self, items, *, sync=None):
+        """Store every (key, value) pair of items as one atomic batch."""
+        engine = self._check()
+        batch = WriteBatch()
+        if hasattr(items, "items") and callable(items.items):
+            items = items.items()
+        for pair in items:
+            try:
+                key, value = pair
+            except (TypeError, ValueError):
+                raise TypeError("put_many() takes (key, value) pairs, got %r" % (pair,)) from None
+            batch.put(_bytes_like(key, "key"), _bytes_like(value, "value"))
+        engine.write_batch(batch, sync)
+
+    def delete_many(self, keys, *, sync=None):
+        """Remove every key of keys as one atomic batch."""
+        engine = self._check()
+        batch = WriteBatch()
+        for key in keys:
+            batch.delete(_bytes_like(key, "key"))
+        engine.write_batch(batch, sync)
+
+    def write(self, batch, *, sync=None):
+        """Apply a kvcy.WriteBatch atomically."""
+        engine = self._check()
+        if not isinstance(batch, WriteBatch):
+            raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
+        engine.write_batch(batch, sync)
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, key, default=None):
+        """The value stored under key, or default when there is none."""
+        if not self._usable:
+            self._check()
+        if type(key) is not bytes:
+            key = _bytes_like(key, "key")
+        value = self._engine.get(key)
+        return default if value is None else value
+
+    def get_many(self, keys, default=None):
+        """[get(k, default) for k in keys], read at one point in time."""
+        engine = self._check()
+        sequence = engine.last_sequence
+        out = []
+        for key in keys:
+            value = engine.get(_bytes_like(key, "key"), sequence)
+            out.append(default if value is None else value)
+        return out
+
+    def __contains__(self, key):
+        return self.get(key) is not None
+
+    def stats(self):
+        """Counters and gauges as a dict (see docs/operations.md)."""
+        engine = self._check()
+        return engine.stats_dict()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def close(self):
+        """Close the database; idempotent.  Later calls raise ProgrammingError."""
+        self._usable = False
+        engine = self._engine
+        if engine is None or self._forked:
+            # The child of a fork must not release the parent's lock or files.
+            return
+        engine.close()
+
+    def __enter__(self):
+        self._check()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __del__(self):
+        engine = getattr(self, "_engine", None)
+        if engine is not None and not engine.closed and not self._forked:
+            warnings.warn("unclosed kvcy connection %r" % self.path, ResourceWarning,
+                          stacklevel=2)
+            try:
+                engine.close()
+            except Exception:
+                pass
+
+    def __repr__(self):
+        return "<kvcy.Connection %r%s>" % (self.path, " closed" if self.closed else "")
+
+
+def connect(path, config=None, *, env=None, **options):
+    """Open (by default, create) the database in directory path.
+
+    config: a YAML file path or a dict of options; keyword options override
+    it (see docs/configuration.md).  env: a kvcy.env.Env (tests inject faults).
+    """
+    return Connection(path, config, env=env, **options)

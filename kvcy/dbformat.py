@@ -1,0 +1,50 @@
+"""Internal keys for Python layers, and the DELETED marker.
+
+An internal key is user_key + fixed64 little-endian tag, tag = sequence << 8
+| kind.  The C-level twin of this module is _dbformat.pxd; the kind values
+are on disk and must never change.  See docs/format.md ("Internal keys").
+"""
+import struct
+
+from kvcy.errors import CorruptionError
+
+KIND_DELETE = 0          # tombstone; on disk, never change
+KIND_VALUE = 1           # a value; on disk, never change
+KIND_FOR_SEEK = 0xFF     # largest kind: a lookup tag sorts before every entry of its sequence
+MAX_SEQUENCE = (1 << 56) - 1
+TAG_BYTES = 8
+
+_TAG = struct.Struct("<Q")
+
+
+class _Deleted:
+    """Marker returned by layer lookups: the newest visible entry is a tombstone."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "DELETED"
+
+    def __bool__(self):
+        return False
+
+
+DELETED = _Deleted()
+
+
+def pack_tag(sequence, kind):
+    return (sequence << 8) | kind
+
+
+def encode_internal_key(user_key, sequence, kind):
+    """user_key + fixed64(sequence << 8 | kind)."""
+    if not 0 <= sequence <= MAX_SEQUENCE:
+        raise ValueError("sequence %d outside 0..2**56-1" % sequence)
+    return bytes(user_key) + _TAG.pack((sequence << 8) | kind)
+
+
+def parse_internal_key(ikey):
+    """Return (user_key, sequence, kind); CorruptionError when shorter than the tag."""
+    if len(ikey) < TAG_BYTES:
+        raise CorruptionError("internal key of %d bytes is shorter than its 8-byte tag" % len(ikey))
+    (tag,) = _TAG.unpack_from(ikey, len(ikey) - TAG_BYTES)
+    return bytes(ikey[:-TAG_BYTES]), tag >> 8, tag & 0xFF

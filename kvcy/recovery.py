@@ -1,0 +1,251 @@
+"""Opening a database: directory, lock, MANIFEST, WAL replay, a fresh log.
+
+Open order:
+  1. create or check the directory; take the LOCK (not for read-only opens);
+  2. CURRENT -> MANIFEST -> the VersionSet (a new database gets its first
+     MANIFEST here);
+  3. replay every log numbered >= the manifest's log number, in order, into
+     one memtable, checking that sequence numbers continue without a gap
+     from the manifest's last sequence through each batch and each log;
+  4. (writable opens) persist what was recovered in a new log (written
+     under a temporary name, synced, renamed), record log_number = that log
+     in the MANIFEST, and only then delete the older logs and stray files.
+A crash at any step leaves files from which the same state recovers: until
+the MANIFEST edit, the old logs are authoritative and the new log repeats
+history that replay skips as already applied.
+
+A torn tail (the normal result of a crash) is dropped silently and counted.
+Damage with intact data after it, or a sequence gap, is CorruptionError with
+paranoid_checks (the default); without it, replay stops at the last intact
+batch (point-in-time recovery) and the LOG and stats say what was dropped.
+"""
+import os
+
+from kvcy._memtable import MemTable
+from kvcy._write_batch import WriteBatch, apply_batch, batch_header
+from kvcy import filename
+from kvcy.dbformat import KIND_VALUE
+from kvcy.engine import Engine
+from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
+from kvcy.info_log import InfoLog, NullInfoLog
+from kvcy.log_reader import LogReader
+from kvcy.log_writer import LogWriter
+from kvcy.stats import Stats
+from kvcy.version_edit import VersionEdit
+from kvcy.version_set import VersionSet
+
+# Recovered entries are rewritten in batches of about this size.
+REWRITE_BATCH_BYTES = 1 << 20
+
+
+def _prepare_directory(dbpath, options, env):
+    if os.path.isdir(dbpath):
+        return
+    if os.path.exists(dbpath):
+        raise OperationalError("cannot open %s: it exists and is not a directory" % dbpath)
+    if options.readonly or not options.create_if_missing:
+        raise OperationalError("database %s does not exist (create_if_missing=%s%s)"
+                               % (dbpath, options.create_if_missing,
+                                  ", readonly=True" if options.readonly else ""))
+    env.create_dir(dbpath)
+
+
+def _files(dbpath, env):
+    """{kind: sorted numbers} of the numbered files in dbpath."""
+    found = {}
+    for name in env.get_children(dbpath):
+        parsed = filename.parse_file_name(name)
+        if parsed and parsed[1] is not None:
+            found.setdefault(parsed[0], []).append(parsed[1])
+    for numbers in found.values():
+        numbers.sort()
+    return found
+
+
+def _load_versions(dbpath, options, env, files):
+    vset = VersionSet(dbpath, env, num_levels=options.max_levels)
+    current = filename.current_file_name(dbpath)
+    if env.file_exists(current):
+        if options.error_if_exists:
+            raise ProgrammingError("database %s already exists (error_if_exists=True)" % dbpath)
+        vset.recover()
+        return vset, False
+    if files.get("log") or files.get("sst") or files.get("manifest"):
+        raise CorruptionError("%s holds database files but no CURRENT file; it cannot be "
+                              "opened safely" % dbpath)
+    if options.readonly:
+        raise OperationalError("database %s does not exist (readonly=True)" % dbpath)
+    return vset, True
+
+
+def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequence):
+    """Replay logs into mem, continuing from last_sequence; return (last_sequence, damaged).
+
+    damaged is True when anything other than a torn tail was dropped.
+    """
+    paranoid = options.paranoid_checks
+    for index, number in enumerate(numbers):
+        path = filename.log_file_name(dbpath, number)
+        reader = LogReader(env.read_file(path), path=path, paranoid=paranoid)
+        records = repeated = 0
+        for offset, payload in reader:
+            try:
+                seq, count = batch_header(payload)
+            except CorruptionError as exc:
+                # The record passed its CRC yet holds a bad batch: not a torn tail.
+                what = "bad write batch at offset %d of %s: %s" % (offset, path, exc)
+                if paranoid:
+                    raise CorruptionError(what) from exc
+                _stop(info_log, what)
+                return last_sequence, True
+            if count == 0:
+                continue
+            if seq + count - 1 <= last_sequence:
+                repeated += 1      # a rewrite of history already applied (see docstring)
+                continue
+            if seq != last_sequence + 1:
+                what = ("sequence gap at offset %d of %s: expected %d, found %d (writes in "
+                        "the middle of the history were lost)"
+                        % (offset, path, last_sequence + 1, seq))
+                if paranoid:
+                    raise CorruptionError(what)
+                _stop(info_log, what)
+                return last_sequence, True
+            last_sequence = apply_batch(payload, mem)
+            records += 1
+        stats.recovered_records += records
+        stats.recovered_logs += 1
+        if reader.torn_tail_bytes:
+            stats.torn_tail_bytes += reader.torn_tail_bytes
+            info_log.log("log %s: dropped a torn tail of %d bytes after offset %d",
+                         path, reader.torn_tail_bytes, reader.end_offset)
+        if reader.damage is not None:
+            stats.dropped_bytes += reader.dropped_bytes
+            later = numbers[index + 1:]
+            _stop(info_log, "log damaged: %s; dropped %d bytes%s" % (
+                reader.damage, reader.dropped_bytes,
+                " and the later logs %s" % later if later else ""))
+            return last_sequence, True
+        info_log.log("log %s: replayed %d records%s", path, records,
+                     " (skipped %d already applied)" % repeated if repeated else "")
+    return last_sequence, False
+
+
+def _stop(info_log, what):
+    info_log.log("point-in-time recovery (paranoid_checks=False) stopped: %s", what)
+
+
+def _rewrite(dbpath, env, mem, number):
+    """Write every entry of mem, oldest first, into log `number`; synced.
+
+    Written as a temporary file and renamed, so the log never exists half
+    written.  Entries of consecutive sequences share a batch.
+    """
+    entries = []
+    it = mem.iterator()
+    it.seek_to_first()
+    while it.valid():
+        entries.append((it.sequence(), it.kind(), it.user_key(), it.value()))
+        it.next()
+    entries.sort(key=lambda e: e[0])
+    tmp = filename.temp_file_name(dbpath, number)
+    log = LogWriter(env.new_writable_file(tmp), number)
+    batch = WriteBatch()
+    try:
+        for seq, kind, key, value in entries:
+            if batch.count and (seq != batch.sequence + batch.count
+                                or batch.byte_size >= REWRITE_BATCH_BYTES):
+                log.add_record(batch.data())
+                batch.clear()
+            if batch.count == 0:
+                batch.set_sequence(seq)
+            if kind == KIND_VALUE:
+                batch.put(key, value)
+            else:
+                batch.delete(key)
+        if batch.count:
+            log.add_record(batch.data())
+        log.sync()
+    finally:
+        log.close()
+    path = filename.log_file_name(dbpath, number)
+    env.rename_file(tmp, path)
+    env.sync_dir(dbpath)
+    return LogWriter(env.new_appendable_file(path), number)
+
+
+def _remove_obsolete(dbpath, env, vset, info_log):
+    """Delete logs older than the log number, old manifests and temp files."""
+    for name in env.get_children(dbpath):
+        parsed = filename.parse_file_name(name)
+        if parsed is None:
+            continue
+        kind, number = parsed
+        obsolete = ((kind == "log" and number < vset.log_number)
+                    or (kind == "manifest" and number != vset.manifest_number)
+                    or kind == "dbtmp"
+                    or (kind == "sst" and number not in vset.current.live_numbers()))
+        if obsolete:
+            try:
+                env.remove_file(os.path.join(dbpath, name))
+                info_log.log("removed obsolete file %s", name)
+            except OperationalError as exc:
+                info_log.log("could not remove obsolete file %s: %s", name, exc)
+
+
+def open_engine(dbpath, options, env):
+    dbpath = os.fspath(dbpath)
+    _prepare_directory(dbpath, options, env)
+    lock = None
+    if not options.readonly:
+        lock = env.lock_file(filename.lock_file_name(dbpath))
+    info_log = vset = log = None
+    try:
+        stats = Stats()
+        info_log = NullInfoLog() if options.readonly else InfoLog(
+            env, filename.info_log_file_name(dbpath), os.path.join(dbpath, filename.INFO_LOG_OLD))
+        files = _files(dbpath, env)
+        vset, created = _load_versions(dbpath, options, env, files)
+        logs = [n for n in files.get("log", []) if n >= vset.log_number]
+        if vset.log_number and vset.log_number not in logs:
+            what = "log %06d named by the manifest is missing" % vset.log_number
+            if options.paranoid_checks:
+                raise CorruptionError("%s in %s" % (what, dbpath))
+            info_log.log("%s; continuing (paranoid_checks=False)", what)
+        for number in logs:
+            vset.mark_file_number_used(number)
+        mem = MemTable()
+        last_sequence, damaged = replay_logs(dbpath, logs, options, env, info_log, stats,
+                                             mem, vset.last_sequence)
+        if options.readonly:
+            log_number = vset.log_number
+        else:
+            log_number = vset.new_file_number()
+            if len(mem):
+                log = _rewrite(dbpath, env, mem, log_number)
+            else:
+                log = LogWriter(env.new_writable_file(
+                    filename.log_file_name(dbpath, log_number)), log_number)
+                env.sync_dir(dbpath)
+            # The new log holds everything after the manifest's last sequence.
+            with vset.lock:
+                vset.log_and_apply(VersionEdit(log_number=log_number,
+                                               last_sequence=vset.last_sequence))
+            _remove_obsolete(dbpath, env, vset, info_log)
+        mem.log_number = log_number
+        info_log.log("opened %s%s at sequence %d: %d entries recovered from %d logs%s",
+                     dbpath, " (new)" if created else "", last_sequence, len(mem), len(logs),
+                     "; damaged history dropped" if damaged else "")
+        return Engine(dbpath=dbpath, options=options, env=env, lock=lock, info_log=info_log,
+                      stats=stats, versions=vset, mem=mem, log=log,
+                      last_sequence=last_sequence)
+    except BaseException:
+        if log is not None:
+            log.close()
+        if vset is not None:
+            vset.close()
+        if info_log is not None:
+            info_log.close()
+        if lock is not None:
+            lock.release()
+        raise

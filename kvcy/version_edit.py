@@ -1,0 +1,129 @@
+"""VersionEdit: one change to the set of live files, as stored in MANIFEST.
+
+Byte grammar (docs/format.md, "MANIFEST"); a record of the log format
+holds one edit, a sequence of tagged fields:
+
+    edit      := field*
+    field     := LOG_NUMBER:varint32 number:varint64
+               | NEXT_FILE_NUMBER:varint32 number:varint64
+               | LAST_SEQUENCE:varint32 sequence:varint64
+               | COMPACT_POINTER:varint32 level:varint32 key:lenbytes
+               | DELETED_FILE:varint32 level:varint32 number:varint64
+               | NEW_FILE:varint32 level:varint32 number:varint64 size:varint64
+                     smallest:lenbytes largest:lenbytes
+    lenbytes  := length:varint32 bytes[length]
+
+Tag values are LevelDB's and are on disk: never change them.  An edit
+that sets LOG_NUMBER also sets LAST_SEQUENCE to the last sequence held by
+logs older than that number, which is what lets recovery check that the
+first surviving log continues the history without a gap.
+"""
+from dataclasses import dataclass, field
+
+from kvcy._coding import decode_varint32, decode_varint64, encode_varint32, encode_varint64
+from kvcy.errors import CorruptionError
+
+LOG_NUMBER = 2
+NEXT_FILE_NUMBER = 3
+LAST_SEQUENCE = 4
+COMPACT_POINTER = 5
+DELETED_FILE = 6
+NEW_FILE = 7
+
+MAX_LEVELS_ON_DISK = 64
+
+
+@dataclass(frozen=True)
+class FileMetaData:
+    """A table file: its number, size and internal-key range."""
+    number: int
+    file_size: int
+    smallest: bytes       # smallest internal key
+    largest: bytes        # largest internal key
+
+
+@dataclass
+class VersionEdit:
+    log_number: int = None
+    next_file_number: int = None
+    last_sequence: int = None
+    compact_pointers: list = field(default_factory=list)   # (level, internal key)
+    deleted_files: set = field(default_factory=set)        # (level, number)
+    new_files: list = field(default_factory=list)          # (level, FileMetaData)
+
+    def add_file(self, level, meta):
+        self.new_files.append((level, meta))
+
+    def delete_file(self, level, number):
+        self.deleted_files.add((level, number))
+
+    def encode(self):
+        out = []
+        if self.log_number is not None:
+            out += [encode_varint32(LOG_NUMBER), encode_varint64(self.log_number)]
+        if self.next_file_number is not None:
+            out += [encode_varint32(NEXT_FILE_NUMBER), encode_varint64(self.next_file_number)]
+        if self.last_sequence is not None:
+            out += [encode_varint32(LAST_SEQUENCE), encode_varint64(self.last_sequence)]
+        for level, key in self.compact_pointers:
+            out += [encode_varint32(COMPACT_POINTER), encode_varint32(level), _lenbytes(key)]
+        for level, number in sorted(self.deleted_files):
+            out += [encode_varint32(DELETED_FILE), encode_varint32(level), encode_varint64(number)]
+        for level, meta in self.new_files:
+            out += [encode_varint32(NEW_FILE), encode_varint32(level),
+                    encode_varint64(meta.number), encode_varint64(meta.file_size),
+                    _lenbytes(meta.smallest), _lenbytes(meta.largest)]
+        return b"".join(out)
+
+    @classmethod
+    def decode(cls, data):
+        """Parse an edit; CorruptionError names the field that is bad."""
+        edit = cls()
+        pos = 0
+        while pos < len(data):
+            tag, pos = decode_varint32(data, pos)
+            if tag == LOG_NUMBER:
+                edit.log_number, pos = decode_varint64(data, pos)
+            elif tag == NEXT_FILE_NUMBER:
+                edit.next_file_number, pos = decode_varint64(data, pos)
+            elif tag == LAST_SEQUENCE:
+                edit.last_sequence, pos = decode_varint64(data, pos)
+            elif tag == COMPACT_POINTER:
+                level, pos = _level(data, pos)
+                key, pos = _get_lenbytes(data, pos, "compact pointer")
+                edit.compact_pointers.append((level, key))
+            elif tag == DELETED_FILE:
+                level, pos = _level(data, pos)
+                number, pos = decode_varint64(data, pos)
+                edit.deleted_files.add((level, number))
+            elif tag == NEW_FILE:
+                level, pos = _level(data, pos)
+                number, pos = decode_varint64(data, pos)
+                size, pos = decode_varint64(data, pos)
+                smallest, pos = _get_lenbytes(data, pos, "smallest key")
+                largest, pos = _get_lenbytes(data, pos, "largest key")
+                if len(smallest) < 8 or len(largest) < 8:
+                    raise CorruptionError("version edit: file %d has a key shorter than its tag"
+                                          % number)
+                edit.new_files.append((level, FileMetaData(number, size, smallest, largest)))
+            else:
+                raise CorruptionError("version edit: unknown tag %d at offset %d" % (tag, pos))
+        return edit
+
+
+def _lenbytes(data):
+    return encode_varint32(len(data)) + bytes(data)
+
+
+def _get_lenbytes(data, pos, what):
+    n, pos = decode_varint32(data, pos)
+    if n > len(data) - pos:
+        raise CorruptionError("version edit: %s of %d bytes runs past the record" % (what, n))
+    return bytes(data[pos:pos + n]), pos + n
+
+
+def _level(data, pos):
+    level, pos = decode_varint32(data, pos)
+    if level >= MAX_LEVELS_ON_DISK:
+        raise CorruptionError("version edit: level %d out of range" % level)
+    return level, pos

@@ -1,0 +1,73 @@
+"""Build kvcy's Cython kernels.
+
+Every kvcy/_*.pyx becomes an extension module kvcy._name.  Environment
+switches:
+
+  KVCY_DEBUG=1     checks on (boundscheck, wraparound, initializedcheck),
+                   linetrace, and the KVCY_DEBUG C macro that turns on the
+                   ``if KVCY_DEBUG:`` invariant checks (see kvcy/_debug.pxd).
+  KVCY_ANNOTATE=1  write cython -a HTML next to each .pyx.
+
+Bounds-check directives are switched off here, and only here, for the kernel
+modules that read raw pointers with explicit (p, limit) checks, so that a
+debug build really turns every check back on.
+"""
+import glob
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("KVCY_DEBUG", "") not in ("", "0")
+ANNOTATE = os.environ.get("KVCY_ANNOTATE", "") not in ("", "0")
+
+# Kernels whose hot loops work on raw pointers with explicit limits.
+UNCHECKED_KERNELS = {"_coding", "_crc32c", "_block", "_bloom", "_skiplist", "_merge",
+                     "_arena", "_memtable", "_write_batch", "_log_record"}
+
+BASE_DIRECTIVES = {
+    "language_level": 3,
+    "embedsignature": True,
+    "cdivision": True,
+}
+
+
+def extension(pyx):
+    name = os.path.splitext(os.path.basename(pyx))[0]
+    macros = [("KVCY_DEBUG", "1" if DEBUG else "0")]
+    if DEBUG:
+        macros.append(("CYTHON_TRACE_NOGIL", "1"))
+    return Extension(
+        "kvcy." + name,
+        [pyx],
+        include_dirs=["kvcy"],
+        define_macros=macros,
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+    )
+
+
+def modules():
+    sources = sorted(glob.glob(os.path.join("kvcy", "_*.pyx")))
+    kernels = [extension(p) for p in sources
+               if os.path.splitext(os.path.basename(p))[0] in UNCHECKED_KERNELS]
+    others = [extension(p) for p in sources
+              if os.path.splitext(os.path.basename(p))[0] not in UNCHECKED_KERNELS]
+    checks = dict(boundscheck=DEBUG, wraparound=DEBUG, initializedcheck=DEBUG)
+    if DEBUG:
+        checks = dict(boundscheck=True, wraparound=True, initializedcheck=True,
+                      linetrace=True)
+    kernel_directives = dict(BASE_DIRECTIVES, **checks)
+    other_directives = dict(BASE_DIRECTIVES)
+    if DEBUG:
+        other_directives["linetrace"] = True
+    out = []
+    if kernels:
+        out += cythonize(kernels, compiler_directives=kernel_directives,
+                         annotate=ANNOTATE, include_path=["."])
+    if others:
+        out += cythonize(others, compiler_directives=other_directives,
+                         annotate=ANNOTATE, include_path=["."])
+    return out
+
+
+setup(ext_modules=modules())
