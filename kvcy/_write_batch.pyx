@@ -9,7 +9,9 @@ inserts anything, so a damaged rep is never half applied.
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
+                            PyBytes_CheckExact)
+from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
 from kvcy._coding cimport (put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64,
                            get_varint32)
@@ -27,6 +29,20 @@ cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
     if view.shape[0] == 0:
         return <const unsigned char*>""
     return &view[0]
+
+
+cdef inline bytes as_bytes(object obj, str what):
+    """obj as bytes (bytearray and memoryview are copied); TypeError otherwise."""
+    if PyBytes_CheckExact(obj):
+        return <bytes>obj
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj)
+    if isinstance(obj, memoryview):
+        return obj.tobytes()
+    if isinstance(obj, str):
+        raise TypeError("%s must be bytes-like, not str (encode it, e.g. with .encode())" % what)
+    raise TypeError("%s must be bytes-like (bytes, bytearray or memoryview), not %s"
+                    % (what, type(obj).__name__))
 
 
 cdef int check_entry(size_t key_len, size_t value_len) except -1:
@@ -96,11 +112,38 @@ cdef class WriteBatch:
         put_fixed32(self.buf + 8, self.count_)
         return 0
 
-    def put(self, const unsigned char[::1] key, const unsigned char[::1] value):
-        self.append_record(KIND_VALUE, _ptr(key), key.shape[0], _ptr(value), value.shape[0])
+    def put(self, key, value):
+        """Add a put of value under key (both bytes-like)."""
+        key = as_bytes(key, "key")
+        value = as_bytes(value, "value")
+        self.append_record(KIND_VALUE, <const unsigned char*>PyBytes_AS_STRING(key),
+                           PyBytes_GET_SIZE(key), <const unsigned char*>PyBytes_AS_STRING(value),
+                           PyBytes_GET_SIZE(value))
 
-    def delete(self, const unsigned char[::1] key):
-        self.append_record(KIND_DELETE, _ptr(key), key.shape[0], NULL, 0)
+    def delete(self, key):
+        """Add a delete of key (bytes-like)."""
+        key = as_bytes(key, "key")
+        self.append_record(KIND_DELETE, <const unsigned char*>PyBytes_AS_STRING(key),
+                           PyBytes_GET_SIZE(key), NULL, 0)
+
+    def put_pairs(self, pairs):
+        """Add a put for every (key, value) pair of an iterable."""
+        cdef object key, value
+        for pair in pairs:
+            if type(pair) is tuple and PyTuple_GET_SIZE(pair) == 2:
+                key = <object>PyTuple_GET_ITEM(pair, 0)
+                value = <object>PyTuple_GET_ITEM(pair, 1)
+            else:
+                try:
+                    key, value = pair
+                except (TypeError, ValueError):
+                    raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
+            self.put(key, value)
+
+    def delete_keys(self, keys):
+        """Add a delete for every key of an iterable."""
+        for key in keys:
+            self.delete(key)
 
     def clear(self):
         self.size = BATCH_HEADER_BYTES

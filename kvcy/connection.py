@@ -104,20 +104,14 @@ class Connection:
         batch = WriteBatch()
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
-        for pair in items:
-            try:
-                key, value = pair
-            except (TypeError, ValueError):
-                raise TypeError("put_many() takes (key, value) pairs, got %r" % (pair,)) from None
-            batch.put(_bytes_like(key, "key"), _bytes_like(value, "value"))
+        batch.put_pairs(items)
         engine.write_batch(batch, sync)
 
     def delete_many(self, keys, *, sync=None):
         """Remove every key of keys as one atomic batch."""
         engine = self._check()
         batch = WriteBatch()
-        for key in keys:
-            batch.delete(_bytes_like(key, "key"))
+        batch.delete_keys(keys)
         engine.write_batch(batch, sync)
 
     def write(self, batch, *, sync=None):

@@ -1,0 +1,255 @@
+"""Side-by-side benchmark: kvcy against its peers, db_bench style.
+
+    python bench/peers.py [--num 1000000] [--repeat 3] [--peers plyvel,rocksdict,lmdb,sqlite3,dbm]
+
+Every engine runs the same workloads in the same process and run (16-byte
+keys, 100-byte values that compress about 2:1), each in a fresh temporary
+directory; the table shows the median ops/s of --repeat runs and the ratio
+kvcy / peer.  Peers that are not installed are skipped with a note.
+This is a measurement script, not a test: it asserts nothing about speed.
+"""
+import argparse
+import dbm
+import os
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+import kvcy
+
+VALUE_BYTES = 100
+
+
+def make_value(rng):
+    half = bytes(rng.getrandbits(8) for _ in range(VALUE_BYTES // 2))
+    return (half * 2)[:VALUE_BYTES]
+
+
+class KvcyAdapter:
+    name = "kvcy"
+
+    def open(self, path):
+        self.db = kvcy.connect(path)
+        return self.db.put, self.db.get
+
+    def batch(self, pairs):
+        self.db.put_many(pairs)
+
+    def close(self):
+        self.db.close()
+
+
+class PlyvelAdapter:
+    name = "plyvel"
+
+    def open(self, path):
+        import plyvel
+        self.db = plyvel.DB(path, create_if_missing=True)
+        return self.db.put, self.db.get
+
+    def batch(self, pairs):
+        with self.db.write_batch() as wb:
+            for k, v in pairs:
+                wb.put(k, v)
+
+    def close(self):
+        self.db.close()
+
+
+class RocksdictAdapter:
+    name = "rocksdict"
+
+    def open(self, path):
+        import rocksdict
+        self.db = rocksdict.Rdict(path, options=rocksdict.Options(raw_mode=True))
+        self._wb = rocksdict.WriteBatch
+        return self.db.put, self.db.get
+
+    def batch(self, pairs):
+        wb = self._wb(raw_mode=True)
+        for k, v in pairs:
+            wb.put(k, v)
+        self.db.write(wb)
+
+    def close(self):
+        self.db.close()
+
+
+class LmdbAdapter:
+    name = "lmdb"
+
+    def open(self, path):
+        import lmdb
+        self.env = lmdb.open(path, map_size=1 << 34, sync=False, metasync=False)
+        env = self.env
+
+        def put(k, v):
+            with env.begin(write=True) as txn:
+                txn.put(k, v)
+
+        def get(k):
+            with env.begin() as txn:
+                return txn.get(k)
+        return put, get
+
+    def batch(self, pairs):
+        with self.env.begin(write=True) as txn:
+            for k, v in pairs:
+                txn.put(k, v)
+
+    def close(self):
+        self.env.close()
+
+
+class SqliteAdapter:
+    name = "sqlite3"
+
+    def open(self, path):
+        os.makedirs(path, exist_ok=True)
+        self.db = sqlite3.connect(os.path.join(path, "db.sqlite"), isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID")
+        db = self.db
+
+        def put(k, v):
+            db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (k, v))
+
+        def get(k):
+            row = db.execute("SELECT v FROM kv WHERE k = ?", (k,)).fetchone()
+            return row[0] if row else None
+        return put, get
+
+    def batch(self, pairs):
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO kv VALUES (?, ?)", pairs)
+        self.db.execute("COMMIT")
+
+    def close(self):
+        self.db.close()
+
+
+class DbmAdapter:
+    name = "dbm"
+
+    def open(self, path):
+        os.makedirs(path, exist_ok=True)
+        self.db = dbm.open(os.path.join(path, "db"), "n")
+        db = self.db
+
+        def put(k, v):
+            db[k] = v
+        return put, db.get
+
+    def batch(self, pairs):
+        for k, v in pairs:
+            self.db[k] = v
+
+    def close(self):
+        self.db.close()
+
+
+ADAPTERS = {a.name: a for a in (KvcyAdapter, PlyvelAdapter, RocksdictAdapter, LmdbAdapter,
+                                SqliteAdapter, DbmAdapter)}
+
+
+def run_once(adapter, num, workloads, rng_seed):
+    rng = random.Random(rng_seed)
+    value = make_value(rng)
+    keys = [b"%016d" % i for i in range(num)]
+    shuffled = keys[:]
+    rng.shuffle(shuffled)
+    tmp = tempfile.mkdtemp(prefix="kvcy-peers-")
+    out = {}
+    try:
+        path = os.path.join(tmp, "db")
+        put, get = adapter.open(path)
+        if "fillseq" in workloads:
+            t = time.perf_counter()
+            for k in keys:
+                put(k, value)
+            out["fillseq"] = num / (time.perf_counter() - t)
+        adapter.close()
+        shutil.rmtree(path, ignore_errors=True)
+        put, get = adapter.open(path)
+        if "fillrandom" in workloads:
+            t = time.perf_counter()
+            for k in shuffled:
+                put(k, value)
+            out["fillrandom"] = num / (time.perf_counter() - t)
+        if "fillbatch" in workloads:
+            t = time.perf_counter()
+            for i in range(0, num, 1000):
+                adapter.batch([(k, value) for k in shuffled[i:i + 1000]])
+            out["fillbatch"] = num / (time.perf_counter() - t)
+        if "readrandom" in workloads:
+            t = time.perf_counter()
+            for k in shuffled:
+                get(k)
+            out["readrandom"] = num / (time.perf_counter() - t)
+        adapter.close()
+        if "readreopen" in workloads:
+            put, get = adapter.open_existing(path) if hasattr(adapter, "open_existing") \
+                else adapter.open(path) if adapter.name in ("kvcy", "plyvel", "rocksdict") \
+                else (None, None)
+            if get is not None:
+                t = time.perf_counter()
+                for k in shuffled:
+                    get(k)
+                out["readreopen"] = num / (time.perf_counter() - t)
+                adapter.close()
+        out["disk_bytes"] = sum(os.path.getsize(os.path.join(d, f))
+                                for d, _, fs in os.walk(path) for f in fs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num", type=int, default=200000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--peers", default="plyvel")
+    parser.add_argument("--workloads", default="fillseq,fillrandom,fillbatch,readrandom,readreopen")
+    parser.add_argument("--seed", type=int, default=301)
+    args = parser.parse_args(argv)
+    workloads = args.workloads.split(",")
+    names = ["kvcy"] + [p for p in args.peers.split(",") if p and p != "kvcy"]
+    results = {}
+    for round_ in range(args.repeat):
+        # Interleave engines within each round so machine noise hits all alike.
+        for name in names:
+            try:
+                r = run_once(ADAPTERS[name](), args.num, workloads, args.seed + round_)
+            except ImportError as exc:
+                print("skipping %s: %s" % (name, exc), file=sys.stderr)
+                names.remove(name)
+                continue
+            for k, v in r.items():
+                results.setdefault(name, {}).setdefault(k, []).append(v)
+    cols = [w for w in workloads] + ["disk_bytes"]
+    print("%d keys, 16-byte keys, %d-byte values, median of %d runs (ops/s; ratio = kvcy/peer)"
+          % (args.num, VALUE_BYTES, args.repeat))
+    print("%-10s" % "engine" + "".join("%16s" % c for c in cols))
+    for name in names:
+        row = "%-10s" % name
+        for c in cols:
+            vals = results.get(name, {}).get(c)
+            row += "%16s" % (format(int(statistics.median(vals)), ",") if vals else "-")
+        print(row)
+    for name in names[1:]:
+        row = "%-10s" % ("kvcy/" + name)[:10]
+        for c in cols:
+            a = results["kvcy"].get(c)
+            b = results.get(name, {}).get(c)
+            row += "%16s" % ("%.2fx" % (statistics.median(a) / statistics.median(b))
+                             if a and b else "-")
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
