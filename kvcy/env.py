@@ -220,6 +220,13 @@ class RandomAccessFile:
         if fd >= 0:
             os.close(fd)
 
+    def __del__(self):
+        # Tables drop their file when the last reader lets go (table_cache.py).
+        try:
+            self.close()
+        except Exception:
+            pass
+
 
 # --- LOCK file -------------------------------------------------------------
 # flock() excludes other processes.  Inside one process a second flock on a
