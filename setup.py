@@ -23,7 +23,7 @@ ANNOTATE = os.environ.get("KVCY_ANNOTATE", "") not in ("", "0")
 
 # Kernels whose hot loops work on raw pointers with explicit limits.
 UNCHECKED_KERNELS = {"_coding", "_crc32c", "_block", "_bloom", "_skiplist", "_merge",
-                     "_arena", "_memtable", "_write_batch", "_log_record"}
+                     "_arena", "_memtable", "_write_batch", "_log_record", "_block_builder"}
 
 BASE_DIRECTIVES = {
     "language_level": 3,

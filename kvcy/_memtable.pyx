@@ -39,12 +39,12 @@ cdef class MemTable:
 
     cdef int add_raw(self, uint64_t sequence, int kind, const unsigned char* key, size_t key_len,
                      const unsigned char* value, size_t value_len) except -1:
-        self.table.insert(key, key_len, pack_tag(sequence, kind), value, value_len)
-        self.data_bytes += key_len + value_len
-        if self.first_seq == 0 or sequence < self.first_seq:
+        if self.table.count == 0 or sequence < self.first_seq:
             self.first_seq = sequence
         if sequence > self.last_seq:
             self.last_seq = sequence
+        self.table.insert(key, key_len, pack_tag(sequence, kind), value, value_len)
+        self.data_bytes += key_len + value_len
         return 0
 
     cdef SkipNode* lookup(self, const unsigned char* key, size_t key_len,
@@ -55,7 +55,7 @@ cdef class MemTable:
             return n
         return NULL
 
-    def add(self, uint64_t sequence, int kind, const unsigned char[::1] key,
+    def add(self, uint64_t sequence, int kind, const unsigned char[::1] key not None,
             const unsigned char[::1] value=None):
         """Insert one entry.  REQUIRES: the caller holds the engine's write lock."""
         if sequence > MAX_SEQUENCE:
@@ -71,6 +71,10 @@ cdef class MemTable:
         """Value of the newest entry of key visible at sequence, DELETED, or None."""
         cdef SkipNode* n
         cdef const unsigned char[::1] view
+        if sequence > MAX_SEQUENCE:
+            raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
+        if key is None:
+            raise TypeError("key must be bytes-like, not None")
         if PyBytes_CheckExact(key):
             n = self.lookup(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
                             sequence)

@@ -182,7 +182,7 @@ cdef class WriteBatch:
         return self.count_
 
 
-def encode_single(uint64_t sequence, int kind, const unsigned char[::1] key,
+def encode_single(uint64_t sequence, int kind, const unsigned char[::1] key not None,
                   const unsigned char[::1] value=None):
     """The rep of a one-entry batch; the fast path of put() and delete()."""
     cdef size_t klen = key.shape[0]
@@ -192,6 +192,8 @@ def encode_single(uint64_t sequence, int kind, const unsigned char[::1] key,
     cdef unsigned char* p
     cdef size_t cap = BATCH_HEADER_BYTES + 11 + klen + vlen
     check_entry(klen, vlen)
+    if sequence > MAX_SEQUENCE:
+        raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
     if kind != KIND_VALUE and kind != KIND_DELETE:
         raise ValueError("unknown entry kind %d" % kind)
     if cap > sizeof(small):
@@ -248,14 +250,14 @@ cdef Py_ssize_t check_rep(const unsigned char* base, size_t n) except -1:
     return count
 
 
-def batch_header(const unsigned char[::1] rep):
+def batch_header(const unsigned char[::1] rep not None):
     """(sequence, count) of a rep, validating the whole rep first."""
     cdef size_t n = rep.shape[0]
     cdef Py_ssize_t count = check_rep(_ptr(rep), n)
     return load_fixed64(&rep[0]), count
 
 
-def apply_batch(const unsigned char[::1] rep, MemTable mem):
+def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
     """Insert every entry of rep into mem (entry i at sequence + i).
 
     The rep is validated completely before the first insert.  Returns the
@@ -282,10 +284,10 @@ def apply_batch(const unsigned char[::1] rep, MemTable mem):
         else:
             mem.add_raw(seq, kind, key, klen, NULL, 0)
         seq += 1
-    return load_fixed64(base) + count - 1
+    return <object>load_fixed64(base) + count - 1
 
 
-def iterate_batch(const unsigned char[::1] rep):
+def iterate_batch(const unsigned char[::1] rep not None):
     """List of (kind, key, value) for a rep (value None for deletes); validates first."""
     cdef size_t n = rep.shape[0]
     cdef const unsigned char* base = _ptr(rep)

@@ -1,16 +1,26 @@
 """Log reader: yields the logical records of a log, and tells damage from a torn tail.
 
 A crash can leave the end of the last record incomplete (a torn tail): a
-short header, a length past the end of the file, a fragment chain with no
-LAST, or a zero-filled or garbled tail after the last intact record.  That
-is expected; the reader stops there and reports it in `torn_tail_bytes`.
+short header, a record cut off by the end of the file, a fragment chain with
+no LAST, or zeros or garbage after the last intact record.  That is
+expected; the reader stops there and reports it in `torn_tail_bytes`.
 
-Damage that is followed by an intact record is not a torn tail: something
-in the middle of the history was lost.  With paranoid=True the reader
-raises CorruptionError naming the file and offset; otherwise it stops at
-the last intact record (point-in-time recovery) and records what it dropped
-in `dropped_bytes` and `damage`.  It never yields a record after damage, so
-what it returns is always a prefix of what was written.
+Damage that is followed by the start of an intact record (FULL or FIRST,
+with a good checksum) is not a torn tail: something in the middle of the
+history was lost.  With paranoid=True the reader raises CorruptionError
+naming the file and offset; otherwise it stops at the last intact record
+(point-in-time recovery) and records what it dropped in `dropped_bytes` and
+`damage`.  It never yields a record after damage, so what it returns is
+always a prefix of what was written.
+
+The search for intact records after damage looks at every byte offset, so
+damage in the middle of a block is found.  One case needs more proof: a
+record whose header looks sound but whose data runs past the end of the
+file is usually a record cut off by a crash, and its data may hold anything
+(a user value can even contain bytes that look like log records).  There
+the reader reports damage only if it finds a chain of intact records that
+runs on to the very end of the file, which a cut-off value almost never
+imitates, while a flipped length in front of intact records always does.
 
 Not thread-safe; recovery reads each log once.
 """
@@ -21,7 +31,7 @@ from kvcy.errors import CorruptionError
 from kvcy.log_format import (FIRST_TYPE, FULL_TYPE, LAST_TYPE, LOG_BLOCK_BYTES,
                              LOG_HEADER_BYTES, MIDDLE_TYPE, ZERO_TYPE)
 
-_HEADER = struct.Struct("<IHB")
+_LENGTH_TYPE = struct.Struct("<HB")
 
 
 class LogReader:
@@ -40,49 +50,85 @@ class LogReader:
     def _physical(self, offset):
         """Parse the physical record at offset.
 
-        Returns (type, data_start, length, next_offset), or (None, reason,
-        offset, next_offset) when the record is missing or damaged.
+        Returns (type, data_start, length, next_offset) for an intact record,
+        ("skip", None, 0, next_block) for a block trailer, or
+        (None, reason, search_from, to_end) for a missing or damaged one, where
+        search_from is where intact records after it would be looked for and
+        to_end says they must chain on to the end of the file to count.
         """
         data = self.data
-        in_block = offset % LOG_BLOCK_BYTES
-        left_in_block = LOG_BLOCK_BYTES - in_block
+        left_in_block = LOG_BLOCK_BYTES - offset % LOG_BLOCK_BYTES
         if left_in_block < LOG_HEADER_BYTES:
             return ("skip", None, 0, offset + left_in_block)
         if len(data) - offset < LOG_HEADER_BYTES:
-            return (None, "truncated record header", offset, len(data))
-        _, length, rtype = _HEADER.unpack_from(data, offset)
-        if rtype == ZERO_TYPE and length == 0:
-            return (None, "zero-filled space", offset, offset + left_in_block)
-        if LOG_HEADER_BYTES + length > left_in_block:
-            return (None, "record length %d runs past its block" % length, offset,
-                    offset + left_in_block)
-        if LOG_HEADER_BYTES + length > len(data) - offset:
-            return (None, "record runs past the end of the file", offset, len(data))
+            return (None, "truncated record header", len(data), False)
+        length, rtype = _LENGTH_TYPE.unpack_from(data, offset + 4)
+        header_ok = FULL_TYPE <= rtype <= LAST_TYPE and LOG_HEADER_BYTES + length <= left_in_block
+        if header_ok and LOG_HEADER_BYTES + length > len(data) - offset:
+            # Cut off by the end of the file: its data is not searched.
+            return (None, "record runs past the end of the file", offset + 1, True)
+        if rtype == ZERO_TYPE and length == 0 and not any(data[offset:offset + 4]):
+            return (None, "zero-filled space", offset + 1, False)
+        if rtype < FULL_TYPE or rtype > LAST_TYPE:
+            return (None, "record of unknown type %d" % rtype, offset + 1, False)
+        if not header_ok:
+            return (None, "record length %d runs past its block" % length, offset + 1, False)
         if not record_checksum_ok(data, offset, length):
-            return (None, "checksum mismatch", offset, offset + LOG_HEADER_BYTES + length)
-        if rtype > LAST_TYPE:
-            return (None, "unknown record type %d" % rtype, offset, offset + LOG_HEADER_BYTES + length)
+            return (None, "checksum mismatch", offset + 1, False)
         return (rtype, offset + LOG_HEADER_BYTES, length, offset + LOG_HEADER_BYTES + length)
 
-    def _intact_record_after(self, offset):
-        """True iff some intact physical record starts at or after offset.
+    def _record_start_at(self, pos):
+        """True iff an intact FULL or FIRST record starts at pos."""
+        data = self.data
+        if len(data) - pos < LOG_HEADER_BYTES:
+            return False
+        length, rtype = _LENGTH_TYPE.unpack_from(data, pos + 4)
+        if rtype != FULL_TYPE and rtype != FIRST_TYPE:
+            return False
+        if LOG_HEADER_BYTES + length > LOG_BLOCK_BYTES - pos % LOG_BLOCK_BYTES:
+            return False
+        if LOG_HEADER_BYTES + length > len(data) - pos:
+            return False
+        return record_checksum_ok(data, pos, length)
 
-        Every block begins with a record header, so a resync tries each later
-        block start and, in the current block, the records after offset.
-        """
-        pos = offset
+    def _chains_to_end(self, pos):
+        """True iff intact physical records run from pos to the end of the file."""
         while pos < len(self.data):
             rtype, _, _, nxt = self._physical(pos)
-            if rtype is not None and rtype != "skip":
-                return True
-            if nxt <= pos:
-                break
+            if rtype is None:
+                return False
             pos = nxt
+        return True
+
+    def _intact_record_after(self, start, to_end=False):
+        """True iff an intact FULL or FIRST record starts at some offset >= start
+        (and, with to_end, intact records run from it to the end of the file).
+
+        Only FULL and FIRST count: MIDDLE and LAST fragments after damage may
+        be the rest of the damaged record itself.
+        """
+        data = self.data
+        find = data.find
+        pos = start
+        end = len(data) - LOG_HEADER_BYTES
+        while pos <= end:
+            # A record's type byte is at +6; jump to the next candidate type byte.
+            a = find(b"\x01", pos + 6)
+            b = find(b"\x02", pos + 6)
+            cands = [c for c in (a, b) if c >= 0]
+            if not cands:
+                return False
+            pos = min(cands) - 6
+            if pos > end:
+                return False
+            if self._record_start_at(pos) and (not to_end or self._chains_to_end(pos)):
+                return True
+            pos += 1
         return False
 
-    def _damaged(self, reason, offset, resync_from):
+    def _damaged(self, reason, offset, search_from, to_end=False):
         """Handle damage at offset; returns normally only to stop reading."""
-        if self._intact_record_after(resync_from):
+        if self._intact_record_after(search_from, to_end):
             self.damage = "%s at offset %d of %s" % (reason, offset, self.path)
             if self.paranoid:
                 raise CorruptionError("log damaged: %s, with intact records after it"
@@ -94,7 +140,7 @@ class LogReader:
     def __iter__(self):
         data = self.data
         offset = 0
-        fragments = None      # list of memoryview slices of an open FIRST..LAST chain
+        fragments = None      # memoryview slices of an open FIRST..LAST chain
         start = 0
         view = memoryview(data)
         while offset < len(data):
@@ -103,7 +149,7 @@ class LogReader:
                 offset = nxt
                 continue
             if rtype is None:
-                self._damaged(a, b, nxt)
+                self._damaged(a, offset, b, nxt)
                 return
             chunk = view[a:a + b]
             if rtype == FULL_TYPE:

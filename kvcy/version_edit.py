@@ -75,6 +75,13 @@ class VersionEdit:
         self.deleted_files.add((level, number))
 
     def encode(self):
+        for level, key in self.compact_pointers:
+            _check_level_key(level, key, "compact pointer")
+        for level, meta in self.new_files:
+            _check_level_key(level, meta.smallest, "smallest key")
+            _check_level_key(level, meta.largest, "largest key")
+        for level, _ in self.deleted_files:
+            _check_level_key(level, b"\0" * 8, "deleted file")
         out = []
         if self.log_number is not None:
             out += [encode_varint32(LOG_NUMBER), encode_varint64(self.log_number)]
@@ -108,6 +115,8 @@ class VersionEdit:
             elif tag == COMPACT_POINTER:
                 level, pos = _level(data, pos)
                 key, pos = _get_lenbytes(data, pos, "compact pointer")
+                if len(key) < 8:
+                    raise CorruptionError("version edit: compact pointer shorter than its tag")
                 edit.compact_pointers.append((level, key))
             elif tag == DELETED_FILE:
                 level, pos = _level(data, pos)
@@ -126,6 +135,13 @@ class VersionEdit:
             else:
                 raise CorruptionError("version edit: unknown tag %d at offset %d" % (tag, pos))
         return edit
+
+
+def _check_level_key(level, key, what):
+    if not 0 <= level < MAX_LEVELS_ON_DISK:
+        raise ValueError("version edit: level %d out of range" % level)
+    if len(key) < 8:
+        raise ValueError("version edit: %s shorter than its 8-byte tag" % what)
 
 
 def _lenbytes(data):

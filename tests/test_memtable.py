@@ -61,7 +61,7 @@ def scan_backward(it):
 
 
 @st.composite
-def entries(draw, min_size=0, max_size=60):
+def entries(draw, min_size=0, max_size=40):
     """A list of entries with distinct sequence numbers (as the engine assigns them)."""
     keys = draw(st.lists(KEYS, min_size=min_size, max_size=max_size))
     seqs = draw(st.permutations(range(1, len(keys) + 1)))
@@ -170,7 +170,7 @@ def test_get_copies_the_value():
     assert mem.get(b"k") == b"before"
 
 
-@settings(max_examples=75, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(entries(), st.data())
 def test_get_matches_model(ents, data):
     mem = MemTable()
@@ -224,9 +224,6 @@ def test_str_keys_and_values_raise_type_error():
     assert len(mem) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: MemTable.add/get accept None as a key (typed "
-                   "memoryview argument without `not None`): add(1, 1, None, b'x') stores an "
-                   "entry under the empty key and get(None) returns it")
 def test_none_key_raises_type_error():
     mem = MemTable()
     with pytest.raises(TypeError):
@@ -235,9 +232,6 @@ def test_none_key_raises_type_error():
         mem.get(None)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: MemTable.get(key, sequence) does not check "
-                   "sequence <= 2**56-1; pack_tag(sequence, 0xff) overflows, so "
-                   "get(k, 2**56) silently reads at sequence 0 and returns None")
 def test_get_with_sequence_over_56_bits_is_refused():
     mem = MemTable()
     mem.add(5, KIND_VALUE, b"k", b"v")
@@ -257,8 +251,6 @@ def test_first_and_last_sequence():
     assert (mem.first_sequence, mem.last_sequence) == (3, 9)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: MemTable uses first_seq == 0 as 'empty', so "
-                   "after add(0, ...) then add(5, ...) first_sequence is 5, not 0")
 def test_first_sequence_zero_is_kept():
     mem = MemTable()
     mem.add(0, KIND_VALUE, b"a", b"1")
@@ -452,7 +444,7 @@ def test_seek_refuses_target_shorter_than_a_tag():
         it.seek("k" * 8)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(entries(min_size=1), KEYS, st.integers(min_value=0, max_value=70),
        st.sampled_from([KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK]))
 def test_seek_matches_model(ents, key, seq, kind):
@@ -479,7 +471,7 @@ OPS = st.lists(st.one_of(
 ), max_size=40)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(entries(), OPS)
 def test_navigation_matches_model(ents, ops):
     mem = MemTable()

@@ -1,0 +1,533 @@
+# cython: language_level=3, embedsignature=True
+"""Block and BlockIterator: the validating reader of one table block.
+
+    block := entry* restart:fixed32[num_restarts] num_restarts:fixed32
+    entry := shared:varint32 non_shared:varint32 value_length:varint32
+             key_delta[non_shared] value[value_length]
+
+(written by kvcy._block_builder; docs/format.md, "Blocks").  Keys are
+internal keys, user key + fixed64 tag, ordered by compare_internal: user key
+ascending bytewise, then tag descending (newest first).
+
+The bytes come from disk, so nothing in them is trusted.  Block() checks the
+trailer up front: the restart count fits the block, restart[0] is 0 and the
+offsets increase strictly and lie below the restart array.  Each entry is
+checked as it is decoded, against the start of the restart array (lengths
+are compared with what remains, never added to a pointer first): shared at
+most the previous key's length, key delta and value inside the entries,
+keys at least 8 bytes, restart entries with shared == 0, and entries that
+land exactly on every restart point they pass (a scan that reaches the end
+has met every restart point).  A failed check stops the
+cursor with an error code (no exception inside the C loops); the Python
+boundary turns it into CorruptionError("block: ... at offset N").
+
+A BlockIterator that met corruption is invalid for good: status() returns
+the error and every move or accessor raises it again.  Block.get() is the
+point-lookup fast path: binary search over the restart points, then a
+linear scan, in C, with no Python object made until the answer.
+
+Thread-safety: a Block is immutable and can be shared (the block cache
+does); a BlockIterator must be used by one thread at a time.
+"""
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, realloc, free, abort
+from libc.string cimport memcpy
+from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
+                            PyBytes_CheckExact)
+
+from kvcy._coding cimport get_varint32, load_fixed32, load_fixed64
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+                             pack_tag, compare_internal, compare_user_keys)
+from kvcy._debug cimport KVCY_DEBUG
+from kvcy.errors import CorruptionError
+
+cdef size_t MAX_BLOCK = 0xFFFFFFFFu
+
+
+# -- the cursor: C only, never raises -----------------------------------------
+#
+# A cursor is valid iff current < restarts.  Its value pointer doubles as the
+# "end of the current entry": the next entry starts at value + value_len (for
+# a fresh cursor, value points at the restart where the scan starts).
+
+cdef inline uint32_t restart_point(const BlockCursor* c, uint32_t i) noexcept nogil:
+    if KVCY_DEBUG:
+        if i >= c.num_restarts:
+            abort()          # a kvcy bug, not corruption: every caller checks i
+    return load_fixed32(c.data + c.restarts + 4 * <size_t>i)
+
+
+cdef inline uint32_t next_entry_offset(const BlockCursor* c) noexcept nogil:
+    return <uint32_t>(c.value + c.value_len - c.data)
+
+
+cdef inline void cursor_invalidate(BlockCursor* c) noexcept nogil:
+    c.current = c.restarts
+    c.restart_index = c.num_restarts
+    c.value = c.data + c.restarts
+    c.value_len = 0
+
+
+cdef inline int cursor_error(BlockCursor* c, int code, uint32_t offset) noexcept nogil:
+    # Stop the cursor for good; returns -1 for the caller to pass on.
+    c.error = code
+    c.error_offset = offset
+    cursor_invalidate(c)
+    return -1
+
+
+cdef inline void cursor_to_restart(BlockCursor* c, uint32_t index) noexcept nogil:
+    # Position before the entry at restart point `index`: parse_next reads it.
+    c.key_len = 0
+    c.restart_index = index
+    c.value = c.data + restart_point(c, index)
+    c.value_len = 0
+
+
+cdef inline const unsigned char* decode_entry(const unsigned char* p, const unsigned char* limit,
+                                              uint32_t* shared, uint32_t* non_shared,
+                                              uint32_t* value_len) noexcept nogil:
+    # The three lengths of the entry at p; returns the key delta, or NULL when
+    # the header is bad or the delta and value do not fit before limit.
+    cdef size_t remaining
+    if limit - p >= 3 and (p[0] | p[1] | p[2]) < 0x80:
+        shared[0] = p[0]                     # fast path: three one-byte varints
+        non_shared[0] = p[1]
+        value_len[0] = p[2]
+        p += 3
+    else:
+        p = get_varint32(p, limit, shared)
+        if p == NULL:
+            return NULL
+        p = get_varint32(p, limit, non_shared)
+        if p == NULL:
+            return NULL
+        p = get_varint32(p, limit, value_len)
+        if p == NULL:
+            return NULL
+    remaining = <size_t>(limit - p)
+    if non_shared[0] > remaining or value_len[0] > remaining - non_shared[0]:
+        return NULL
+    return p
+
+
+cdef int cursor_reserve(BlockCursor* c, size_t n) noexcept nogil:
+    # Grow the key buffer to n bytes, keeping the current key; -1 if out of memory.
+    cdef size_t cap = c.key_cap * 2
+    cdef unsigned char* grown
+    if cap < n:
+        cap = n
+    if c.key == c.inline_key:
+        grown = <unsigned char*>malloc(cap)
+        if grown == NULL:
+            return -1
+        memcpy(grown, c.key, c.key_len)
+    else:
+        grown = <unsigned char*>realloc(c.key, cap)
+        if grown == NULL:
+            return -1
+    c.key = grown
+    c.key_cap = cap
+    return 0
+
+
+cdef inline void cursor_free(BlockCursor* c) noexcept nogil:
+    if c.key != c.inline_key:
+        free(c.key)
+    c.key = c.inline_key
+    c.key_cap = CURSOR_INLINE_KEY_BYTES
+
+
+cdef int cursor_parse_next(BlockCursor* c) noexcept nogil:
+    # Step to the entry after the current one: 1 on it, 0 past the last entry,
+    # -1 stopped (c.error says why).
+    cdef const unsigned char* limit = c.data + c.restarts
+    cdef const unsigned char* q
+    cdef uint32_t shared, non_shared, vlen, rp
+    cdef size_t key_len
+    c.current = next_entry_offset(c)
+    if c.current >= c.restarts:
+        if c.restart_index + 1 < c.num_restarts:
+            # A restart point inside the last entry: the restart array lies.
+            return cursor_error(c, BLOCK_BAD_RESTART, c.current)
+        cursor_invalidate(c)
+        return 0
+    q = decode_entry(c.data + c.current, limit, &shared, &non_shared, &vlen)
+    if q == NULL:
+        return cursor_error(c, BLOCK_BAD_ENTRY, c.current)
+    if shared > c.key_len:
+        return cursor_error(c, BLOCK_BAD_SHARED, c.current)
+    key_len = <size_t>shared + non_shared
+    if key_len < TAG_BYTES:
+        return cursor_error(c, BLOCK_SHORT_KEY, c.current)
+    if key_len > c.key_cap and cursor_reserve(c, key_len) < 0:
+        return cursor_error(c, BLOCK_NO_MEMORY, c.current)
+    if KVCY_DEBUG:
+        if (q < c.data or q > limit or non_shared > <size_t>(limit - q)
+                or vlen > <size_t>(limit - q) - non_shared or key_len > c.key_cap):
+            return cursor_error(c, BLOCK_INVARIANT, c.current)
+    memcpy(c.key + shared, q, non_shared)
+    c.key_len = key_len
+    c.value = q + non_shared
+    c.value_len = vlen
+    # Keep restart_index on the last restart point at or before current;
+    # a restart point between two entries means the restart array lies.
+    while c.restart_index + 1 < c.num_restarts:
+        rp = restart_point(c, c.restart_index + 1)
+        if rp > c.current:
+            break
+        if rp != c.current:
+            return cursor_error(c, BLOCK_BAD_RESTART, c.current)
+        c.restart_index += 1
+    if shared != 0 and restart_point(c, c.restart_index) == c.current:
+        return cursor_error(c, BLOCK_BAD_RESTART, c.current)
+    return 1
+
+
+cdef inline int compare_cursor(const BlockCursor* c, const unsigned char* ukey, size_t ulen,
+                               uint64_t tag) noexcept nogil:
+    # compare_internal(current key, (ukey, tag)).  REQUIRES: c is on an entry.
+    return compare_internal(c.key, c.key_len - TAG_BYTES, load_fixed64(c.key + c.key_len - TAG_BYTES),
+                            ukey, ulen, tag)
+
+
+cdef int cursor_seek(BlockCursor* c, const unsigned char* ukey, size_t ulen,
+                     uint64_t tag) noexcept nogil:
+    # First entry >= (ukey, tag): 1 on it, 0 none, -1 stopped.
+    cdef const unsigned char* limit = c.data + c.restarts
+    cdef const unsigned char* q
+    cdef uint32_t left = 0, right = c.num_restarts - 1, mid, offset
+    cdef uint32_t shared, non_shared, vlen
+    cdef int r
+    # Binary search for the last restart point whose key is < target; restart
+    # entries hold their whole key, so it is read in place.
+    while left < right:
+        mid = left + (right - left + 1) // 2
+        offset = restart_point(c, mid)
+        q = decode_entry(c.data + offset, limit, &shared, &non_shared, &vlen)
+        if q == NULL:
+            return cursor_error(c, BLOCK_BAD_ENTRY, offset)
+        if shared != 0:
+            return cursor_error(c, BLOCK_BAD_RESTART, offset)
+        if non_shared < TAG_BYTES:
+            return cursor_error(c, BLOCK_SHORT_KEY, offset)
+        if compare_internal(q, non_shared - TAG_BYTES, load_fixed64(q + non_shared - TAG_BYTES),
+                            ukey, ulen, tag) < 0:
+            left = mid
+        else:
+            right = mid - 1
+    cursor_to_restart(c, left)
+    while True:
+        r = cursor_parse_next(c)
+        if r <= 0:
+            return r
+        if compare_cursor(c, ukey, ulen, tag) >= 0:
+            return 1
+
+
+cdef int cursor_seek_to_first(BlockCursor* c) noexcept nogil:
+    cursor_to_restart(c, 0)
+    return cursor_parse_next(c)
+
+
+cdef int cursor_seek_to_last(BlockCursor* c) noexcept nogil:
+    cdef int r
+    cursor_to_restart(c, c.num_restarts - 1)
+    while True:
+        r = cursor_parse_next(c)
+        if r <= 0 or next_entry_offset(c) >= c.restarts:
+            return r
+
+
+cdef int cursor_prev(BlockCursor* c) noexcept nogil:
+    # Step back one entry: rescan from the restart point before current.
+    # REQUIRES: c is on an entry.
+    cdef uint32_t original = c.current
+    cdef uint32_t end
+    cdef int r
+    while restart_point(c, c.restart_index) >= original:
+        if c.restart_index == 0:
+            cursor_invalidate(c)             # current was the first entry
+            return 0
+        c.restart_index -= 1
+    cursor_to_restart(c, c.restart_index)
+    while True:
+        r = cursor_parse_next(c)
+        if r < 0:
+            return r
+        end = next_entry_offset(c)
+        if r == 0 or end > original:
+            # The rescan stepped over `original`: the restart array is wrong.
+            return cursor_error(c, BLOCK_BAD_RESTART, original)
+        if end == original:
+            return 1
+
+
+cdef object cursor_exception(const BlockCursor* c):
+    # The exception for a stopped cursor.
+    cdef int code = c.error
+    if code == BLOCK_NO_MEMORY:
+        return MemoryError("block: no memory for a key at offset %d" % c.error_offset)
+    if code == BLOCK_INVARIANT:
+        return RuntimeError("block: internal range check failed at offset %d (a kvcy bug)"
+                            % c.error_offset)
+    if code == BLOCK_BAD_ENTRY:
+        what = "entry header or lengths run past the end of the entries"
+    elif code == BLOCK_BAD_SHARED:
+        what = "shared prefix longer than the previous key"
+    elif code == BLOCK_SHORT_KEY:
+        what = "key shorter than its 8-byte tag"
+    elif code == BLOCK_BAD_RESTART:
+        what = "restart array does not match the entries"
+    else:
+        what = "unknown error %d" % code
+    return CorruptionError("block: %s at offset %d" % (what, c.error_offset))
+
+
+cdef inline int _borrow(object obj, const unsigned char** p, size_t* n, str what) except -1:
+    # Pointer and length of a bytes-like argument; obj must stay referenced.
+    cdef const unsigned char[::1] view
+    if PyBytes_CheckExact(obj):
+        p[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
+        n[0] = PyBytes_GET_SIZE(obj)
+        return 0
+    if isinstance(obj, str):
+        raise TypeError("%s must be bytes-like, not str" % what)
+    view = obj
+    n[0] = view.shape[0]
+    p[0] = <const unsigned char*>"" if n[0] == 0 else &view[0]
+    return 0
+
+
+# -- Block --------------------------------------------------------------------
+
+cdef class Block:
+    """One block's bytes, checked; see the module docstring."""
+
+    def __cinit__(self, data):
+        cdef Py_ssize_t n
+        cdef uint32_t num, i, offset, restarts, prev = 0
+        if not PyBytes_CheckExact(data):
+            if isinstance(data, str):
+                raise TypeError("block data must be bytes-like, not str")
+            data = bytes(memoryview(data))
+        n = PyBytes_GET_SIZE(data)
+        self.data = data
+        self.base = <const unsigned char*>PyBytes_AS_STRING(data)
+        if n < 4:
+            raise CorruptionError("block: %d bytes is too short for a restart count" % n)
+        if <size_t>n > MAX_BLOCK:
+            raise CorruptionError("block: %d bytes exceeds the 4 GiB its offsets can address" % n)
+        num = load_fixed32(self.base + n - 4)
+        if num == 0:
+            raise CorruptionError("block: restart count is 0")
+        if num > (n - 4) // 4:
+            raise CorruptionError("block: restart count %d does not fit in %d bytes" % (num, n))
+        restarts = <uint32_t>(n - 4 - 4 * <size_t>num)
+        for i in range(num):
+            offset = load_fixed32(self.base + restarts + 4 * <size_t>i)
+            if i == 0:
+                if offset != 0:
+                    raise CorruptionError("block: restart 0 at offset %d, not 0" % offset)
+            elif offset <= prev:
+                raise CorruptionError("block: restart %d at offset %d does not follow %d"
+                                      % (i, offset, prev))
+            elif offset >= restarts:
+                raise CorruptionError("block: restart %d at offset %d lies past the %d bytes "
+                                      "of entries" % (i, offset, restarts))
+            prev = offset
+        self.size_ = <uint32_t>n
+        self.restarts = restarts
+        self.num_restarts_ = num
+
+    cdef void init_cursor(self, BlockCursor* c) noexcept:
+        c.data = self.base
+        c.restarts = self.restarts
+        c.num_restarts = self.num_restarts_
+        c.key = c.inline_key
+        c.key_len = 0
+        c.key_cap = CURSOR_INLINE_KEY_BYTES
+        c.error = BLOCK_OK
+        c.error_offset = 0
+        cursor_invalidate(c)
+
+    @property
+    def size(self):
+        """Bytes of the block, restart array included."""
+        return self.size_
+
+    @property
+    def num_restarts(self):
+        return self.num_restarts_
+
+    def iterator(self):
+        """A new BlockIterator, not yet positioned."""
+        return BlockIterator(self)
+
+    def get(self, user_key, uint64_t sequence):
+        """(kind, value, sequence) of the newest entry of user_key with sequence
+        <= `sequence`, or None when the block has none.
+
+        kind is KIND_VALUE (1) or KIND_DELETE (0, value b"").  A sequence above
+        the 56-bit maximum is treated as the maximum.  Raises CorruptionError.
+        """
+        cdef const unsigned char* ukey
+        cdef size_t ulen
+        cdef BlockCursor c
+        cdef int r, kind
+        cdef uint64_t tag
+        _borrow(user_key, &ukey, &ulen, "user_key")
+        if sequence > MAX_SEQUENCE:
+            sequence = MAX_SEQUENCE
+        self.init_cursor(&c)
+        r = cursor_seek(&c, ukey, ulen, pack_tag(sequence, KIND_FOR_SEEK))
+        try:
+            if r < 0:
+                raise cursor_exception(&c)
+            if r == 0 or compare_user_keys(c.key, c.key_len - TAG_BYTES, ukey, ulen) != 0:
+                return None
+            tag = load_fixed64(c.key + c.key_len - TAG_BYTES)
+            kind = <int>(tag & 0xFF)
+            if kind == KIND_VALUE:
+                return (KIND_VALUE,
+                        PyBytes_FromStringAndSize(<const char*>c.value, c.value_len),
+                        tag >> 8)
+            if kind == KIND_DELETE:
+                return (KIND_DELETE, b"", tag >> 8)
+            raise CorruptionError("block: entry of unknown kind %d at offset %d"
+                                  % (kind, c.current))
+        finally:
+            cursor_free(&c)
+
+
+# -- BlockIterator ------------------------------------------------------------
+
+cdef class BlockIterator:
+    """LevelDB's internal-iterator protocol over one Block."""
+
+    def __cinit__(self, Block block not None):
+        self.block = block
+        block.init_cursor(&self.c)
+        self.status_ = None
+
+    def __dealloc__(self):
+        cursor_free(&self.c)
+
+    # cdef face for Cython callers (see kvcy/_block.pxd)
+
+    cdef bint is_valid(self) noexcept:
+        return self.c.current < self.c.restarts
+
+    cdef const unsigned char* key_ptr(self) noexcept:
+        return self.c.key
+
+    cdef size_t key_len(self) noexcept:
+        return self.c.key_len
+
+    cdef const unsigned char* value_ptr(self) noexcept:
+        return self.c.value
+
+    cdef size_t value_len(self) noexcept:
+        return self.c.value_len
+
+    cdef int fail(self) except -1:
+        # Latch the cursor's error as the status and raise it.
+        if self.status_ is None:
+            self.status_ = cursor_exception(&self.c)
+        raise self.status_.with_traceback(None)
+
+    cdef int c_seek_to_first(self) except -1:
+        if self.c.error or cursor_seek_to_first(&self.c) < 0:
+            return self.fail()
+        return 0
+
+    cdef int c_seek_to_last(self) except -1:
+        if self.c.error or cursor_seek_to_last(&self.c) < 0:
+            return self.fail()
+        return 0
+
+    cdef int c_seek(self, const unsigned char* target, size_t n) except -1:
+        if self.c.error:
+            return self.fail()
+        if n < TAG_BYTES:
+            raise ValueError("seek target must be an internal key (user key + 8-byte tag)")
+        if cursor_seek(&self.c, target, n - TAG_BYTES, load_fixed64(target + n - TAG_BYTES)) < 0:
+            return self.fail()
+        return 0
+
+    cdef int c_next(self) except -1:
+        if self.c.error:
+            return self.fail()
+        if self.c.current >= self.c.restarts:
+            raise ValueError("next() on an invalid iterator")
+        if cursor_parse_next(&self.c) < 0:
+            return self.fail()
+        return 0
+
+    cdef int c_prev(self) except -1:
+        if self.c.error:
+            return self.fail()
+        if self.c.current >= self.c.restarts:
+            raise ValueError("prev() on an invalid iterator")
+        if cursor_prev(&self.c) < 0:
+            return self.fail()
+        return 0
+
+    cdef int check_entry(self, str what) except -1:
+        if self.c.error:
+            return self.fail()
+        if self.c.current >= self.c.restarts:
+            raise ValueError("%s() on an invalid iterator" % what)
+        return 0
+
+    # Python face
+
+    def valid(self):
+        """True iff positioned on an entry (never after corruption)."""
+        return self.c.current < self.c.restarts
+
+    def status(self):
+        """None, or the error that stopped the iterator."""
+        if self.status_ is None and self.c.error:
+            self.status_ = cursor_exception(&self.c)
+        return self.status_
+
+    def seek_to_first(self):
+        self.c_seek_to_first()
+
+    def seek_to_last(self):
+        self.c_seek_to_last()
+
+    def seek(self, target):
+        """Position at the first entry >= target (an internal key, bytes-like)."""
+        cdef const unsigned char* p
+        cdef size_t n
+        _borrow(target, &p, &n, "target")
+        self.c_seek(p, n)
+
+    def next(self):
+        self.c_next()
+
+    def prev(self):
+        self.c_prev()
+
+    def key(self):
+        """The internal key: user key + fixed64 tag."""
+        self.check_entry("key")
+        return PyBytes_FromStringAndSize(<const char*>self.c.key, self.c.key_len)
+
+    def value(self):
+        self.check_entry("value")
+        return PyBytes_FromStringAndSize(<const char*>self.c.value, self.c.value_len)
+
+    def user_key(self):
+        self.check_entry("user_key")
+        return PyBytes_FromStringAndSize(<const char*>self.c.key, self.c.key_len - TAG_BYTES)
+
+    def sequence(self):
+        self.check_entry("sequence")
+        return load_fixed64(self.c.key + self.c.key_len - TAG_BYTES) >> 8
+
+    def kind(self):
+        self.check_entry("kind")
+        return <int>(load_fixed64(self.c.key + self.c.key_len - TAG_BYTES) & 0xFF)

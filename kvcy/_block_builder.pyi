@@ -1,0 +1,20 @@
+"""Builder of one table block (prefix-compressed entries + restart array)."""
+from _typeshed import ReadableBuffer
+
+class BlockBuilder:
+    """REQUIRES: keys added in strictly increasing internal-key order."""
+    def __init__(self, restart_interval: int = 16) -> None:
+        """restart_interval >= 1 (ValueError otherwise)."""
+    def add(self, key: ReadableBuffer, value: ReadableBuffer) -> None:
+        """Append an entry; ProgrammingError after finish() until reset()."""
+    def current_size_estimate(self) -> int:
+        """Bytes finish() would return now."""
+    def finish(self) -> bytes: ...
+    def reset(self) -> None: ...
+    def empty(self) -> bool: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def last_key(self) -> bytes: ...
+    @property
+    def restart_interval(self) -> int: ...
