@@ -7,7 +7,7 @@ data).  Every entry is kept: a flush drops nothing, so snapshots and
 recovery see exactly what the memtable held.
 """
 from kvcy import filename
-from kvcy.table_builder import TableBuilder
+from kvcy._table_builder import TableBuilder
 from kvcy.version_edit import FileMetaData
 
 
@@ -19,12 +19,7 @@ def write_level0_table(dbpath, env, options, mem, number):
     file = env.new_writable_file(path)
     try:
         builder = TableBuilder(file, options, path)
-        it = mem.iterator()
-        it.seek_to_first()
-        add = builder.add
-        while it.valid():
-            add(it.key(), it.value())
-            it.next()
+        builder.add_memtable(mem)
         size = builder.finish()
         file.sync()
     except BaseException:
