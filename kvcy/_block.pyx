@@ -284,19 +284,17 @@ cdef object cursor_exception(const BlockCursor* c):
     return CorruptionError("block: %s at offset %d" % (what, c.error_offset))
 
 
-cdef inline int _borrow(object obj, const unsigned char** p, size_t* n, str what) except -1:
-    # Pointer and length of a bytes-like argument; obj must stay referenced.
-    cdef const unsigned char[::1] view
-    if PyBytes_CheckExact(obj):
-        p[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
-        n[0] = PyBytes_GET_SIZE(obj)
-        return 0
-    if isinstance(obj, str):
-        raise TypeError("%s must be bytes-like, not str" % what)
-    view = obj
-    n[0] = view.shape[0]
-    p[0] = <const unsigned char*>"" if n[0] == 0 else &view[0]
-    return 0
+cdef inline object _borrow(object obj, const unsigned char** p, size_t* n, str what):
+    # Pointer and length of a bytes-like argument.  Returns the bytes object
+    # they point into (obj itself, or a copy of another buffer): the caller
+    # keeps it referenced while it uses the pointer.
+    if not PyBytes_CheckExact(obj):
+        if isinstance(obj, str):
+            raise TypeError("%s must be bytes-like, not str" % what)
+        obj = bytes(memoryview(obj))
+    p[0] = <const unsigned char*>PyBytes_AS_STRING(obj)
+    n[0] = PyBytes_GET_SIZE(obj)
+    return obj
 
 
 # -- Block --------------------------------------------------------------------
@@ -376,7 +374,7 @@ cdef class Block:
         cdef BlockCursor c
         cdef int r, kind
         cdef uint64_t tag
-        _borrow(user_key, &ukey, &ulen, "user_key")
+        user_key = _borrow(user_key, &ukey, &ulen, "user_key")
         if sequence > MAX_SEQUENCE:
             sequence = MAX_SEQUENCE
         self.init_cursor(&c)
@@ -502,7 +500,7 @@ cdef class BlockIterator:
         """Position at the first entry >= target (an internal key, bytes-like)."""
         cdef const unsigned char* p
         cdef size_t n
-        _borrow(target, &p, &n, "target")
+        target = _borrow(target, &p, &n, "target")
         self.c_seek(p, n)
 
     def next(self):

@@ -38,20 +38,20 @@ cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
     return &view[0]
 
 
-cdef int _grow(void** buf, size_t* cap, size_t need, size_t item) except -1:
-    # Make room for `need` items of `item` bytes, at least doubling.
+cdef void* _grown(void* buf, size_t* cap, size_t need, size_t item) except NULL:
+    # buf with room for `need` items of `item` bytes (capacity at least
+    # doubled when it grows); *cap is updated.  REQUIRES: buf is not NULL.
     cdef size_t n = cap[0] * 2
     cdef void* grown
     if need <= cap[0]:
-        return 0
+        return buf
     if n < need:
         n = need
-    grown = realloc(buf[0], n * item)
+    grown = realloc(buf, n * item)
     if grown == NULL:
         raise MemoryError()
-    buf[0] = grown
     cap[0] = n
-    return 0
+    return grown
 
 
 cdef int _check_order(const unsigned char* last, size_t last_len,
@@ -117,18 +117,22 @@ cdef class BlockBuilder:
         if (key_len > MAX_BLOCK or value_len > MAX_BLOCK
                 or key_len + value_len + 19 > MAX_BLOCK - self.size_estimate()):
             raise ValueError("block would exceed %d bytes" % MAX_BLOCK)
+        # Grow every buffer before changing anything, so a MemoryError leaves
+        # the builder as it was.
+        self.restarts = <uint32_t*>_grown(self.restarts, &self.restarts_cap,
+                                          self.num_restarts + 1, sizeof(uint32_t))
+        self.buf = <unsigned char*>_grown(self.buf, &self.capacity,
+                                          self.size + 15 + key_len + value_len, 1)
+        self.last = <unsigned char*>_grown(self.last, &self.last_cap, key_len, 1)
         if self.counter < self.restart_interval:
             limit = key_len if key_len < self.last_len else self.last_len
             while shared < limit and self.last[shared] == key[shared]:
                 shared += 1
         else:
-            _grow(<void**>&self.restarts, &self.restarts_cap, self.num_restarts + 1,
-                  sizeof(uint32_t))
             self.restarts[self.num_restarts] = <uint32_t>self.size
             self.num_restarts += 1
             self.counter = 0
         non_shared = key_len - shared
-        _grow(<void**>&self.buf, &self.capacity, self.size + 15 + non_shared + value_len, 1)
         p = self.buf + self.size
         p = put_varint32(p, <uint32_t>shared)
         p = put_varint32(p, <uint32_t>non_shared)
@@ -140,7 +144,6 @@ cdef class BlockBuilder:
             memcpy(p, value, value_len)
             p += value_len
         self.size = <size_t>(p - self.buf)
-        _grow(<void**>&self.last, &self.last_cap, key_len, 1)
         if non_shared:
             memcpy(self.last + shared, key + shared, non_shared)
         self.last_len = key_len

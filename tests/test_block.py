@@ -182,7 +182,7 @@ USER_KEYS = st.one_of(
     st.sampled_from([b"", b"\x00", b"\x00\x00", b"\x01", b"a", b"a\x00", b"ab", b"abc",
                      b"\x7f", b"\x80", b"\xff", b"\xff\x00", b"\xff\xff"]),
     st.binary(max_size=12),
-    st.builds(lambda n, s: b"prefix/" * 8 + s, st.integers(0, 3), st.binary(max_size=4)),
+    st.builds(lambda s: b"prefix/" * 8 + s, st.binary(max_size=4)),
 )
 SEQS = st.integers(0, 200) | st.sampled_from([MAX_SEQUENCE, MAX_SEQUENCE - 1, 1 << 40])
 ENTRY_KEYS = st.tuples(USER_KEYS, SEQS, st.sampled_from([KIND_VALUE, KIND_DELETE]))
@@ -404,6 +404,30 @@ def test_get_versions_and_tombstones():
         assert block.get(bytearray(b"apple"), 9) == block.get(memoryview(b"apple"), 9)
         with pytest.raises(TypeError):
             block.get("apple", 9)
+
+
+def test_unknown_kind_in_a_data_block():
+    block = Block(build([(ikey(b"a", 3, 5), b"x")]))
+    with pytest.raises(CorruptionError, match="unknown kind 5"):
+        block.get(b"a", 10)
+    assert block.get(b"a", 2) is None
+
+
+def test_index_block_style_keys():
+    # Index blocks hold separators tagged (MAX_SEQUENCE, KIND_FOR_SEEK).
+    seps = [ikey(b"b", MAX_SEQUENCE, KIND_FOR_SEEK), ikey(b"d", MAX_SEQUENCE, KIND_FOR_SEEK),
+            ikey(b"f\xff", MAX_SEQUENCE, KIND_FOR_SEEK)]
+    entries = [(k, b"handle%d" % i) for i, k in enumerate(seps)]
+    it = Block(build(entries, 1)).iterator()
+    it.seek(ikey(b"c", 42))
+    assert it.value() == b"handle1" and it.kind() == KIND_FOR_SEEK
+    assert it.sequence() == MAX_SEQUENCE
+    it.seek(ikey(b"b", 1))
+    assert it.value() == b"handle1"
+    it.seek(ikey(b"b", MAX_SEQUENCE, KIND_FOR_SEEK))
+    assert it.value() == b"handle0"
+    it.seek(ikey(b"g", 1))
+    assert not it.valid() and it.status() is None
 
 
 def test_iterator_accessors():

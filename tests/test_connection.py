@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -364,8 +365,12 @@ def test_second_connect_in_process_names_the_pid(db_path):
 
 
 def _run_python(code, *args, timeout=60):
+    """Run code in a child python that imports the same kvcy as this process."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(kvcy.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_second_process_gets_operational_error_naming_the_holder(db_path):
@@ -449,6 +454,13 @@ def test_create_if_missing_false_on_empty_dir(db_path):
     assert os.listdir(db_path) == []
 
 
+def test_path_that_is_a_file_raises(db_path):
+    db_path.write_bytes(b"not a database")
+    with pytest.raises(OperationalError):
+        kvcy.connect(db_path)
+    assert db_path.read_bytes() == b"not a database"
+
+
 def test_create_if_missing_false_on_existing_db_opens(db_path):
     with kvcy.connect(db_path) as conn:
         conn.put(b"a", b"1")
@@ -530,6 +542,10 @@ def test_stats_reflect_writes(conn):
     assert s1["memtable_entries"] - s0["memtable_entries"] == 5
     s1["puts"] = -1                       # a copy: changing it changes nothing
     assert conn.stats()["puts"] == s0["puts"] + 2
+    assert s1["wal_syncs"] == s0["wal_syncs"]
+    conn.put(b"e", b"5", sync=True)
+    conn.put_many([(b"f", b"6")], sync=True)
+    assert conn.stats()["wal_syncs"] - s0["wal_syncs"] == 2
 
 
 def test_module_attributes():
@@ -586,6 +602,49 @@ def test_threads_writing_disjoint_keys(db_path):
         conn.close()
     with kvcy.connect(db_path) as conn:
         check(conn)
+
+
+def test_close_while_threads_write(db_path):
+    # Writers racing close() get ProgrammingError, never anything else, and
+    # every write that returned before is there after reopening.
+    conn = kvcy.connect(db_path)
+    acked = {t: [] for t in range(4)}
+    errors = []
+    started = threading.Barrier(5)
+
+    def work(t):
+        started.wait()
+        i = 0
+        while True:
+            key = b"t%d-%06d" % (t, i)
+            try:
+                if i % 3 == 0:
+                    conn.put_many([(key, b"v"), (key + b"-b", b"v")])
+                else:
+                    conn.put(key, b"v")
+                acked[t].append(key)
+                conn.get(key)
+            except ProgrammingError:
+                return
+            except BaseException as exc:     # pragma: no cover - reported below
+                errors.append(exc)
+                return
+            i += 1
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    started.wait()
+    while sum(map(len, acked.values())) < 200:
+        time.sleep(0.001)
+    conn.close()
+    for th in threads:
+        th.join(timeout=60)
+    assert not any(th.is_alive() for th in threads)
+    assert not errors, errors
+    with kvcy.connect(db_path) as conn:
+        for keys in acked.values():
+            assert conn.get_many(keys) == [b"v"] * len(keys)
 
 
 # --- write errors are latched ----------------------------------------------------

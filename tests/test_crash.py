@@ -136,6 +136,14 @@ def partial_batches(state, seed, first, last):
     return bad
 
 
+def child_env():
+    """The environment for a child: it must import the kvcy this process tested."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(kvcy.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 def wait_for_ready(proc, ack_path, deadline):
     while time.monotonic() < deadline:
         if ack_path.read_bytes().startswith(b"ready\n"):
@@ -163,7 +171,7 @@ def run_crash_rounds(tmp_path, rounds, seed):
         anytime = rng.random() < 0.25     # may kill the child during its own open
         with open(ack_path, "wb") as out, open(err_path, "wb") as err:
             proc = subprocess.Popen([sys.executable, str(script), str(db), str(seed), str(start)],
-                                    stdout=out, stderr=err)
+                                    stdout=out, stderr=err, env=child_env())
             try:
                 if anytime:
                     time.sleep(rng.uniform(0.02, 0.6))
@@ -194,7 +202,9 @@ def run_crash_rounds(tmp_path, rounds, seed):
         expected_plus = dict(expected)
         apply_op(expected_plus, make_op(seed, in_flight))
 
-        with kvcy.connect(db) as conn:
+        # Alternate read-only checks (replay only, as the next child's open
+        # will find the files) and writable ones (replay plus rewrite).
+        with kvcy.connect(db, readonly=rnd % 2 == 1) as conn:
             state = read_state(conn)
             stats = conn.stats()
         assert stats["dropped_bytes"] == 0, where
