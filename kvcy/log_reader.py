@@ -14,13 +14,15 @@ naming the file and offset; otherwise it stops at the last intact record
 always a prefix of what was written.
 
 The search for intact records after damage looks at every byte offset, so
-damage in the middle of a block is found.  One case needs more proof: a
-record whose header looks sound but whose data runs past the end of the
-file is usually a record cut off by a crash, and its data may hold anything
-(a user value can even contain bytes that look like log records).  There
-the reader reports damage only if it finds a chain of intact records that
-runs on to the very end of the file, which a cut-off value almost never
-imitates, while a flipped length in front of intact records always does.
+damage in the middle of a block is found.  One case is ambiguous: a record
+whose header looks sound but whose data runs past the end of the file is
+usually a record cut off by a crash, and its data may hold anything (a user
+value can even contain bytes that look like log records).  The reader
+treats it as a torn tail, but when a chain of intact records runs from
+somewhere inside it to the very end of the file it notes where
+(`hidden_records_at`), so the caller can tell a length inflated by a bit
+flip from a cut-off value by what those records hold (recovery checks
+whether they continue the sequence numbers; see recovery.py).
 
 Not thread-safe; recovery reads each log once.
 """
@@ -46,6 +48,7 @@ class LogReader:
         self.dropped_bytes = 0       # bytes skipped because of damage (paranoid=False only)
         self.damage = None           # description of the damage that stopped reading
         self.end_offset = 0          # offset just past the last intact logical record
+        self.hidden_records_at = None  # see the module docstring
 
     def _physical(self, offset):
         """Parse the physical record at offset.
@@ -100,35 +103,58 @@ class LogReader:
             pos = nxt
         return True
 
-    def _intact_record_after(self, start, to_end=False):
-        """True iff an intact FULL or FIRST record starts at some offset >= start
-        (and, with to_end, intact records run from it to the end of the file).
-
-        Only FULL and FIRST count: MIDDLE and LAST fragments after damage may
-        be the rest of the damaged record itself.
-        """
+    def _find_intact(self, start, to_end):
+        """Offset of the first intact FULL/FIRST record at or after start, or None."""
         data = self.data
         find = data.find
         pos = start
         end = len(data) - LOG_HEADER_BYTES
         while pos <= end:
             # A record's type byte is at +6; jump to the next candidate type byte.
-            a = find(b"\x01", pos + 6)
-            b = find(b"\x02", pos + 6)
-            cands = [c for c in (a, b) if c >= 0]
+            cands = [c for c in (find(b"\x01", pos + 6), find(b"\x02", pos + 6)) if c >= 0]
             if not cands:
-                return False
+                return None
             pos = min(cands) - 6
             if pos > end:
-                return False
+                return None
             if self._record_start_at(pos) and (not to_end or self._chains_to_end(pos)):
-                return True
+                return pos
             pos += 1
-        return False
+        return None
+
+    def records_from(self, pos):
+        """Logical records starting at pos, up to the first damage (for the caller's
+        check of hidden_records_at)."""
+        out = []
+        fragments = None
+        while pos < len(self.data):
+            rtype, a, b, nxt = self._physical(pos)
+            if rtype == "skip":
+                pos = nxt
+                continue
+            if rtype is None:
+                break
+            chunk = self.data[a:a + b]
+            if rtype == FULL_TYPE:
+                out.append(chunk)
+            elif rtype == FIRST_TYPE:
+                fragments = [chunk]
+            elif fragments is not None:
+                fragments.append(chunk)
+                if rtype == LAST_TYPE:
+                    out.append(b"".join(fragments))
+                    fragments = None
+            pos = nxt
+        return out
 
     def _damaged(self, reason, offset, search_from, to_end=False):
         """Handle damage at offset; returns normally only to stop reading."""
-        if self._intact_record_after(search_from, to_end):
+        if to_end:
+            # A record cut off by the end of the file: a torn tail (see docstring).
+            self.hidden_records_at = self._find_intact(search_from, True)
+            self.torn_tail_bytes = len(self.data) - self.end_offset
+            return
+        if self._find_intact(search_from, False) is not None:
             self.damage = "%s at offset %d of %s" % (reason, offset, self.path)
             if self.paranoid:
                 raise CorruptionError("log damaged: %s, with intact records after it"

@@ -36,6 +36,14 @@ from kvcy.version_set import VersionSet
 
 def _prepare_directory(dbpath, options, env):
     if os.path.isdir(dbpath):
+        if (not env.file_exists(filename.current_file_name(dbpath))
+                and (options.readonly or not options.create_if_missing)
+                and not any(filename.parse_file_name(n) not in (None, ("lock", None),
+                                                                ("info_log", None))
+                            for n in env.get_children(dbpath))):
+            raise OperationalError("database %s does not exist (create_if_missing=%s%s)"
+                                   % (dbpath, options.create_if_missing,
+                                      ", readonly=True" if options.readonly else ""))
         return
     if os.path.exists(dbpath):
         raise OperationalError("cannot open %s: it exists and is not a directory" % dbpath)
@@ -69,8 +77,10 @@ def _load_versions(dbpath, options, env, files):
     if files.get("log") or files.get("sst") or files.get("manifest"):
         raise CorruptionError("%s holds database files but no CURRENT file; it cannot be "
                               "opened safely" % dbpath)
-    if options.readonly:
-        raise OperationalError("database %s does not exist (readonly=True)" % dbpath)
+    if options.readonly or not options.create_if_missing:
+        raise OperationalError("database %s does not exist (create_if_missing=%s%s)"
+                               % (dbpath, options.create_if_missing,
+                                  ", readonly=True" if options.readonly else ""))
     return vset, True
 
 
@@ -108,6 +118,15 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
                 return last_sequence, True
             last_sequence = apply_batch(payload, mem)
             records += 1
+        if reader.hidden_records_at is not None and _continues(reader, last_sequence):
+            what = ("log damaged: the record at offset %d of %s claims a length past the end "
+                    "of the file, yet intact write batches that continue the history follow "
+                    "it" % (reader.end_offset, path))
+            if paranoid:
+                raise CorruptionError(what)
+            stats.dropped_bytes += len(reader.data) - reader.end_offset
+            _stop(info_log, what)
+            return last_sequence, True
         stats.recovered_records += records
         stats.recovered_logs += 1
         if reader.torn_tail_bytes:
@@ -123,6 +142,18 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
             return last_sequence, True
         info_log.log("log %s: replayed %d records", path, records)
     return last_sequence, False
+
+
+def _continues(reader, last_sequence):
+    """True iff the records hidden in a cut-off tail are write batches that
+    carry on from last_sequence (so the "cut-off" was really a flipped length)."""
+    for payload in reader.records_from(reader.hidden_records_at)[:1]:
+        try:
+            seq, count = batch_header(payload)
+        except CorruptionError:
+            return False
+        return count > 0 and seq == last_sequence + 1
+    return False
 
 
 def _stop(info_log, what):

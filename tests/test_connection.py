@@ -445,8 +445,6 @@ def test_create_if_missing_false_on_missing_dir(db_path):
     assert not db_path.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: create_if_missing=False on an existing empty "
-                   "directory creates a new database instead of raising")
 def test_create_if_missing_false_on_empty_dir(db_path):
     db_path.mkdir()
     with pytest.raises(OperationalError, match="does not exist"):

@@ -757,7 +757,7 @@ def test_flip_in_length_is_damage_when_the_log_goes_on_into_a_later_block(record
     assert_damage(xor_byte(data, pos, flip), records[:i], offset, prev_end)
 
 
-@pytest.mark.parametrize("edit", ["length grows past the block", "length grows past the file",
+@pytest.mark.parametrize("edit", ["length grows past the block",
                                   "length shrinks", "header zeroed",
                                   "empty record's type zeroed"])
 def test_bad_length_with_intact_records_later_in_the_block_is_damage(edit):
@@ -767,8 +767,6 @@ def test_bad_length_with_intact_records_later_in_the_block_is_damage(edit):
     offset = H + 10
     if edit == "length grows past the block":
         data = set_byte(data, offset + 5, 0xF0)
-    elif edit == "length grows past the file":
-        data = set_byte(data, offset + 4, 200)
     elif edit == "length shrinks":
         data = set_byte(data, offset + 4, 5)
     elif edit == "header zeroed":
@@ -776,6 +774,21 @@ def test_bad_length_with_intact_records_later_in_the_block_is_damage(edit):
     else:
         data = set_byte(data, offset + 6, ZERO_TYPE)
     assert_damage(data, [b"a" * 10], offset, offset)
+
+
+def test_length_grown_past_the_file_is_a_torn_tail_that_names_the_hidden_records():
+    # The reader alone cannot tell an inflated length from a record cut off
+    # by a crash; it reports a torn tail and says where intact records hide,
+    # so recovery can check whether they continue the history.
+    records = [b"a" * 10, b"b" * 20, b"c" * 30, b"d" * 40]
+    data = write_log(records)
+    offset = H + 10
+    data = set_byte(data, offset + 4, 200)
+    reader = LogReader(data, path=PATH, paranoid=True)
+    assert [p for _, p in reader] == [b"a" * 10]
+    assert reader.torn_tail_bytes == len(data) - offset
+    assert reader.hidden_records_at == offset + H + 20
+    assert reader.records_from(reader.hidden_records_at) == [b"c" * 30, b"d" * 40]
 
 
 def test_cut_off_value_holding_log_bytes_is_a_torn_tail():

@@ -382,10 +382,6 @@ def test_garbage_after_the_last_record_is_a_torn_tail(torn_source, tmp_path, tai
         assert conn.stats()["torn_tail_bytes"] > 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a torn tail inside a value that itself holds "
-                   "log-format records (a stored WAL segment, a backup) is taken for damage "
-                   "with intact records after it: the default open raises CorruptionError "
-                   "after an ordinary crash")
 @pytest.mark.parametrize("inner_records", [6, 51, 151])
 def test_torn_tail_inside_a_value_that_holds_log_records(db_path, tmp_path, inner_records):
     framer = LogFramer(0)
