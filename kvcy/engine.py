@@ -83,6 +83,7 @@ class Engine:
         writer = self.writer
         if sequence is None:
             sequence = writer.last_sequence
+        self.stats.gets += 1
         value = writer.mem.get(key, sequence)
         if value is None or value is DELETED:
             return None
@@ -119,6 +120,9 @@ class Engine:
             writer.release()
         try:
             if self.log is not None:
+                if writer.error is None:
+                    # Closing makes every acknowledged write durable, not only sync=True ones.
+                    self.log.sync()
                 self.log.close()
             self.versions.close()
         finally:

@@ -208,6 +208,9 @@ def _rewrite(dbpath, env, mem, number):
 def _remove_obsolete(dbpath, env, vset, info_log):
     """Delete logs older than the log number, old manifests and temp files."""
     for name in env.get_children(dbpath):
+        if name == filename.CURRENT + ".tmp":
+            env.remove_file(os.path.join(dbpath, name))     # left by a crash mid-switch
+            continue
         parsed = filename.parse_file_name(name)
         if parsed is None:
             continue
