@@ -65,6 +65,10 @@ cdef class WritePath:
     def acquire(self):
         self.acquire_lock()
 
+    def try_acquire(self):
+        """Take the write lock if it is free; True iff taken."""
+        return PyThread_acquire_lock(self.lock, NOWAIT_LOCK) == 1
+
     def release(self):
         self.release_lock()
 

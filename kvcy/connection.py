@@ -146,6 +146,10 @@ class Connection:
     def __contains__(self, key):
         return self.get(key) is not None
 
+    def flush(self, *, wait=True):
+        """Write the memtable to a table now; with wait, return once it is on disk."""
+        self._check().flush(wait=wait)
+
     def stats(self):
         """Counters and gauges as a dict (see docs/operations.md)."""
         engine = self._check()

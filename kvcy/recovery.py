@@ -7,12 +7,12 @@ Open order:
   3. replay every log numbered >= the manifest's log number, in order, into
      one memtable, checking that sequence numbers continue without a gap
      from the manifest's last sequence through each batch and each log;
-  4. (writable opens) persist what was recovered in a new log (written
-     under a temporary name, synced, renamed), record log_number = that log
-     in the MANIFEST, and only then delete the older logs and stray files.
+  4. (writable opens) flush what was recovered to a level-0 table, start a
+     new empty log, record both in one MANIFEST edit, and only then delete
+     the older logs, orphaned tables and stray files.
 A crash at any step leaves files from which the same state recovers: until
-the MANIFEST edit, the old logs are authoritative and the new log repeats
-history that replay skips as already applied.
+the MANIFEST edit the old logs are authoritative and the new table is an
+orphan that the next open deletes.
 
 A torn tail (the normal result of a crash) is dropped silently and counted.
 Damage with intact data after it, or a sequence gap, is CorruptionError with
@@ -22,10 +22,10 @@ batch (point-in-time recovery) and the LOG and stats say what was dropped.
 import os
 
 from kvcy._memtable import MemTable
-from kvcy._write_batch import WriteBatch, apply_batch, batch_header
+from kvcy._write_batch import apply_batch, batch_header
 from kvcy import filename
-from kvcy.dbformat import KIND_VALUE
 from kvcy.engine import Engine
+from kvcy.flush import write_level0_table
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
 from kvcy.info_log import InfoLog, NullInfoLog
 from kvcy.log_reader import LogReader
@@ -33,10 +33,6 @@ from kvcy.log_writer import LogWriter
 from kvcy.stats import Stats
 from kvcy.version_edit import VersionEdit
 from kvcy.version_set import VersionSet
-
-# Recovered entries are rewritten in batches of about this size.
-REWRITE_BATCH_BYTES = 1 << 20
-
 
 def _prepare_directory(dbpath, options, env):
     if os.path.isdir(dbpath):
@@ -97,7 +93,7 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
     for index, number in enumerate(numbers):
         path = filename.log_file_name(dbpath, number)
         reader = LogReader(env.read_file(path), path=path, paranoid=paranoid)
-        records = repeated = 0
+        records = 0
         for offset, payload in reader:
             try:
                 seq, count = batch_header(payload)
@@ -110,13 +106,12 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
                 return last_sequence, True
             if count == 0:
                 continue
-            if seq + count - 1 <= last_sequence:
-                repeated += 1      # a rewrite of history already applied (see docstring)
-                continue
             if seq != last_sequence + 1:
-                what = ("sequence gap at offset %d of %s: expected %d, found %d (writes in "
-                        "the middle of the history were lost)"
-                        % (offset, path, last_sequence + 1, seq))
+                what = ("sequence %s at offset %d of %s: expected %d, found %d (%s)"
+                        % ("gap" if seq > last_sequence else "regression", offset, path,
+                           last_sequence + 1, seq,
+                           "writes in the middle of the history were lost"
+                           if seq > last_sequence else "the log repeats older history"))
                 if paranoid:
                     raise CorruptionError(what)
                 _stop(info_log, what)
@@ -145,8 +140,7 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
                 reader.damage, reader.dropped_bytes,
                 " and the later logs %s" % later if later else ""))
             return last_sequence, True
-        info_log.log("log %s: replayed %d records%s", path, records,
-                     " (skipped %d already applied)" % repeated if repeated else "")
+        info_log.log("log %s: replayed %d records", path, records)
     return last_sequence, False
 
 
@@ -164,45 +158,6 @@ def _continues(reader, last_sequence):
 
 def _stop(info_log, what):
     info_log.log("point-in-time recovery (paranoid_checks=False) stopped: %s", what)
-
-
-def _rewrite(dbpath, env, mem, number):
-    """Write every entry of mem, oldest first, into log `number`; synced.
-
-    Written as a temporary file and renamed, so the log never exists half
-    written.  Entries of consecutive sequences share a batch.
-    """
-    entries = []
-    it = mem.iterator()
-    it.seek_to_first()
-    while it.valid():
-        entries.append((it.sequence(), it.kind(), it.user_key(), it.value()))
-        it.next()
-    entries.sort(key=lambda e: e[0])
-    tmp = filename.temp_file_name(dbpath, number)
-    log = LogWriter(env.new_writable_file(tmp), number)
-    batch = WriteBatch()
-    try:
-        for seq, kind, key, value in entries:
-            if batch.count and (seq != batch.sequence + batch.count
-                                or batch.byte_size >= REWRITE_BATCH_BYTES):
-                log.add_record(batch.data())
-                batch.clear()
-            if batch.count == 0:
-                batch.set_sequence(seq)
-            if kind == KIND_VALUE:
-                batch.put(key, value)
-            else:
-                batch.delete(key)
-        if batch.count:
-            log.add_record(batch.data())
-        log.sync()
-    finally:
-        log.close()
-    path = filename.log_file_name(dbpath, number)
-    env.rename_file(tmp, path)
-    env.sync_dir(dbpath)
-    return LogWriter(env.new_appendable_file(path), number)
 
 
 def _remove_obsolete(dbpath, env, vset, info_log):
@@ -254,18 +209,25 @@ def open_engine(dbpath, options, env):
         if options.readonly:
             log_number = vset.log_number
         else:
-            log_number = vset.new_file_number()
-            if len(mem):
-                log = _rewrite(dbpath, env, mem, log_number)
-            else:
-                log = LogWriter(env.new_writable_file(
-                    filename.log_file_name(dbpath, log_number)), log_number)
-                env.sync_dir(dbpath)
-            # The new log holds everything after the manifest's last sequence.
             with vset.lock:
-                vset.log_and_apply(VersionEdit(log_number=log_number,
-                                               last_sequence=vset.last_sequence))
+                table_number = vset.new_file_number()
+                log_number = vset.new_file_number()
+            meta = write_level0_table(dbpath, env, options, mem, table_number)
+            log = LogWriter(env.new_writable_file(
+                filename.log_file_name(dbpath, log_number)), log_number)
+            env.sync_dir(dbpath)
+            # Everything up to last_sequence is now in tables; the new log is empty.
+            edit = VersionEdit(log_number=log_number, last_sequence=last_sequence)
+            if meta is not None:
+                edit.add_file(0, meta)
+                stats.flushes += 1
+                stats.flush_bytes += meta.file_size
+                info_log.log("recovered memtable flushed to table %06d (%d entries, %d bytes)",
+                             table_number, len(mem), meta.file_size)
+            with vset.lock:
+                vset.log_and_apply(edit)
             _remove_obsolete(dbpath, env, vset, info_log)
+            mem = MemTable(log_number)
         mem.log_number = log_number
         info_log.log("opened %s%s at sequence %d: %d entries recovered from %d logs%s",
                      dbpath, " (new)" if created else "", last_sequence, len(mem), len(logs),

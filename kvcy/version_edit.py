@@ -33,13 +33,30 @@ NEW_FILE = 7
 MAX_LEVELS_ON_DISK = 64
 
 
-@dataclass(frozen=True)
 class FileMetaData:
-    """A table file: its number, size and internal-key range."""
-    number: int
-    file_size: int
-    smallest: bytes       # smallest internal key
-    largest: bytes        # largest internal key
+    """A table file: its number, size and internal-key range (immutable)."""
+
+    __slots__ = ("number", "file_size", "smallest", "largest", "smallest_user", "largest_user")
+
+    def __init__(self, number, file_size, smallest, largest):
+        self.number = number
+        self.file_size = file_size
+        self.smallest = smallest              # smallest internal key
+        self.largest = largest                # largest internal key
+        self.smallest_user = smallest[:-8]    # their user keys, for range checks
+        self.largest_user = largest[:-8]
+
+    def __eq__(self, other):
+        return (isinstance(other, FileMetaData) and self.number == other.number
+                and self.file_size == other.file_size and self.smallest == other.smallest
+                and self.largest == other.largest)
+
+    def __hash__(self):
+        return hash(self.number)
+
+    def __repr__(self):
+        return "FileMetaData(%d, %d, %r, %r)" % (self.number, self.file_size,
+                                                 self.smallest, self.largest)
 
 
 @dataclass

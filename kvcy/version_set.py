@@ -1,8 +1,12 @@
 """Versions and the VersionSet: which table files are live, recorded durably.
 
 A Version is an immutable list of files per level.  Readers and
-compactions pin the Version they use (ref/unref), so a file they read is
-not deleted under them; obsolete files are those no live Version lists.
+compactions pin the Version they use by holding a reference to it: the
+VersionSet tracks every Version it made current in a WeakSet, so CPython's
+reference counting is the refcount, and a Version is live exactly while
+someone holds it.  Obsolete table files are those no live Version lists
+(and no flush or compaction is still writing), so a file a reader uses is
+never deleted under it.
 
 The VersionSet owns the current Version, the file-number counter, the log
 number (logs older than it are no longer needed) and the last sequence.
@@ -17,6 +21,7 @@ assignment is atomic).
 """
 import os
 import threading
+import weakref
 
 from kvcy import filename
 from kvcy.errors import CorruptionError
@@ -35,11 +40,18 @@ def internal_sort_key(ikey):
 class Version:
     """Files per level.  L0 is ordered newest first; L1+ by smallest key."""
 
-    __slots__ = ("files", "refs", "__weakref__")
+    __slots__ = ("files", "_largest_users", "__weakref__")
 
     def __init__(self, files=None, num_levels=NUM_LEVELS):
         self.files = files if files is not None else [[] for _ in range(num_levels)]
-        self.refs = 0
+        self._largest_users = {}
+
+    def largest_users(self, level):
+        """Largest user keys of a level's files, for bisect (L1+ are sorted, disjoint)."""
+        keys = self._largest_users.get(level)
+        if keys is None:
+            keys = self._largest_users[level] = [f.largest_user for f in self.files[level]]
+        return keys
 
     def apply(self, edit):
         """A new Version: this one with edit's deletions and additions."""
@@ -81,11 +93,24 @@ class VersionSet:
         self.compact_pointers = {}
         self._manifest = None           # LogWriter of the live MANIFEST
         self.lock = threading.Lock()    # the version lock of the module docstring
+        self._live = weakref.WeakSet()  # every Version made current and still referenced
+        self.pending_outputs = set()    # numbers of tables being written, not yet recorded
 
     def new_file_number(self):
         n = self.next_file_number
         self.next_file_number += 1
         return n
+
+    def live_files(self):
+        """Numbers of every table a live Version lists, plus those being written."""
+        live = set(self.pending_outputs)
+        for version in list(self._live) + [self.current]:
+            live |= version.live_numbers()
+        return live
+
+    def _install(self, version):
+        self.current = version
+        self._live.add(version)
 
     def mark_file_number_used(self, number):
         if self.next_file_number <= number:
@@ -125,7 +150,7 @@ class VersionSet:
         for key in ("log_number", "next_file_number", "last_sequence"):
             if key not in fields:
                 raise CorruptionError("manifest %s records no %s" % (path, key.replace("_", " ")))
-        self.current = version
+        self._install(version)
         self.log_number = fields["log_number"]
         self.next_file_number = fields["next_file_number"]
         self.last_sequence = fields["last_sequence"]
@@ -175,7 +200,7 @@ class VersionSet:
             self.manifest_number = number
         else:
             self._manifest.add_record(edit.encode(), sync=True)
-        self.current = version
+        self._install(version)
         if edit.log_number is not None:
             self.log_number = edit.log_number
         if edit.last_sequence is not None:

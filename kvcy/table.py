@@ -1,0 +1,131 @@
+"""Table: the reader of one SSTable file.
+
+open() reads and checks the footer, the index block, the bloom filter and
+the properties.  get() answers a point lookup: bloom filter (a negative
+answer costs no block read), index seek, then one data block, found in the
+block cache or read, checked and decompressed.  iterator() walks the whole
+table in internal-key order (two levels: index, then data blocks).
+
+Thread-safety: a Table is immutable after open; any number of threads may
+call get() and create iterators (reads use pread).  The file is closed when
+the last reference to the Table goes away, so a reader that still holds a
+Table keeps reading it even after the table cache dropped it or the file
+was deleted.
+"""
+import struct
+
+from kvcy._block import Block
+from kvcy._bloom import BloomFilter
+from kvcy.dbformat import DELETED, KIND_DELETE, KIND_FOR_SEEK
+from kvcy.errors import CorruptionError
+from kvcy.table_format import FOOTER_BYTES, BlockHandle, Footer, read_block
+from kvcy.table_properties import TableProperties
+from kvcy.two_level_iterator import TwoLevelIterator
+
+_TAG = struct.Struct("<Q")
+
+
+class Table:
+    __slots__ = ("file", "file_size", "number", "path", "index", "bloom", "properties",
+                 "block_cache", "row_cache", "__weakref__")
+
+    def __init__(self, file, file_size, number, index, bloom, properties,
+                 block_cache=None, row_cache=None):
+        self.file = file
+        self.file_size = file_size
+        self.number = number
+        self.path = file.path
+        self.index = index
+        self.bloom = bloom
+        self.properties = properties
+        self.block_cache = block_cache
+        self.row_cache = row_cache
+
+    @classmethod
+    def open(cls, file, file_size, number=0, block_cache=None, row_cache=None):
+        path = file.path
+        if file_size < FOOTER_BYTES:
+            raise CorruptionError("table %s: %d bytes is too short to be a table"
+                                  % (path, file_size))
+        footer_bytes = file.read(file_size - FOOTER_BYTES, FOOTER_BYTES)
+        footer = Footer.decode(footer_bytes, path)
+        index = Block(read_block(file, footer.index, file_size, path, "index"))
+        bloom = None
+        if footer.filter.size:
+            bloom = BloomFilter(read_block(file, footer.filter, file_size, path, "filter"))
+        properties = TableProperties.decode(
+            read_block(file, footer.properties, file_size, path, "properties"))
+        return cls(file, file_size, number, index, bloom, properties, block_cache, row_cache)
+
+    def read_data_block(self, handle):
+        cache = self.block_cache
+        if cache is not None:
+            key = (self.number, handle.offset)
+            block = cache.get(key)
+            if block is not None:
+                return block
+        block = Block(read_block(self.file, handle, self.file_size, self.path))
+        if cache is not None:
+            cache.put(key, block)
+        return block
+
+    def block_from_index_value(self, value):
+        """The data block an index entry's value (an encoded handle) points at."""
+        handle, end = BlockHandle.decode(value)
+        if end != len(value):
+            raise CorruptionError("table %s: bad block handle in the index" % self.path)
+        return self.read_data_block(handle)
+
+    def may_contain(self, user_key):
+        """False iff the bloom filter proves the table holds no entry for user_key."""
+        return self.bloom is None or self.bloom.may_contain(user_key)
+
+    def get(self, user_key, sequence):
+        """Newest entry of user_key with sequence <= `sequence`: value, DELETED or None."""
+        if self.bloom is not None and not self.bloom.may_contain(user_key):
+            return None
+        row_cache = self.row_cache
+        if row_cache is not None and row_cache.enabled:
+            row = row_cache.get((self.number, user_key), False)
+            if row is None:
+                return None                       # the table holds nothing for the key
+            if row is not False and row[0] <= sequence:
+                return DELETED if row[1] == KIND_DELETE else row[2]
+            if row is False:
+                newest = self._lookup(user_key, (1 << 56) - 1)
+                row_cache.put((self.number, user_key), newest)
+                if newest is None:
+                    return None
+                if newest[0] <= sequence:
+                    return DELETED if newest[1] == KIND_DELETE else newest[2]
+        found = self._lookup(user_key, sequence)
+        if found is None:
+            return None
+        return DELETED if found[1] == KIND_DELETE else found[2]
+
+    def _lookup(self, user_key, sequence):
+        """(sequence, kind, value) of the newest entry <= sequence, or None."""
+        it = self.index.iterator()
+        it.seek(user_key + _TAG.pack((sequence << 8) | KIND_FOR_SEEK))
+        if not it.valid():
+            status = it.status()
+            if status is not None:
+                raise status
+            return None
+        block = self.block_from_index_value(it.value())
+        found = block.get(user_key, sequence)
+        if found is None:
+            return None
+        kind, value, seq = found
+        return seq, kind, value
+
+    def iterator(self):
+        return TwoLevelIterator(self)
+
+    def approximate_offset_of(self, ikey):
+        it = self.index.iterator()
+        it.seek(ikey)
+        if it.valid():
+            handle, _ = BlockHandle.decode(it.value())
+            return handle.offset
+        return self.properties.stored_data_bytes
