@@ -46,6 +46,27 @@ def extension(pyx):
     )
 
 
+def _flags_changed():
+    """True iff the last build used other debug/annotate flags.
+
+    cythonize only regenerates C for changed .pyx/.pxd files, so switching
+    KVCY_DEBUG on an existing tree would silently keep the old directives;
+    a stamp of the flags forces a full regeneration when they change.
+    """
+    stamp = os.path.join("build", "kvcy-cython-flags")
+    flags = "debug=%d annotate=%d" % (DEBUG, ANNOTATE)
+    try:
+        with open(stamp) as f:
+            old = f.read()
+    except OSError:
+        old = None
+    if old != flags:
+        os.makedirs("build", exist_ok=True)
+        with open(stamp, "w") as f:
+            f.write(flags)
+    return old is not None and old != flags
+
+
 def modules():
     sources = sorted(glob.glob(os.path.join("kvcy", "_*.pyx")))
     kernels = [extension(p) for p in sources
@@ -60,13 +81,14 @@ def modules():
     other_directives = dict(BASE_DIRECTIVES)
     if DEBUG:
         other_directives["linetrace"] = True
+    force = _flags_changed()
     out = []
     if kernels:
         out += cythonize(kernels, compiler_directives=kernel_directives,
-                         annotate=ANNOTATE, include_path=["."])
+                         annotate=ANNOTATE, include_path=["."], force=force)
     if others:
         out += cythonize(others, compiler_directives=other_directives,
-                         annotate=ANNOTATE, include_path=["."])
+                         annotate=ANNOTATE, include_path=["."], force=force)
     return out
 
 

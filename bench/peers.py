@@ -1,6 +1,9 @@
 """Side-by-side benchmark: kvcy against its peers, db_bench style.
 
-    python bench/peers.py [--num 1000000] [--repeat 3] [--peers plyvel,rocksdict,lmdb,sqlite3,dbm]
+    python bench/peers.py [--num 200000] [--repeat 3] [--peers plyvel]
+                          [--workloads fillseq,fillrandom,fillbatch,readrandom,readreopen]
+
+--peers takes any of plyvel,rocksdict,lmdb,sqlite3,dbm (comma-separated).
 
 Every engine runs the same workloads in the same process and run (16-byte
 keys, 100-byte values that compress about 2:1), each in a fresh temporary

@@ -78,7 +78,7 @@ cdef class WriteBatch:
         cdef unsigned char* grown
         if need <= self.capacity:
             return 0
-        if need > MAX_BATCH + 64:
+        if need > MAX_BATCH:
             raise DataError("batch would exceed the limit of %d bytes (MAX_BATCH_BYTES)" % MAX_BATCH)
         cap = self.capacity * 2
         if cap < need:

@@ -33,6 +33,12 @@ cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
 cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
 
 
+cdef inline bint check_sync(object sync) except -1:
+    if sync is True or sync is False:
+        return sync
+    raise TypeError("sync must be True, False or None, not %r" % (sync,))
+
+
 cdef class WritePath:
     def __cinit__(self):
         self.lock = PyThread_allocate_lock()
@@ -105,7 +111,7 @@ cdef class WritePath:
         cdef unsigned char* p
         cdef size_t cap
         cdef uint64_t seq
-        cdef bint do_sync = self.sync_default if sync is None else bool(sync)
+        cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
         cdef bytes framed
         if kind == KIND_VALUE:
             if value is None:
@@ -158,7 +164,7 @@ cdef class WritePath:
 
     def write_batch(self, WriteBatch batch not None, sync=None):
         """Apply batch atomically: one WAL record, then every entry in the memtable."""
-        cdef bint do_sync = self.sync_default if sync is None else bool(sync)
+        cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
         cdef uint32_t count = batch.count_
         cdef uint64_t seq
         cdef bytes rep
@@ -166,6 +172,14 @@ cdef class WritePath:
         try:
             self._ready()
             if count == 0:
+                if do_sync:
+                    # An empty synced write still means "everything before me is durable".
+                    try:
+                        self.sync_file()
+                    except BaseException as exc:
+                        self.error = exc
+                        raise
+                    self.wal_syncs += 1
                 return
             seq = self.last_sequence + 1
             if seq > MAX_SEQUENCE - count:

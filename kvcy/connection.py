@@ -77,7 +77,8 @@ class Connection:
 
     @property
     def closed(self):
-        return not self._usable and not self._forked
+        """True once closed, and in the child of a fork (where it cannot be used)."""
+        return not self._usable
 
     # -- writes ------------------------------------------------------------
 

@@ -253,6 +253,7 @@ class Engine:
         writer = self.writer
         if sequence is None:
             sequence = writer.last_sequence
+        self.stats.gets += 1
         value = writer.mem.get(key, sequence)
         if value is None:
             value = self._get_slow(key, sequence)
@@ -332,6 +333,9 @@ class Engine:
             if self.background is not None:
                 self.background.stop()
             if self.log is not None:
+                if writer.error is None:
+                    # Closing makes every acknowledged write durable, not only sync=True ones.
+                    self.log.sync()
                 self.log.close()
             self.versions.close()
         finally:

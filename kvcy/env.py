@@ -32,6 +32,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 
 from kvcy.errors import OperationalError, ProgrammingError
 
@@ -237,12 +238,26 @@ class RandomAccessFile:
 
 _registry_lock = threading.Lock()
 _held_paths = set()
+_held_locks = weakref.WeakSet()   # FileLock objects holding a lock in this process
 
 
 def _reset_registry_lock():
     # A fork while another thread held the lock would deadlock the child.
     global _registry_lock
     _registry_lock = threading.Lock()
+    # The child holds no lock of its own: close its copies of the parent's
+    # LOCK descriptors (the parent's flock stays: it is released only when
+    # every copy is closed, and closing ours means a parent that dies does
+    # not leave the database locked by us) and forget the parent's paths.
+    for held in list(_held_locks):
+        fd, held._fd = held._fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _held_locks.clear()
+    _held_paths.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -252,13 +267,14 @@ if hasattr(os, "register_at_fork"):
 class FileLock:
     """A held database LOCK; release() gives it up (the file stays)."""
 
-    __slots__ = ("path", "_fd", "_key", "_pid")
+    __slots__ = ("path", "_fd", "_key", "_pid", "__weakref__")
 
     def __init__(self, path, fd, key):
         self.path = path
         self._fd = fd
         self._key = key
         self._pid = os.getpid()
+        _held_locks.add(self)
 
     def release(self):
         """Unlock and close; idempotent.  In a forked child this only

@@ -27,9 +27,9 @@ class InfoLog:
     def log(self, fmt, *args):
         if self._file is None:
             return
-        message = fmt % args if args else fmt
-        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        line = "%s [%s] %s\n" % (now, threading.current_thread().name, message)
+        self.write_line(_line(fmt, args))
+
+    def write_line(self, line):
         with self._lock:
             try:
                 self._file.append(line.encode("utf-8", "replace"))
@@ -43,6 +43,31 @@ class InfoLog:
                     self._file.close()
                 finally:
                     self._file = None
+
+
+def _line(fmt, args):
+    message = fmt % args if args else fmt
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return "%s [%s] %s\n" % (now, threading.current_thread().name, message)
+
+
+class BufferedInfoLog:
+    """Holds the lines of an open in progress: a failed open writes no LOG
+    (and so does not rotate away the LOG of the last good run)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def log(self, fmt, *args):
+        self.lines.append(_line(fmt, args))
+
+    def replay_into(self, info_log):
+        for line in self.lines:
+            info_log.write_line(line)
+        self.lines = []
+
+    def close(self):
+        pass
 
 
 class NullInfoLog:

@@ -27,7 +27,8 @@ from kvcy import filename
 from kvcy.engine import Engine
 from kvcy.flush import write_level0_table
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
-from kvcy.info_log import InfoLog, NullInfoLog
+from kvcy.env import FileMissingError
+from kvcy.info_log import BufferedInfoLog, InfoLog, NullInfoLog
 from kvcy.log_reader import LogReader
 from kvcy.log_writer import LogWriter
 from kvcy.stats import Stats
@@ -163,6 +164,9 @@ def _stop(info_log, what):
 def _remove_obsolete(dbpath, env, vset, info_log):
     """Delete logs older than the log number, old manifests and temp files."""
     for name in env.get_children(dbpath):
+        if name == filename.CURRENT + ".tmp":
+            env.remove_file(os.path.join(dbpath, name))     # left by a crash mid-switch
+            continue
         parsed = filename.parse_file_name(name)
         if parsed is None:
             continue
@@ -179,30 +183,56 @@ def _remove_obsolete(dbpath, env, vset, info_log):
                 info_log.log("could not remove obsolete file %s: %s", name, exc)
 
 
+READONLY_OPEN_ATTEMPTS = 5
+
+
+def _read_current(dbpath, env):
+    try:
+        return env.read_file(filename.current_file_name(dbpath))
+    except (FileMissingError, OperationalError):
+        return None
+
+
+def _recover_state(dbpath, options, env, info_log, stats):
+    """MANIFEST and log replay: (vset, created, logs, mem, last_sequence, damaged)."""
+    files = _files(dbpath, env)
+    vset, created = _load_versions(dbpath, options, env, files)
+    logs = [n for n in files.get("log", []) if n >= vset.log_number]
+    if vset.log_number and vset.log_number not in logs:
+        what = "log %06d named by the manifest is missing" % vset.log_number
+        if options.paranoid_checks:
+            raise CorruptionError("%s in %s" % (what, dbpath))
+        info_log.log("%s; continuing (paranoid_checks=False)", what)
+    for number in logs:
+        vset.mark_file_number_used(number)
+    mem = MemTable()
+    last_sequence, damaged = replay_logs(dbpath, logs, options, env, info_log, stats,
+                                         mem, vset.last_sequence)
+    return vset, created, logs, mem, last_sequence, damaged
+
+
 def open_engine(dbpath, options, env):
     dbpath = os.fspath(dbpath)
     _prepare_directory(dbpath, options, env)
     lock = None
     if not options.readonly:
         lock = env.lock_file(filename.lock_file_name(dbpath))
-    info_log = vset = log = None
+    vset = log = None
+    info_log = NullInfoLog() if options.readonly else BufferedInfoLog()
     try:
-        stats = Stats()
-        info_log = NullInfoLog() if options.readonly else InfoLog(
-            env, filename.info_log_file_name(dbpath), os.path.join(dbpath, filename.INFO_LOG_OLD))
-        files = _files(dbpath, env)
-        vset, created = _load_versions(dbpath, options, env, files)
-        logs = [n for n in files.get("log", []) if n >= vset.log_number]
-        if vset.log_number and vset.log_number not in logs:
-            what = "log %06d named by the manifest is missing" % vset.log_number
-            if options.paranoid_checks:
-                raise CorruptionError("%s in %s" % (what, dbpath))
-            info_log.log("%s; continuing (paranoid_checks=False)", what)
-        for number in logs:
-            vset.mark_file_number_used(number)
-        mem = MemTable()
-        last_sequence, damaged = replay_logs(dbpath, logs, options, env, info_log, stats,
-                                             mem, vset.last_sequence)
+        for attempt in range(READONLY_OPEN_ATTEMPTS if options.readonly else 1):
+            stats = Stats()
+            current = _read_current(dbpath, env)
+            try:
+                vset, created, logs, mem, last_sequence, damaged = _recover_state(
+                    dbpath, options, env, info_log, stats)
+                break
+            except (CorruptionError, FileMissingError):
+                # A read-only open races a writer that may replace CURRENT and
+                # delete what the old MANIFEST named: retry when CURRENT moved.
+                if (not options.readonly or attempt == READONLY_OPEN_ATTEMPTS - 1
+                        or _read_current(dbpath, env) == current):
+                    raise
         if options.readonly:
             log_number = vset.log_number
         else:
@@ -229,6 +259,11 @@ def open_engine(dbpath, options, env):
         info_log.log("opened %s%s at sequence %d: %d entries recovered from %d logs%s",
                      dbpath, " (new)" if created else "", last_sequence, len(mem), len(logs),
                      "; damaged history dropped" if damaged else "")
+        if not options.readonly:
+            buffered = info_log
+            info_log = InfoLog(env, filename.info_log_file_name(dbpath),
+                               os.path.join(dbpath, filename.INFO_LOG_OLD))
+            buffered.replay_into(info_log)
         return Engine(dbpath=dbpath, options=options, env=env, lock=lock, info_log=info_log,
                       stats=stats, versions=vset, mem=mem, log=log,
                       last_sequence=last_sequence)

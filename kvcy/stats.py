@@ -9,8 +9,8 @@ moment, which is all monitoring needs.
 
 class Stats:
     COUNTERS = (
-        "puts", "deletes", "gets", "get_hits", "batches", "batch_entries",
-        "bytes_written", "bytes_read",
+        "puts", "deletes", "gets", "batches", "batch_entries",
+        "bytes_written",
         "wal_records", "wal_bytes", "wal_syncs",
         "recovered_records", "recovered_logs", "torn_tail_bytes", "dropped_bytes",
         "memtable_switches", "flushes", "flush_bytes",
@@ -27,13 +27,30 @@ class Stats:
 
 
 def prometheus_text(values, prefix="kvcy"):
-    """Render a flat {name: number} mapping in Prometheus text format."""
+    """Render a flat {name: value} mapping in Prometheus text format.
+
+    Names in Stats.COUNTERS are counters (with the conventional _total
+    suffix); other numbers are gauges; a text value (an error) becomes an
+    info-style gauge of 1 with the text as a label, 0 when it is None.
+    """
     lines = []
     for name in sorted(values):
         value = values[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
         metric = "%s_%s" % (prefix, name)
-        lines.append("# TYPE %s %s" % (metric, "gauge"))
-        lines.append("%s %s" % (metric, value))
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, (int, float)):
+            if name in Stats.COUNTERS:
+                lines.append("# TYPE %s_total counter" % metric)
+                lines.append("%s_total %s" % (metric, value))
+            else:
+                lines.append("# TYPE %s gauge" % metric)
+                lines.append("%s %s" % (metric, value))
+        elif value is None or isinstance(value, str):
+            lines.append("# TYPE %s gauge" % metric)
+            if value is None:
+                lines.append("%s 0" % metric)
+            else:
+                text = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+                lines.append('%s{message="%s"} 1' % (metric, text))
     return "\n".join(lines) + "\n"
