@@ -11,7 +11,8 @@
 # A Block is immutable and may be shared by threads (the block cache does);
 # each BlockIterator belongs to one thread.
 #
-# Cython callers (a merging iterator) use BlockIterator's cdef face:
+# BlockIterator is an InternalIterator (kvcy/_iterator.pxd); Cython callers
+# (two-level and merging iterators) use its cdef face:
 # is_valid/key_ptr/key_len/value_ptr/value_len never fail; c_seek_to_first,
 # c_seek_to_last, c_seek, c_next and c_prev return -1 with CorruptionError
 # (sticky: the iterator stays invalid and raises again on any later move),
@@ -20,6 +21,7 @@
 # bytes: valid until the iterator moves.
 cimport cython
 from libc.stdint cimport uint32_t, uint64_t
+from kvcy._iterator cimport InternalIterator
 
 cdef enum:
     CURSOR_INLINE_KEY_BYTES = 128   # keys up to this size need no heap buffer
@@ -62,11 +64,12 @@ cdef class Block:
     cdef void init_cursor(self, BlockCursor* c) noexcept
 
 
-@cython.final
-cdef class BlockIterator:
+# Final in the .pyx; not declared final here, as Cython refuses a final class
+# whose .pxd declares overrides of its base class's cdef methods.
+cdef class BlockIterator(InternalIterator):
     cdef Block block             # keeps the block's bytes alive
     cdef BlockCursor c           # position, key buffer and sticky error
-    cdef object status_          # None, or the CorruptionError that stopped the iterator
+    # status_ (inherited): None, or the CorruptionError that stopped the iterator
 
     cdef bint is_valid(self) noexcept
     cdef const unsigned char* key_ptr(self) noexcept
@@ -78,5 +81,5 @@ cdef class BlockIterator:
     cdef int c_seek(self, const unsigned char* target, size_t n) except -1
     cdef int c_next(self) except -1
     cdef int c_prev(self) except -1
-    cdef int fail(self) except -1
-    cdef int check_entry(self, str what) except -1
+    cdef object c_status(self)
+    cdef int fail_cursor(self) except -1

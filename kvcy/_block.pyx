@@ -29,6 +29,7 @@ linear scan, in C, with no Python object made until the answer.
 Thread-safety: a Block is immutable and can be shared (the block cache
 does); a BlockIterator must be used by one thread at a time.
 """
+cimport cython
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free, abort
 from libc.string cimport memcpy
@@ -39,6 +40,7 @@ from kvcy._coding cimport get_varint32, load_fixed32, load_fixed64
 from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_internal, compare_user_keys)
 from kvcy._debug cimport KVCY_DEBUG
+from kvcy._iterator cimport InternalIterator
 from kvcy.errors import CorruptionError
 
 cdef size_t MAX_BLOCK = 0xFFFFFFFFu
@@ -400,18 +402,18 @@ cdef class Block:
 
 # -- BlockIterator ------------------------------------------------------------
 
-cdef class BlockIterator:
-    """LevelDB's internal-iterator protocol over one Block."""
+@cython.final
+cdef class BlockIterator(InternalIterator):
+    """LevelDB's internal-iterator protocol over one Block (Python face: InternalIterator)."""
 
     def __cinit__(self, Block block not None):
         self.block = block
         block.init_cursor(&self.c)
-        self.status_ = None
 
     def __dealloc__(self):
         cursor_free(&self.c)
 
-    # cdef face for Cython callers (see kvcy/_block.pxd)
+    # cdef face for Cython callers (see kvcy/_block.pxd, kvcy/_iterator.pxd)
 
     cdef bint is_valid(self) noexcept:
         return self.c.current < self.c.restarts
@@ -428,104 +430,44 @@ cdef class BlockIterator:
     cdef size_t value_len(self) noexcept:
         return self.c.value_len
 
-    cdef int fail(self) except -1:
-        # Latch the cursor's error as the status and raise it.
-        if self.status_ is None:
-            self.status_ = cursor_exception(&self.c)
-        raise self.status_.with_traceback(None)
-
-    cdef int c_seek_to_first(self) except -1:
-        if self.c.error or cursor_seek_to_first(&self.c) < 0:
-            return self.fail()
-        return 0
-
-    cdef int c_seek_to_last(self) except -1:
-        if self.c.error or cursor_seek_to_last(&self.c) < 0:
-            return self.fail()
-        return 0
-
-    cdef int c_seek(self, const unsigned char* target, size_t n) except -1:
-        if self.c.error:
-            return self.fail()
-        if n < TAG_BYTES:
-            raise ValueError("seek target must be an internal key (user key + 8-byte tag)")
-        if cursor_seek(&self.c, target, n - TAG_BYTES, load_fixed64(target + n - TAG_BYTES)) < 0:
-            return self.fail()
-        return 0
-
-    cdef int c_next(self) except -1:
-        if self.c.error:
-            return self.fail()
-        if self.c.current >= self.c.restarts:
-            raise ValueError("next() on an invalid iterator")
-        if cursor_parse_next(&self.c) < 0:
-            return self.fail()
-        return 0
-
-    cdef int c_prev(self) except -1:
-        if self.c.error:
-            return self.fail()
-        if self.c.current >= self.c.restarts:
-            raise ValueError("prev() on an invalid iterator")
-        if cursor_prev(&self.c) < 0:
-            return self.fail()
-        return 0
-
-    cdef int check_entry(self, str what) except -1:
-        if self.c.error:
-            return self.fail()
-        if self.c.current >= self.c.restarts:
-            raise ValueError("%s() on an invalid iterator" % what)
-        return 0
-
-    # Python face
-
-    def valid(self):
-        """True iff positioned on an entry (never after corruption)."""
-        return self.c.current < self.c.restarts
-
-    def status(self):
-        """None, or the error that stopped the iterator."""
+    cdef object c_status(self):
         if self.status_ is None and self.c.error:
             self.status_ = cursor_exception(&self.c)
         return self.status_
 
-    def seek_to_first(self):
-        self.c_seek_to_first()
+    cdef int fail_cursor(self) except -1:
+        # Latch the cursor's error as the status and raise it.
+        return self.fail(self.c_status())
 
-    def seek_to_last(self):
-        self.c_seek_to_last()
+    cdef int c_seek_to_first(self) except -1:
+        if self.c.error or cursor_seek_to_first(&self.c) < 0:
+            return self.fail_cursor()
+        return 0
 
-    def seek(self, target):
-        """Position at the first entry >= target (an internal key, bytes-like)."""
-        cdef const unsigned char* p
-        cdef size_t n
-        target = _borrow(target, &p, &n, "target")
-        self.c_seek(p, n)
+    cdef int c_seek_to_last(self) except -1:
+        if self.c.error or cursor_seek_to_last(&self.c) < 0:
+            return self.fail_cursor()
+        return 0
 
-    def next(self):
-        self.c_next()
+    cdef int c_seek(self, const unsigned char* target, size_t n) except -1:
+        if self.c.error:
+            return self.fail_cursor()
+        if n < TAG_BYTES:
+            raise ValueError("seek target must be an internal key (user key + 8-byte tag)")
+        if cursor_seek(&self.c, target, n - TAG_BYTES, load_fixed64(target + n - TAG_BYTES)) < 0:
+            return self.fail_cursor()
+        return 0
 
-    def prev(self):
-        self.c_prev()
+    cdef int c_next(self) except -1:
+        if self.c.current >= self.c.restarts:
+            return self.raise_invalid("next")
+        if cursor_parse_next(&self.c) < 0:
+            return self.fail_cursor()
+        return 0
 
-    def key(self):
-        """The internal key: user key + fixed64 tag."""
-        self.check_entry("key")
-        return PyBytes_FromStringAndSize(<const char*>self.c.key, self.c.key_len)
-
-    def value(self):
-        self.check_entry("value")
-        return PyBytes_FromStringAndSize(<const char*>self.c.value, self.c.value_len)
-
-    def user_key(self):
-        self.check_entry("user_key")
-        return PyBytes_FromStringAndSize(<const char*>self.c.key, self.c.key_len - TAG_BYTES)
-
-    def sequence(self):
-        self.check_entry("sequence")
-        return load_fixed64(self.c.key + self.c.key_len - TAG_BYTES) >> 8
-
-    def kind(self):
-        self.check_entry("kind")
-        return <int>(load_fixed64(self.c.key + self.c.key_len - TAG_BYTES) & 0xFF)
+    cdef int c_prev(self) except -1:
+        if self.c.current >= self.c.restarts:
+            return self.raise_invalid("prev")
+        if cursor_prev(&self.c) < 0:
+            return self.fail_cursor()
+        return 0

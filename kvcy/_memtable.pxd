@@ -7,6 +7,7 @@
 # engine switches it; after that it is only read and then dropped whole.
 from libc.stdint cimport uint64_t
 from kvcy._arena cimport Arena
+from kvcy._iterator cimport InternalIterator
 from kvcy._skiplist cimport SkipList, SkipNode
 
 cdef class MemTable:
@@ -23,6 +24,21 @@ cdef class MemTable:
     cdef SkipNode* lookup(self, const unsigned char* key, size_t key_len,
                           uint64_t sequence) noexcept
 
-cdef class MemTableIterator:
+# The internal-iterator protocol over a memtable (kvcy/_iterator.pxd).  It
+# never fails: the only errors are next()/prev() on an invalid iterator.
+# Final in the .pyx; not declared final here, as Cython refuses a final class
+# whose .pxd declares overrides of its base class's cdef methods.
+cdef class MemTableIterator(InternalIterator):
     cdef MemTable mem            # keeps the arena alive
     cdef SkipNode* node          # current entry, NULL when not valid
+
+    cdef bint is_valid(self) noexcept
+    cdef const unsigned char* key_ptr(self) noexcept
+    cdef size_t key_len(self) noexcept
+    cdef const unsigned char* value_ptr(self) noexcept
+    cdef size_t value_len(self) noexcept
+    cdef int c_seek_to_first(self) except -1
+    cdef int c_seek_to_last(self) except -1
+    cdef int c_seek(self, const unsigned char* target, size_t n) except -1
+    cdef int c_next(self) except -1
+    cdef int c_prev(self) except -1

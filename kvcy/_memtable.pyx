@@ -4,17 +4,20 @@
 add() inserts an entry; get() finds the newest entry of a user key visible
 at a sequence number and answers with its value, DELETED for a tombstone, or
 None when the memtable holds nothing for the key.  The iterator speaks the
-internal-iterator protocol (valid, seek, seek_to_first, seek_to_last, next,
-prev, key, value) over internal keys user_key + fixed64 tag.
+internal-iterator protocol (kvcy._iterator.InternalIterator: valid, seek,
+seek_to_first, seek_to_last, next, prev, key, value, status) over internal
+keys user_key + fixed64 tag.
 """
+cimport cython
 from libc.stdint cimport uint64_t
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_CheckExact, PyBytes_AS_STRING,
                             PyBytes_GET_SIZE)
 
 from kvcy._arena cimport Arena
 from kvcy._coding cimport load_fixed64
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE,
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
+from kvcy._iterator cimport InternalIterator
 from kvcy._skiplist cimport SkipList, SkipNode, node_value
 from kvcy.dbformat import DELETED
 from kvcy.errors import CorruptionError
@@ -110,62 +113,52 @@ cdef class MemTable:
         return MemTableIterator(self)
 
 
-cdef class MemTableIterator:
-    def __cinit__(self, MemTable mem):
+@cython.final
+cdef class MemTableIterator(InternalIterator):
+    """The internal-iterator protocol over a MemTable (Python face: InternalIterator)."""
+
+    def __cinit__(self, MemTable mem not None):
         self.mem = mem
         self.node = NULL
 
-    def valid(self):
+    cdef bint is_valid(self) noexcept:
         return self.node != NULL
 
-    def seek_to_first(self):
+    cdef const unsigned char* key_ptr(self) noexcept:
+        return self.node.key
+
+    cdef size_t key_len(self) noexcept:
+        return self.node.key_len + TAG_BYTES
+
+    cdef const unsigned char* value_ptr(self) noexcept:
+        return node_value(self.node)
+
+    cdef size_t value_len(self) noexcept:
+        return self.node.value_len
+
+    cdef int c_seek_to_first(self) except -1:
         self.node = self.mem.table.first()
+        return 0
 
-    def seek_to_last(self):
+    cdef int c_seek_to_last(self) except -1:
         self.node = self.mem.table.find_last()
+        return 0
 
-    def seek(self, const unsigned char[::1] target):
-        """Position at the first entry >= target (an internal key)."""
-        cdef Py_ssize_t n = target.shape[0]
-        if n < 8:
+    cdef int c_seek(self, const unsigned char* target, size_t n) except -1:
+        if n < TAG_BYTES:
             raise ValueError("seek target must be an internal key (user key + 8-byte tag)")
-        self.node = self.mem.table.seek(&target[0], n - 8, load_fixed64(&target[n - 8]), NULL)
+        self.node = self.mem.table.seek(target, n - TAG_BYTES, load_fixed64(target + n - TAG_BYTES),
+                                        NULL)
+        return 0
 
-    def next(self):
+    cdef int c_next(self) except -1:
         if self.node == NULL:
             raise ValueError("next() on an invalid iterator")
         self.node = self.node.next[0]
+        return 0
 
-    def prev(self):
+    cdef int c_prev(self) except -1:
         if self.node == NULL:
             raise ValueError("prev() on an invalid iterator")
         self.node = self.mem.table.find_less_than(self.node.key, self.node.key_len, self.node.tag)
-
-    def key(self):
-        """The internal key: user key + fixed64 tag."""
-        if self.node == NULL:
-            raise ValueError("key() on an invalid iterator")
-        return PyBytes_FromStringAndSize(<const char*>self.node.key, self.node.key_len + 8)
-
-    def user_key(self):
-        if self.node == NULL:
-            raise ValueError("user_key() on an invalid iterator")
-        return PyBytes_FromStringAndSize(<const char*>self.node.key, self.node.key_len)
-
-    def sequence(self):
-        if self.node == NULL:
-            raise ValueError("sequence() on an invalid iterator")
-        return self.node.tag >> 8
-
-    def kind(self):
-        if self.node == NULL:
-            raise ValueError("kind() on an invalid iterator")
-        return <int>(self.node.tag & 0xFF)
-
-    def value(self):
-        if self.node == NULL:
-            raise ValueError("value() on an invalid iterator")
-        return PyBytes_FromStringAndSize(<const char*>node_value(self.node), self.node.value_len)
-
-    def status(self):
-        return None
+        return 0

@@ -16,6 +16,7 @@ cdef class WritePath:
     cdef public bint closed          # set by the engine at close
     cdef public bint sync_default    # Options.sync
     cdef public size_t memtable_limit    # switch when the memtable reaches this many bytes
+    cdef public bint slowdown        # level 0 is deep: every write calls make_room
     cdef public object make_room     # engine callback, run with the lock held, when the memtable is full
     cdef public object check_state   # engine callback raising the right error when not writable
     # counters (read by Stats)

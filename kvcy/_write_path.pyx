@@ -82,7 +82,7 @@ cdef class WritePath:
         # REQUIRES: lock held.  Raise unless writable; make room in the memtable.
         if self.closed or self.error is not None or self.append is None:
             self.check_state()
-        if <size_t>self.mem.arena._usage >= self.memtable_limit:
+        if self.slowdown or <size_t>self.mem.arena._usage >= self.memtable_limit:
             self.make_room()
         return 0
 

@@ -16,24 +16,13 @@ import weakref
 
 from kvcy._write_batch import WriteBatch
 from kvcy.config import resolve_options
-from kvcy.dbformat import KIND_DELETE, KIND_VALUE
+from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
 from kvcy.env import default_env
 from kvcy.errors import ProgrammingError
+from kvcy._db_iter import prefix_stop
+from kvcy.cursor import Cursor
 from kvcy.recovery import open_engine
-
-
-def _bytes_like(obj, what):
-    """obj as bytes; TypeError naming `what` for anything not bytes-like."""
-    if type(obj) is bytes:
-        return obj
-    if isinstance(obj, (bytes, bytearray)):
-        return bytes(obj)
-    if isinstance(obj, memoryview):
-        return obj.tobytes()
-    if isinstance(obj, str):
-        raise TypeError("%s must be bytes-like, not str (encode it, e.g. with .encode())" % what)
-    raise TypeError("%s must be bytes-like (bytes, bytearray or memoryview), not %s"
-                    % (what, type(obj).__name__))
+from kvcy.snapshot import Snapshot
 
 
 # Connections of this process; after os.fork() the child marks them unusable
@@ -58,6 +47,7 @@ class Connection:
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
+        self._children = weakref.WeakSet()   # iterators, cursors, snapshots to close
         self.path = os.fspath(path)
         self.options = resolve_options(config, **options)
         self._engine = open_engine(self.path, self.options, env or default_env())
@@ -136,12 +126,8 @@ class Connection:
     def get_many(self, keys, default=None):
         """[get(k, default) for k in keys], read at one point in time."""
         engine = self._check()
-        sequence = engine.last_sequence
-        out = []
-        for key in keys:
-            value = engine.get(_bytes_like(key, "key"), sequence)
-            out.append(default if value is None else value)
-        return out
+        values = engine.get_many([_bytes_like(key, "key") for key in keys])
+        return [default if value is None else value for value in values]
 
     def __contains__(self, key):
         return self.get(key) is not None
@@ -149,6 +135,61 @@ class Connection:
     def flush(self, *, wait=True):
         """Write the memtable to a table now; with wait, return once it is on disk."""
         self._check().flush(wait=wait)
+
+    def _get_at(self, engine, key, default, sequence):
+        if type(key) is not bytes:
+            key = _bytes_like(key, "key")
+        value = engine.get(key, sequence)
+        return default if value is None else value
+
+    def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
+        """Iterate (key, value) pairs with start <= key < stop, in key order
+        (descending with reverse=True); prefix keeps keys that start with it.
+
+        The iterator reads the database as of this call.  It is closed by its
+        close() or with block, or when the connection closes; using it after
+        that raises ProgrammingError.
+        """
+        engine = self._check()
+        return self._scan_at(engine.last_sequence, start, stop, prefix, reverse)
+
+    def _scan_at(self, sequence, start, stop, prefix, reverse):
+        engine = self._check()
+        start = None if start is None else _bytes_like(start, "start")
+        stop = None if stop is None else _bytes_like(stop, "stop")
+        if prefix is not None:
+            prefix = _bytes_like(prefix, "prefix")
+            if start is None or start < prefix:
+                start = prefix
+            end = prefix_stop(prefix)
+            if end is not None and (stop is None or end < stop):
+                stop = end
+        it = engine.new_iterator(sequence, start, stop, bool(reverse))
+        self._children.add(it)
+        return it
+
+    def snapshot(self):
+        """A point-in-time view (get, get_many, scan); use it as a context manager
+        or close() it, so compaction can drop what only it still needed."""
+        engine = self._check()
+        snap = Snapshot(self, engine)
+        self._children.add(snap)
+        return snap
+
+    def cursor(self):
+        """A DB-API flavoured Cursor (scan, fetchone/fetchmany/fetchall, seek)."""
+        self._check()
+        cur = Cursor(self)
+        self._children.add(cur)
+        return cur
+
+    def compact_range(self, start=None, stop=None):
+        """Compact the user keys in [start, stop] (None: unbounded) through every
+        level; waits until done."""
+        engine = self._check()
+        start = None if start is None else _bytes_like(start, "start")
+        stop = None if stop is None else _bytes_like(stop, "stop")
+        engine.compact_range(start, stop)
 
     def stats(self):
         """Counters and gauges as a dict (see docs/operations.md)."""
@@ -158,8 +199,14 @@ class Connection:
     # -- lifecycle ---------------------------------------------------------
 
     def close(self):
-        """Close the database; idempotent.  Later calls raise ProgrammingError."""
+        """Close the database and every iterator, cursor and snapshot it handed
+        out; idempotent.  Later calls raise ProgrammingError."""
         self._usable = False
+        for child in list(self._children):
+            try:
+                child.close()
+            except Exception:
+                pass
         engine = self._engine
         if engine is None or self._forked:
             # The child of a fork must not release the parent's lock or files.

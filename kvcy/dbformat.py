@@ -48,3 +48,17 @@ def parse_internal_key(ikey):
         raise CorruptionError("internal key of %d bytes is shorter than its 8-byte tag" % len(ikey))
     (tag,) = _TAG.unpack_from(ikey, len(ikey) - TAG_BYTES)
     return bytes(ikey[:-TAG_BYTES]), tag >> 8, tag & 0xFF
+
+
+def as_user_bytes(obj, what):
+    """obj as bytes; TypeError naming `what` for anything not bytes-like."""
+    if type(obj) is bytes:
+        return obj
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj)
+    if isinstance(obj, memoryview):
+        return obj.tobytes()
+    if isinstance(obj, str):
+        raise TypeError("%s must be bytes-like, not str (encode it, e.g. with .encode())" % what)
+    raise TypeError("%s must be bytes-like (bytes, bytearray or memoryview), not %s"
+                    % (what, type(obj).__name__))

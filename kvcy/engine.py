@@ -9,10 +9,11 @@ background thread flushes it to a level-0 table; writers wait (a counted
 stall) only while max_immutable_memtables are already waiting.
 
 Read path: memtable, immutable memtables newest first, then level-0 tables
-newest first, then one table per deeper level.  A reader reads at the last
-sequence published when it started; it reads the memtable list before the
-Version, and the flush installs the new Version before it drops the
-immutable memtable, so an entry is never missing from both.
+newest first, then one table per deeper level.  Readers take `read_state`,
+one tuple (memtables, Version) replaced as a whole whenever either changes
+(a flush swaps in its table and drops its memtable in the same step), and
+only then the last sequence: every compaction installed in that Version
+started before, so it kept every entry visible at that sequence.
 
 Errors: a failed WAL append or sync, or a failed background flush, is
 latched; later writes raise OperationalError naming it, reads keep working,
@@ -24,6 +25,7 @@ replaced (never mutated) so readers take no lock.
 """
 import bisect
 import os
+import threading
 import time
 
 from kvcy._memtable import MemTable
@@ -31,6 +33,11 @@ from kvcy._write_path import WritePath
 from kvcy import filename
 from kvcy.background import BackgroundWorker
 from kvcy.cache import BlockCache, RowCache
+from kvcy._db_iter import DBIterator
+from kvcy._merge import LevelIterator, MergingIterator
+from kvcy.compaction import run_compaction
+from kvcy.compaction_picker import overlapping, pick_compaction, plan
+from kvcy.snapshot import SnapshotList
 from kvcy.dbformat import DELETED
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.flush import write_level0_table
@@ -52,7 +59,10 @@ class Engine:
         self.log = log                    # LogWriter of the current WAL (None if read-only);
                                           # appends go through self.writer, not log.add_record
         self.imm = tuple(imm)             # immutable memtables, oldest first (replaced, never mutated)
+        self._state_lock = threading.Lock()   # guards imm, writer.mem swaps and read_state
         self.background_error = None
+        self.snapshots = SnapshotList()
+        self.compaction_lock = threading.Lock()   # one compaction at a time
         self._lock = lock                 # FileLock, None if read-only
         self.block_cache = BlockCache(options.block_cache_bytes)
         self.row_cache = RowCache(options.row_cache_bytes)
@@ -65,15 +75,18 @@ class Engine:
         writer.check_state = self._check_writable
         writer.make_room = self._make_room
         mem.created = time.monotonic()
+        self.read_state = ((mem,) + tuple(reversed(self.imm)), versions.current)
         if log is not None:
             writer.set_log(log.file, log.file.size)
         # The hot entry points are the C methods themselves.
         self.write_one = writer.write_one
         self.write_batch = writer.write_batch
         self.background = None
+        self._update_write_throttle()
         if not self.readonly:
             self.background = BackgroundWorker(self)
             self.background.start()
+            self.background.schedule()     # compactions the opened Version may need
 
     @property
     def mem(self):
@@ -107,10 +120,44 @@ class Engine:
             self.info_log.log("background error, writes disabled until reopen: %s: %s",
                               type(exc).__name__, exc)
 
+    def _update_write_throttle(self):
+        """Tell the C write path whether level 0 is deep enough to slow writes."""
+        self.writer.slowdown = (len(self.versions.current.files[0])
+                                >= self.options.level0_slowdown_trigger)
+
+    def _level0_stall(self):
+        """REQUIRES: write lock held.  Delay or stop writes while level 0 is too deep."""
+        options = self.options
+        files = len(self.versions.current.files[0])
+        if files >= options.level0_stop_trigger:
+            started = time.monotonic()
+            self.stats.stalls += 1
+            self.info_log.log("stall: %d level-0 files, writes wait for compaction", files)
+            self.background.schedule()
+            self.background.wait_for(
+                lambda: len(self.versions.current.files[0]) < options.level0_stop_trigger
+                or self.background_error is not None or self.writer.closed)
+            self.stats.stall_seconds += time.monotonic() - started
+            if self.background_error is not None or self.writer.closed:
+                self._check_writable()
+        elif files >= options.level0_slowdown_trigger:
+            # LevelDB's gentle brake: each write waits a millisecond so
+            # compaction gets CPU before level 0 reaches the stop trigger.
+            started = time.monotonic()
+            self.stats.slowdowns += 1
+            time.sleep(0.001)
+            self.stats.stall_seconds += time.monotonic() - started
+        self._update_write_throttle()
+
     def _make_room(self):
-        """REQUIRES: write lock held.  The memtable is full: wait if needed, then switch."""
+        """REQUIRES: write lock held.  Called when the memtable is full or level 0
+        is deep: slow down or wait as needed, then switch a full memtable."""
         if self.background_error is not None:
             self._check_writable()
+        if self.writer.slowdown:
+            self._level0_stall()
+        if self.writer.mem.memory_usage() < self.options.memtable_max_bytes:
+            return
         limit = self.options.max_immutable_memtables
         if len(self.imm) >= limit:
             started = time.monotonic()
@@ -136,8 +183,10 @@ class Engine:
         self.writer.set_log(file, 0)
         mem = MemTable(number)
         mem.created = time.monotonic()
-        self.imm = self.imm + (old,)      # before the memtable: see the read-path note
-        self.writer.mem = mem
+        with self._state_lock:
+            self.imm = self.imm + (old,)
+            self.writer.mem = mem
+            self._publish_state()
         self.stats.memtable_switches += 1
         if old_log is not None:
             try:
@@ -151,10 +200,61 @@ class Engine:
     # -- background work ---------------------------------------------------
 
     def background_work(self):
-        """Run by the background thread: flush waiting memtables, then timed flushes."""
+        """Run by the background thread: flush waiting memtables, compact, timed flushes."""
         while self.imm and self.background_error is None and not self.writer.closed:
             self._flush_oldest()
+        while self.background_error is None and not self.writer.closed and not self.imm:
+            if not self._compact_once():
+                break
         self._maybe_timed_switch()
+
+    def _compact_once(self):
+        """Run the compaction the current Version needs most; False if none."""
+        with self.compaction_lock:
+            version = self.versions.current
+            c = pick_compaction(version, self.options, self.versions.compact_pointers)
+            if c is None:
+                return False
+            run_compaction(self, c, version)
+        self._after_version_change()
+        return True
+
+    def _publish_state(self):
+        """REQUIRES: _state_lock held.  Readers see memtables and Version change together."""
+        self.read_state = ((self.writer.mem,) + tuple(reversed(self.imm)),
+                           self.versions.current)
+
+    def _after_version_change(self):
+        with self._state_lock:
+            self._publish_state()
+        self._update_write_throttle()
+        if self.background is not None:
+            self.background.notify()
+        self.delete_obsolete_files()
+
+    def compact_range(self, start=None, stop=None):
+        """Compact every file overlapping user keys [start, stop] down through
+        every level (None: unbounded), so the range ends up in one level with
+        shadowed entries and tombstones dropped where nothing deeper needs them."""
+        if self.readonly:
+            raise OperationalError("cannot compact: the database is open read-only")
+        self.flush(wait=True)
+        last_level = 0
+        for level, files in enumerate(self.versions.current.files):
+            if overlapping(files, start, stop):
+                last_level = level
+        for level in range(0, max(last_level, 1)):
+            self._check_writable()
+            with self.compaction_lock:
+                version = self.versions.current
+                files = overlapping(version.files[level], start, stop)
+                if not files:
+                    continue
+                c = plan(version, self.options, level, files, "manual L%d" % level)
+                run_compaction(self, c, version)
+            self._after_version_change()
+        if self.background_error is not None:
+            self._check_writable()
 
     def _maybe_timed_switch(self):
         interval = self.options.flush_interval
@@ -190,7 +290,10 @@ class Engine:
         finally:
             with vset.lock:
                 vset.pending_outputs.discard(number)
-        self.imm = self.imm[1:]
+        with self._state_lock:
+            self.imm = self.imm[1:]
+            self._publish_state()
+        self._update_write_throttle()
         stats = self.stats
         stats.flushes += 1
         if meta is not None:
@@ -198,8 +301,7 @@ class Engine:
         self.info_log.log("flushed memtable of log %06d to table %06d: %d entries, %d bytes "
                           "in %.3fs", imm.log_number, number, len(imm),
                           meta.file_size if meta else 0, time.monotonic() - started)
-        self.background.notify()
-        self.delete_obsolete_files()
+        self._after_version_change()
 
     def delete_obsolete_files(self):
         """Delete logs older than the log number and tables no live Version lists."""
@@ -250,23 +352,37 @@ class Engine:
 
     def get(self, key, sequence=None):
         """The value of key visible at sequence (default: latest), or None."""
-        writer = self.writer
+        mems, version = self.read_state       # before the sequence: see the module docstring
         if sequence is None:
-            sequence = writer.last_sequence
+            sequence = self.writer.last_sequence
         self.stats.gets += 1
-        value = writer.mem.get(key, sequence)
+        value = mems[0].get(key, sequence)
         if value is None:
-            value = self._get_slow(key, sequence)
+            value = self._get_slow(key, sequence, mems, version)
         if value is DELETED:
             return None
         return value
 
-    def _get_slow(self, key, sequence):
-        for mem in reversed(self.imm):
+    def get_many(self, keys, sequence=None):
+        """[get(k) for k in keys] read at one sequence against one read state."""
+        mems, version = self.read_state
+        if sequence is None:
+            sequence = self.writer.last_sequence
+        self.stats.gets += len(keys)
+        mem = mems[0]
+        out = []
+        for key in keys:
+            value = mem.get(key, sequence)
+            if value is None:
+                value = self._get_slow(key, sequence, mems, version)
+            out.append(None if value is DELETED else value)
+        return out
+
+    def _get_slow(self, key, sequence, mems, version):
+        for mem in mems[1:]:
             value = mem.get(key, sequence)
             if value is not None:
                 return value
-        version = self.versions.current
         table_get = self.table_cache.get
         files = version.files
         for meta in files[0]:
@@ -286,6 +402,28 @@ class Engine:
                     if value is not None:
                         return value
         return None
+
+    # -- iteration ---------------------------------------------------------
+
+    def new_iterator(self, sequence=None, start=None, stop=None, reverse=False):
+        """A DBIterator over user keys in [start, stop) as of sequence.
+
+        It reads the memtables and the Version current now (memtables before
+        the Version, as get() does) and holds them, so their entries and
+        files stay while it lives; later writes are hidden by the sequence.
+        """
+        mems, version = self.read_state
+        if sequence is None:
+            sequence = self.writer.last_sequence
+        children = [m.iterator() for m in mems]
+        table_iterator = self.table_cache.iterator
+        for meta in version.files[0]:
+            children.append(table_iterator(meta))
+        for level in range(1, len(version.files)):
+            if version.files[level]:
+                children.append(LevelIterator(version.files[level], table_iterator))
+        return DBIterator(MergingIterator(children), sequence, start, stop, reverse,
+                          pin=(mems, version))
 
     # -- monitoring --------------------------------------------------------
 

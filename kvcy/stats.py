@@ -15,7 +15,8 @@ class Stats:
         "recovered_records", "recovered_logs", "torn_tail_bytes", "dropped_bytes",
         "memtable_switches", "flushes", "flush_bytes",
         "compactions", "compaction_bytes_read", "compaction_bytes_written",
-        "stalls", "stall_seconds",
+        "compaction_entries_dropped", "trivial_moves",
+        "stalls", "slowdowns", "stall_seconds",
     )
 
     def __init__(self):

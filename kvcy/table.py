@@ -16,11 +16,11 @@ import struct
 
 from kvcy._block import Block
 from kvcy._bloom import BloomFilter
+from kvcy._two_level import TwoLevelIterator
 from kvcy.dbformat import DELETED, KIND_DELETE, KIND_FOR_SEEK
 from kvcy.errors import CorruptionError
 from kvcy.table_format import FOOTER_BYTES, BlockHandle, Footer, read_block
 from kvcy.table_properties import TableProperties
-from kvcy.two_level_iterator import TwoLevelIterator
 
 _TAG = struct.Struct("<Q")
 
@@ -120,6 +120,7 @@ class Table:
         return seq, kind, value
 
     def iterator(self):
+        """A TwoLevelIterator (kvcy._two_level) over every entry, not yet positioned."""
         return TwoLevelIterator(self)
 
     def approximate_offset_of(self, ikey):

@@ -1,0 +1,145 @@
+"""Running a compaction plan: merge the inputs into new tables one level down.
+
+The inputs (from compaction_picker) are read through a merging iterator and
+handed to the C loop in kvcy._compaction_loop, which drops what no reader
+can see any more and cuts output tables at target_file_bytes on user-key
+boundaries.  The outputs are written and synced before one VersionEdit
+deletes the inputs and adds the outputs; until that edit is in the
+MANIFEST the outputs are orphans that the next open deletes, so a crash
+mid-compaction loses nothing.  A plan whose single input overlaps nothing
+below is applied as a trivial move (the file changes level, no bytes move).
+
+Thread-safety: run by the background thread (or by compact_range under the
+engine's compaction lock); it pins the Version it compacts.
+"""
+import bisect
+import time
+
+from kvcy import filename
+from kvcy._compaction_loop import run_compaction_loop
+from kvcy._merge import MergingIterator
+from kvcy._table_builder import TableBuilder
+from kvcy.version_edit import FileMetaData, VersionEdit
+from kvcy.version_set import internal_sort_key
+
+
+class _Outputs:
+    """Output tables of one compaction: open, finish and sync them."""
+
+    def __init__(self, engine, level):
+        self.engine = engine
+        self.level = level
+        self.files = []           # FileMetaData of finished outputs
+        self.numbers = []         # every number taken, finished or not
+        self._open = {}           # id(builder) -> (number, file)
+
+    def open(self):
+        engine = self.engine
+        vset = engine.versions
+        with vset.lock:
+            number = vset.new_file_number()
+            vset.pending_outputs.add(number)
+        self.numbers.append(number)
+        path = filename.table_file_name(engine.dbpath, number)
+        file = engine.env.new_writable_file(path)
+        builder = TableBuilder(file, engine.options, path)
+        self._open[id(builder)] = (number, file)
+        return builder
+
+    def close(self, builder):
+        number, file = self._open.pop(id(builder))
+        try:
+            size = builder.finish()
+            file.sync()
+        finally:
+            file.close()
+        props = builder.props
+        self.files.append(FileMetaData(number, size, props.smallest, props.largest))
+
+    def abandon(self):
+        for number, file in self._open.values():
+            try:
+                file.close()
+            except Exception:
+                pass
+        self._open.clear()
+
+    def release(self):
+        vset = self.engine.versions
+        with vset.lock:
+            for number in self.numbers:
+                vset.pending_outputs.discard(number)
+
+
+def _base_level_checker(version, output_level):
+    """is_base_level(user_key): True iff no level below output_level holds a
+    file whose range includes user_key (so a tombstone there hides nothing)."""
+    levels = []
+    for level in range(output_level + 1, len(version.files)):
+        files = version.files[level]
+        if files:
+            levels.append(([f.largest_user for f in files], files))
+
+    def is_base_level(user_key):
+        for largest, files in levels:
+            i = bisect.bisect_left(largest, user_key)
+            if i < len(files) and files[i].smallest_user <= user_key:
+                return False
+        return True
+    return is_base_level
+
+
+def run_compaction(engine, c, version):
+    """Execute plan c, made from `version`; returns the VersionEdit applied."""
+    options = engine.options
+    vset = engine.versions
+    stats = engine.stats
+    started = time.monotonic()
+    edit = VersionEdit()
+    # The next compaction of this level starts after this range (round robin).
+    edit.compact_pointers.append((c.level, max((f.largest for f in c.inputs[0]),
+                                               key=internal_sort_key)))
+    if c.is_trivial_move(options):
+        meta = c.inputs[0][0]
+        edit.delete_file(c.level, meta.number)
+        edit.add_file(c.level + 1, meta)
+        with vset.lock:
+            vset.log_and_apply(edit)
+        stats.trivial_moves += 1
+        engine.info_log.log("moved table %06d from level %d to %d (%d bytes)", meta.number,
+                            c.level, c.level + 1, meta.file_size)
+        return edit
+    children = [engine.table_cache.iterator(meta) for _, meta in c.all_inputs()]
+    merged = MergingIterator(children)
+    smallest_snapshot = engine.snapshots.oldest(lambda: engine.last_sequence)
+    outputs = _Outputs(engine, c.output_level)
+    try:
+        entries, dropped, stopped = run_compaction_loop(
+            merged, smallest_snapshot, _base_level_checker(version, c.output_level),
+            outputs.open, outputs.close, options.target_file_bytes,
+            lambda: engine.closed)
+        if stopped:
+            outputs.abandon()
+            engine.info_log.log("compaction %r abandoned: the database is closing", c)
+            return None
+        for level, meta in c.all_inputs():
+            edit.delete_file(level, meta.number)
+        for meta in outputs.files:
+            edit.add_file(c.output_level, meta)
+        with vset.lock:
+            vset.log_and_apply(edit)
+    except BaseException:
+        outputs.abandon()
+        raise
+    finally:
+        outputs.release()
+    read = c.input_bytes()
+    written = sum(f.file_size for f in outputs.files)
+    stats.compactions += 1
+    stats.compaction_bytes_read += read
+    stats.compaction_bytes_written += written
+    stats.compaction_entries_dropped += dropped
+    engine.info_log.log("compacted %s: %d entries in, %d dropped, %d bytes -> %d bytes in %d "
+                        "tables at level %d, %.3fs", c, entries, dropped, read, written,
+                        len(outputs.files), c.output_level, time.monotonic() - started)
+    return edit
