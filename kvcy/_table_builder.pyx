@@ -26,6 +26,7 @@ from kvcy._memtable cimport MemTable
 from kvcy._skiplist cimport SkipNode, node_value
 from kvcy.table_format import Footer, BlockHandle, block_trailer, compress_block
 from kvcy.table_properties import TableProperties
+from kvcy.errors import ProgrammingError
 
 
 cdef inline bytes encode_handle(uint64_t offset, uint64_t size):
@@ -107,6 +108,8 @@ cdef class TableBuilder:
         cdef size_t last_len = len(self.last_key)
         cdef const unsigned char* last = <const unsigned char*>(<char*>self.last_key)
         cdef bint new_user_key
+        if self.finished:
+            raise ProgrammingError("TableBuilder.add() after finish()")
         if key_len < 8:
             raise ValueError("internal keys are at least 8 bytes")
         if self.pending:
@@ -178,6 +181,8 @@ cdef class TableBuilder:
     def finish(self):
         """Write filter, properties, index and footer; return the file size."""
         cdef uint64_t f_off = 0, f_size = 0, p_off, p_size, i_off, i_size
+        if self.finished:
+            raise ProgrammingError("TableBuilder.finish() called twice")
         self.flush_block()
         props = self.props
         props.num_entries = self.num_entries_

@@ -12,17 +12,39 @@ the last reference to the Table goes away, so a reader that still holds a
 Table keeps reading it even after the table cache dropped it or the file
 was deleted.
 """
+import contextlib
 import struct
 
 from kvcy._block import Block
 from kvcy._bloom import BloomFilter
 from kvcy._two_level import TwoLevelIterator
-from kvcy.dbformat import DELETED, KIND_DELETE, KIND_FOR_SEEK
+from kvcy.dbformat import DELETED, KIND_DELETE, KIND_FOR_SEEK, MAX_SEQUENCE
 from kvcy.errors import CorruptionError
 from kvcy.table_format import FOOTER_BYTES, BlockHandle, Footer, read_block
 from kvcy.table_properties import TableProperties
 
 _TAG = struct.Struct("<Q")
+
+
+def _named(exc, path, kind, offset):
+    """exc (a decoder's CorruptionError) restated with the table and block it came from."""
+    if path in str(exc):
+        return exc
+    where = " at offset %d" % offset if offset is not None else ""
+    return CorruptionError("table %s: %s block%s: %s" % (path, kind, where, exc))
+
+
+@contextlib.contextmanager
+def _naming(path, kind, offset):
+    """Re-raise a decoder's CorruptionError with the table and block it came from
+    (for the cold paths: open, block reads)."""
+    try:
+        yield
+    except CorruptionError as exc:
+        named = _named(exc, path, kind, offset)
+        if named is exc:
+            raise
+        raise named from exc
 
 
 class Table:
@@ -49,12 +71,15 @@ class Table:
                                   % (path, file_size))
         footer_bytes = file.read(file_size - FOOTER_BYTES, FOOTER_BYTES)
         footer = Footer.decode(footer_bytes, path)
-        index = Block(read_block(file, footer.index, file_size, path, "index"))
+        with _naming(path, "index", footer.index.offset):
+            index = Block(read_block(file, footer.index, file_size, path, "index"))
         bloom = None
         if footer.filter.size:
-            bloom = BloomFilter(read_block(file, footer.filter, file_size, path, "filter"))
-        properties = TableProperties.decode(
-            read_block(file, footer.properties, file_size, path, "properties"))
+            with _naming(path, "filter", footer.filter.offset):
+                bloom = BloomFilter(read_block(file, footer.filter, file_size, path, "filter"))
+        with _naming(path, "properties", footer.properties.offset):
+            properties = TableProperties.decode(
+                read_block(file, footer.properties, file_size, path, "properties"))
         return cls(file, file_size, number, index, bloom, properties, block_cache, row_cache)
 
     def read_data_block(self, handle):
@@ -64,14 +89,16 @@ class Table:
             block = cache.get(key)
             if block is not None:
                 return block
-        block = Block(read_block(self.file, handle, self.file_size, self.path))
+        with _naming(self.path, "data", handle.offset):
+            block = Block(read_block(self.file, handle, self.file_size, self.path))
         if cache is not None:
             cache.put(key, block)
         return block
 
     def block_from_index_value(self, value):
         """The data block an index entry's value (an encoded handle) points at."""
-        handle, end = BlockHandle.decode(value)
+        with _naming(self.path, "index", None):
+            handle, end = BlockHandle.decode(value)
         if end != len(value):
             raise CorruptionError("table %s: bad block handle in the index" % self.path)
         return self.read_data_block(handle)
@@ -82,6 +109,8 @@ class Table:
 
     def get(self, user_key, sequence):
         """Newest entry of user_key with sequence <= `sequence`: value, DELETED or None."""
+        if sequence > MAX_SEQUENCE:
+            sequence = MAX_SEQUENCE
         if self.bloom is not None and not self.bloom.may_contain(user_key):
             return None
         row_cache = self.row_cache
@@ -106,14 +135,21 @@ class Table:
     def _lookup(self, user_key, sequence):
         """(sequence, kind, value) of the newest entry <= sequence, or None."""
         it = self.index.iterator()
-        it.seek(user_key + _TAG.pack((sequence << 8) | KIND_FOR_SEEK))
-        if not it.valid():
-            status = it.status()
-            if status is not None:
-                raise status
-            return None
-        block = self.block_from_index_value(it.value())
-        found = block.get(user_key, sequence)
+        try:
+            it.seek(user_key + _TAG.pack((sequence << 8) | KIND_FOR_SEEK))
+            if not it.valid():
+                status = it.status()
+                if status is not None:
+                    raise status
+                return None
+            value = it.value()
+        except CorruptionError as exc:
+            raise _named(exc, self.path, "index", None) from exc
+        block = self.block_from_index_value(value)
+        try:
+            found = block.get(user_key, sequence)
+        except CorruptionError as exc:
+            raise _named(exc, self.path, "data", None) from exc
         if found is None:
             return None
         kind, value, seq = found
