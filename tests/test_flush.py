@@ -44,6 +44,26 @@ MIB = 1024 * KIB
 MEMTABLE = 96 * KIB
 
 
+# These tests are about what flushes leave behind; compaction (which would
+# merge the level-0 tables they count) is held off with out-of-reach triggers.
+NO_COMPACTION = dict(level0_compaction_trigger=1000, level0_slowdown_trigger=1000,
+                     level0_stop_trigger=1000)
+
+
+@pytest.fixture(autouse=True)
+def _flush_only():
+    real = kvcy.connect
+
+    def connect(path, config=None, **options):
+        for name, value in NO_COMPACTION.items():
+            options.setdefault(name, value)
+        return real(path, config, **options)
+    # Its own MonkeyPatch: tests here call monkeypatch.undo() for their own patches.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kvcy, "connect", connect)
+        yield
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 def wait_until(predicate, timeout=15.0, what="condition"):

@@ -48,6 +48,11 @@ KIB = 1024
 # smaller): memtables of two blocks, so a flush every few hundred writes.
 SMALL_MEMTABLE = 80 * KIB
 
+# Flush crash safety is tested on its own; compaction is held off (its crash
+# safety is tested in test_compaction.py).
+NO_COMPACTION = {"level0_compaction_trigger": 1000, "level0_slowdown_trigger": 1000,
+                 "level0_stop_trigger": 1000}
+
 
 # --- (a) kill -9 while flushes run --------------------------------------------------------------
 
@@ -84,9 +89,9 @@ main()
 '''
 
 ROUND_OPTIONS = [
-    {"memtable_max_bytes": SMALL_MEMTABLE},
-    {"memtable_max_bytes": SMALL_MEMTABLE, "max_immutable_memtables": 1},
-    {"memtable_max_bytes": 2 * SMALL_MEMTABLE, "flush_interval": 0.02,
+    {"memtable_max_bytes": SMALL_MEMTABLE, **NO_COMPACTION},
+    {"memtable_max_bytes": SMALL_MEMTABLE, "max_immutable_memtables": 1, **NO_COMPACTION},
+    {"memtable_max_bytes": 2 * SMALL_MEMTABLE, **NO_COMPACTION, "flush_interval": 0.02,
      "memtable_min_bytes": 0},
 ]
 
@@ -152,7 +157,7 @@ def run_flush_crash_rounds(tmp_path, rounds, seed):
         apply_op(expected_plus, make_op(seed, in_flight))
 
         readonly = rnd % 2 == 1
-        with kvcy.connect(db, readonly=readonly) as conn:
+        with kvcy.connect(db, readonly=readonly, **NO_COMPACTION) as conn:
             state = read_state(conn)
             stats = conn.stats()
             if not readonly:
