@@ -91,8 +91,8 @@ cdef class MemTable:
         return PyBytes_FromStringAndSize(<const char*>node_value(n), n.value_len)
 
     def memory_usage(self):
-        """Bytes of arena memory, the figure that triggers a memtable switch."""
-        return self.arena._usage
+        """Bytes of arena memory in use, the figure that triggers a memtable switch."""
+        return self.arena._usage - self.arena._remaining
 
     def __len__(self):
         return self.table.count

@@ -14,6 +14,7 @@ cdef class WritePath:
     cdef public uint64_t last_sequence   # last sequence published to readers
     cdef public object error         # latched write error (None when healthy)
     cdef public bint closed          # set by the engine at close
+    cdef public bint blocked         # a background error is latched: writes must fail
     cdef public bint sync_default    # Options.sync
     cdef public size_t memtable_limit    # switch when the memtable reaches this many bytes
     cdef public bint slowdown        # level 0 is deep: every write calls make_room

@@ -80,9 +80,10 @@ cdef class WritePath:
 
     cdef int _ready(self) except -1:
         # REQUIRES: lock held.  Raise unless writable; make room in the memtable.
-        if self.closed or self.error is not None or self.append is None:
+        if self.closed or self.blocked or self.error is not None or self.append is None:
             self.check_state()
-        if self.slowdown or <size_t>self.mem.arena._usage >= self.memtable_limit:
+        if (self.slowdown or self.mem.arena._usage - self.mem.arena._remaining
+                >= self.memtable_limit):
             self.make_room()
         return 0
 

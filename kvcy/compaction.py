@@ -122,6 +122,8 @@ def run_compaction(engine, c, version):
             outputs.abandon()
             engine.info_log.log("compaction %r abandoned: the database is closing", c)
             return None
+        if outputs.files:
+            engine.env.sync_dir(engine.dbpath)   # the outputs' names outlive a power loss
         for level, meta in c.all_inputs():
             edit.delete_file(level, meta.number)
         for meta in outputs.files:

@@ -117,6 +117,7 @@ class Engine:
     def set_background_error(self, exc):
         if self.background_error is None:
             self.background_error = exc
+            self.writer.blocked = True
             self.info_log.log("background error, writes disabled until reopen: %s: %s",
                               type(exc).__name__, exc)
 
@@ -177,8 +178,13 @@ class Engine:
         old = self.writer.mem
         with self.versions.lock:
             number = self.versions.new_file_number()
-        file = self.env.new_writable_file(filename.log_file_name(self.dbpath, number))
         old_log = self.log
+        if old_log is not None and self.writer.error is None:
+            # Writes in the old log must be as durable as later synced writes in
+            # the new one, or a power loss could keep the later ones only (a gap).
+            old_log.sync()
+        file = self.env.new_writable_file(filename.log_file_name(self.dbpath, number))
+        self.env.sync_dir(self.dbpath)
         self.log = LogWriter(file, number)
         self.writer.set_log(file, 0)
         mem = MemTable(number)
@@ -282,9 +288,12 @@ class Engine:
             meta = write_level0_table(self.dbpath, self.env, self.options, imm, number)
             # Logs before the next memtable's log hold nothing more once this is recorded.
             next_log = self.imm[1].log_number if len(self.imm) > 1 else self.writer.mem.log_number
-            edit = VersionEdit(log_number=next_log, last_sequence=imm.last_sequence)
+            # An empty memtable adds nothing; the history still ends where it did.
+            last = imm.last_sequence if len(imm) else vset.last_sequence
+            edit = VersionEdit(log_number=next_log, last_sequence=last)
             if meta is not None:
                 edit.add_file(0, meta)
+                self.env.sync_dir(self.dbpath)     # the table's name must outlive a power loss
             with vset.lock:
                 vset.log_and_apply(edit)
         finally:

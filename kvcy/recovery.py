@@ -20,6 +20,7 @@ paranoid_checks (the default); without it, replay stops at the last intact
 batch (point-in-time recovery) and the LOG and stats say what was dropped.
 """
 import os
+import time
 
 from kvcy._memtable import MemTable
 from kvcy._write_batch import apply_batch, batch_header
@@ -205,6 +206,11 @@ def _recover_state(dbpath, options, env, info_log, stats):
         info_log.log("%s; continuing (paranoid_checks=False)", what)
     for number in logs:
         vset.mark_file_number_used(number)
+    tables = set(files.get("sst", []))
+    missing = sorted(n for n in vset.current.live_numbers() if n not in tables)
+    if missing:
+        raise CorruptionError("table %s listed in the MANIFEST of %s is missing"
+                              % (", ".join("%06d.sst" % n for n in missing), dbpath))
     mem = MemTable()
     last_sequence, damaged = replay_logs(dbpath, logs, options, env, info_log, stats,
                                          mem, vset.last_sequence)
@@ -222,17 +228,17 @@ def open_engine(dbpath, options, env):
     try:
         for attempt in range(READONLY_OPEN_ATTEMPTS if options.readonly else 1):
             stats = Stats()
-            current = _read_current(dbpath, env)
             try:
                 vset, created, logs, mem, last_sequence, damaged = _recover_state(
                     dbpath, options, env, info_log, stats)
                 break
             except (CorruptionError, FileMissingError):
-                # A read-only open races a writer that may replace CURRENT and
-                # delete what the old MANIFEST named: retry when CURRENT moved.
-                if (not options.readonly or attempt == READONLY_OPEN_ATTEMPTS - 1
-                        or _read_current(dbpath, env) == current):
+                # A read-only open races a writer that may replace CURRENT, and
+                # delete logs and MANIFESTs the state it read still named: try
+                # again (real damage fails every attempt the same way).
+                if not options.readonly or attempt == READONLY_OPEN_ATTEMPTS - 1:
                     raise
+                time.sleep(0.01 * (attempt + 1))
         if options.readonly:
             log_number = vset.log_number
         else:
@@ -254,10 +260,13 @@ def open_engine(dbpath, options, env):
             with vset.lock:
                 vset.log_and_apply(edit)
             _remove_obsolete(dbpath, env, vset, info_log)
+            recovered = len(mem)
             mem = MemTable(log_number)
         mem.log_number = log_number
+        if options.readonly:
+            recovered = len(mem)
         info_log.log("opened %s%s at sequence %d: %d entries recovered from %d logs%s",
-                     dbpath, " (new)" if created else "", last_sequence, len(mem), len(logs),
+                     dbpath, " (new)" if created else "", last_sequence, recovered, len(logs),
                      "; damaged history dropped" if damaged else "")
         if not options.readonly:
             buffered = info_log

@@ -562,10 +562,6 @@ def test_a_failed_background_flush_is_latched(db_path, monkeypatch, failure):
         assert conn.get(b"after") == b"reopen"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a latched background flush error is checked "
-                   "only when a write needs a new memtable (_make_room); WritePath._ready "
-                   "does not look at Engine.background_error, so writes keep succeeding "
-                   "until the memtable is full")
 def test_the_next_write_after_a_failed_background_flush_raises(db_path, monkeypatch):
     with kvcy.connect(db_path) as conn:
         conn.put(b"a", b"1")
@@ -713,10 +709,6 @@ def test_reads_during_flushes_see_every_acknowledged_write(db_path):
 
 # --- bugs --------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="BUG: memtable usage counts whole 64 KiB arena blocks "
-                   "and an empty memtable already reports 65544 bytes, so with "
-                   "memtable_max_bytes <= 64 KiB (options allow >= 4 KiB) every write "
-                   "switches the memtable and each table holds one write")
 @pytest.mark.parametrize("limit,n_values", [(4 * KIB, 100), (64 * KIB, 400)])
 def test_a_small_memtable_holds_more_than_one_write(db_path, limit, n_values):
     with kvcy.connect(db_path, memtable_max_bytes=limit, memtable_min_bytes=0) as conn:
@@ -730,12 +722,6 @@ def test_a_small_memtable_holds_more_than_one_write(db_path, limit, n_values):
     assert switches <= 4 * written // limit + 2, (switches, written)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: flushing an empty immutable memtable records "
-                   "last_sequence = 0 (MemTable.last_sequence of an empty memtable) in the "
-                   "MANIFEST; the next open then finds the live log starting at a later "
-                   "sequence and fails with CorruptionError 'sequence gap'. An empty memtable "
-                   "is switched whenever memtable_max_bytes <= 64 KiB (see the test above), "
-                   "e.g. by the first write after an open")
 def test_reopen_after_a_write_with_a_small_memtable_limit(db_path):
     with kvcy.connect(db_path) as conn:
         for i in range(5):

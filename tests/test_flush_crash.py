@@ -275,14 +275,6 @@ CRASH_POINTS = {
     "after-the-flush": None,
 }
 
-DIRSYNC_BUG = pytest.mark.xfail(strict=True, reason=(
-    "BUG: the engine never syncs the directory after creating a WAL at a memtable switch "
-    "or a level-0 table in a flush, yet the MANIFEST edit that makes the new log current "
-    "and lists the table is synced; after a power loss the MANIFEST names a log and a "
-    "table whose directory entries were lost, and the next open fails with "
-    "CorruptionError 'log ... named by the manifest is missing'"))
-
-
 def _synced_ops(rng, n, first):
     ops = []
     for i in range(first, first + n):
@@ -404,7 +396,6 @@ def test_power_loss_before_the_flush_is_recorded(tmp_path, point):
     _power_loss_during_flush(tmp_path, point)
 
 
-@DIRSYNC_BUG
 @pytest.mark.parametrize("point", ["edit-synced-old-log-not-deleted", "after-the-flush"])
 def test_power_loss_after_the_flush_is_recorded(tmp_path, point):
     _power_loss_during_flush(tmp_path, point)
@@ -433,9 +424,6 @@ def test_the_crash_point_is_reached_in_a_flush(tmp_path, point):
         conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a memtable switch creates the new WAL without syncing the directory, so a "
-    "sync=True write into it is lost at a power loss (FaultEnv removes the file)"))
 def test_synced_writes_made_while_a_flush_runs_survive_power_loss(tmp_path, monkeypatch):
     path = tmp_path / "db"
     gate = threading.Event()
@@ -469,9 +457,6 @@ def test_synced_writes_made_while_a_flush_runs_survive_power_loss(tmp_path, monk
     assert not lost, "synced writes lost at power loss: %r..." % lost[:5]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after conn.flush() returns, the new table and the new WAL are still not "
-    "durable: their directory entries were never synced (FaultEnv.is_new is True)"))
 def test_a_recorded_flush_leaves_only_durable_files(tmp_path):
     path = tmp_path / "db"
     env = PowerLossEnv()
