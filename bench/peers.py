@@ -1,7 +1,12 @@
 """Side-by-side benchmark: kvcy against its peers, db_bench style.
 
     python bench/peers.py [--num 200000] [--repeat 3] [--peers plyvel]
-                          [--workloads fillseq,fillrandom,fillbatch,readrandom,readreopen]
+        [--workloads fillseq,fillrandom,fillbatch,readrandom,wamp,readreopen,readseq,seekrandom]
+
+wamp: table bytes written (flushes + compactions) per byte of user data after
+the fills; samp: on-disk bytes per byte of live data at the end; readseq: a
+full scan after reopen; seekrandom: seek + 10 nexts on one iterator, for a
+tenth of the keys.
 
 --peers takes any of plyvel,rocksdict,lmdb,sqlite3,dbm (comma-separated).
 
@@ -37,6 +42,26 @@ class KvcyAdapter:
     def batch(self, pairs):
         self.db.put_many(pairs)
 
+    def scan_all(self):
+        n = 0
+        for _ in self.db.scan():
+            n += 1
+        return n
+
+    def seeker(self):
+        it = self.db.scan()
+
+        def seek(key, count):
+            it.seek(key)
+            for _ in range(count):
+                if next(it, None) is None:
+                    break
+        return seek
+
+    def table_bytes_written(self):
+        s = self.db.stats()
+        return s["flush_bytes"] + s["compaction_bytes_written"]
+
     def close(self):
         self.db.close()
 
@@ -53,6 +78,32 @@ class PlyvelAdapter:
         with self.db.write_batch() as wb:
             for k, v in pairs:
                 wb.put(k, v)
+
+    def scan_all(self):
+        n = 0
+        for _ in self.db:
+            n += 1
+        return n
+
+    def seeker(self):
+        it = self.db.iterator()
+
+        def seek(key, count):
+            it.seek(key)
+            for _ in range(count):
+                if next(it, None) is None:
+                    break
+        return seek
+
+    def table_bytes_written(self):
+        # leveldb.stats: one row per level; column 6 is Write(MB) (flush + compaction).
+        text = self.db.get_property(b"leveldb.stats").decode()
+        total = 0.0
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 6 and parts[0].isdigit():
+                total += float(parts[5])
+        return int(total * 1048576)
 
     def close(self):
         self.db.close()
@@ -196,6 +247,9 @@ def run_once(adapter, num, workloads, rng_seed):
             for k in shuffled:
                 get(k)
             out["readrandom"] = num / (time.perf_counter() - t)
+        if "wamp" in workloads and hasattr(adapter, "table_bytes_written"):
+            # Table bytes written by flushes and compactions per byte of user data.
+            out["wamp"] = adapter.table_bytes_written() / (num * (16 + VALUE_BYTES))
         adapter.close()
         if "readreopen" in workloads:
             put, get = adapter.open_existing(path) if hasattr(adapter, "open_existing") \
@@ -206,9 +260,22 @@ def run_once(adapter, num, workloads, rng_seed):
                 for k in shuffled:
                     get(k)
                 out["readreopen"] = num / (time.perf_counter() - t)
+                if "readseq" in workloads and hasattr(adapter, "scan_all"):
+                    t = time.perf_counter()
+                    n = adapter.scan_all()
+                    out["readseq"] = n / (time.perf_counter() - t)
+                if "seekrandom" in workloads and hasattr(adapter, "seeker"):
+                    seek = adapter.seeker()
+                    probes = shuffled[:max(num // 10, 1)]
+                    t = time.perf_counter()
+                    for k in probes:
+                        seek(k, 10)
+                    out["seekrandom"] = len(probes) / (time.perf_counter() - t)
                 adapter.close()
         out["disk_bytes"] = sum(os.path.getsize(os.path.join(d, f))
                                 for d, _, fs in os.walk(path) for f in fs)
+        # On-disk bytes per byte of live user data (every key written once).
+        out["samp"] = out["disk_bytes"] / (num * (16 + VALUE_BYTES))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -236,7 +303,7 @@ def main(argv=None):
                 continue
             for k, v in r.items():
                 results.setdefault(name, {}).setdefault(k, []).append(v)
-    cols = [w for w in workloads] + ["disk_bytes"]
+    cols = list(workloads) + ["disk_bytes", "samp"]
     print("%d keys, 16-byte keys, %d-byte values, median of %d runs (ops/s; ratio = kvcy/peer)"
           % (args.num, VALUE_BYTES, args.repeat))
     print("%-10s" % "engine" + "".join("%16s" % c for c in cols))
@@ -244,7 +311,10 @@ def main(argv=None):
         row = "%-10s" % name
         for c in cols:
             vals = results.get(name, {}).get(c)
-            row += "%16s" % (format(int(statistics.median(vals)), ",") if vals else "-")
+            if vals and c in ("wamp", "samp"):
+                row += "%16s" % ("%.2f" % statistics.median(vals))
+            else:
+                row += "%16s" % (format(int(statistics.median(vals)), ",") if vals else "-")
         print(row)
     for name in names[1:]:
         row = "%-10s" % ("kvcy/" + name)[:10]
@@ -252,7 +322,7 @@ def main(argv=None):
             a = results["kvcy"].get(c)
             b = results.get(name, {}).get(c)
             row += "%16s" % ("%.2fx" % (statistics.median(a) / statistics.median(b))
-                             if a and b else "-")
+                             if a and b and statistics.median(b) else "-")
         print(row)
 
 
