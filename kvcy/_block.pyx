@@ -36,7 +36,7 @@ from libc.string cimport memcpy
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
 
-from kvcy._coding cimport get_varint32, load_fixed32, load_fixed64
+from kvcy._coding cimport get_varint64, get_varint32, load_fixed32, load_fixed64
 from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_internal, compare_user_keys)
 from kvcy._debug cimport KVCY_DEBUG
@@ -396,6 +396,41 @@ cdef class Block:
                 return (KIND_DELETE, b"", tag >> 8)
             raise CorruptionError("block: entry of unknown kind %d at offset %d"
                                   % (kind, c.current))
+        finally:
+            cursor_free(&c)
+
+    def index_lookup(self, user_key, uint64_t sequence):
+        """For an index block: (offset, size) of the data block that would hold
+        the newest entry of user_key at sequence (the first separator >= the
+        lookup key), or None when the key lies past the last block.  The
+        point-lookup path of a table, done in C.  Raises CorruptionError.
+        """
+        cdef const unsigned char* ukey
+        cdef size_t ulen
+        cdef BlockCursor c
+        cdef int r
+        cdef uint64_t offset, size
+        cdef const unsigned char* p
+        cdef const unsigned char* limit
+        user_key = _borrow(user_key, &ukey, &ulen, "user_key")
+        if sequence > MAX_SEQUENCE:
+            sequence = MAX_SEQUENCE
+        self.init_cursor(&c)
+        r = cursor_seek(&c, ukey, ulen, pack_tag(sequence, KIND_FOR_SEEK))
+        try:
+            if r < 0:
+                raise cursor_exception(&c)
+            if r == 0:
+                return None
+            p = c.value
+            limit = c.value + c.value_len
+            p = get_varint64(p, limit, &offset)
+            if p != NULL:
+                p = get_varint64(p, limit, &size)
+            if p == NULL or p != limit:
+                raise CorruptionError("block: bad block handle in index entry at offset %d"
+                                      % c.current)
+            return offset, size
         finally:
             cursor_free(&c)
 

@@ -134,22 +134,20 @@ class Table:
 
     def _lookup(self, user_key, sequence):
         """(sequence, kind, value) of the newest entry <= sequence, or None."""
-        it = self.index.iterator()
         try:
-            it.seek(user_key + _TAG.pack((sequence << 8) | KIND_FOR_SEEK))
-            if not it.valid():
-                status = it.status()
-                if status is not None:
-                    raise status
-                return None
-            value = it.value()
+            handle = self.index.index_lookup(user_key, sequence)
         except CorruptionError as exc:
             raise _named(exc, self.path, "index", None) from exc
-        block = self.block_from_index_value(value)
+        if handle is None:
+            return None
+        cache = self.block_cache
+        block = cache.get((self.number, handle[0])) if cache is not None else None
+        if block is None:
+            block = self.read_data_block(BlockHandle(handle[0], handle[1]))
         try:
             found = block.get(user_key, sequence)
         except CorruptionError as exc:
-            raise _named(exc, self.path, "data", None) from exc
+            raise _named(exc, self.path, "data", handle[0]) from exc
         if found is None:
             return None
         kind, value, seq = found
