@@ -89,10 +89,14 @@ class Table:
             block = cache.get(key)
             if block is not None:
                 return block
+        return self._read_uncached(handle)
+
+    def _read_uncached(self, handle):
+        """Read, check and decode a data block, and add it to the block cache."""
         with _naming(self.path, "data", handle.offset):
             block = Block(read_block(self.file, handle, self.file_size, self.path))
-        if cache is not None:
-            cache.put(key, block)
+        if self.block_cache is not None:
+            self.block_cache.put((self.number, handle.offset), block)
         return block
 
     def block_from_index_value(self, value):
@@ -143,7 +147,7 @@ class Table:
         cache = self.block_cache
         block = cache.get((self.number, handle[0])) if cache is not None else None
         if block is None:
-            block = self.read_data_block(BlockHandle(handle[0], handle[1]))
+            block = self._read_uncached(BlockHandle(handle[0], handle[1]))
         try:
             found = block.get(user_key, sequence)
         except CorruptionError as exc:
