@@ -24,6 +24,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from kvcy._block cimport Block, BlockIterator
 from kvcy._dbformat cimport TAG_BYTES
 from kvcy._iterator cimport InternalIterator
+from kvcy.errors import CorruptionError
 
 
 @cython.final
@@ -60,7 +61,10 @@ cdef class TwoLevelIterator(InternalIterator):
     cdef int c_next(self) except -1:
         if self.data_iter is None or not self.data_iter.is_valid():
             return self.raise_invalid("next")
-        self.data_iter.c_next()
+        try:
+            self.data_iter.c_next()
+        except CorruptionError as exc:
+            return self.fail_reset(exc)
         if self.data_iter.is_valid():
             return 0
         return self.skip_empty_forward()
@@ -68,7 +72,10 @@ cdef class TwoLevelIterator(InternalIterator):
     cdef int c_prev(self) except -1:
         if self.data_iter is None or not self.data_iter.is_valid():
             return self.raise_invalid("prev")
-        self.data_iter.c_prev()
+        try:
+            self.data_iter.c_prev()
+        except CorruptionError as exc:
+            return self.fail_reset(exc)
         if self.data_iter.is_valid():
             return 0
         return self.skip_empty_backward()
@@ -86,9 +93,17 @@ cdef class TwoLevelIterator(InternalIterator):
         return self.status_
 
     cdef int fail_reset(self, object exc) except -1:
-        # Drop the data block, latch exc (the first error wins) and raise.
+        # Drop the data block, latch exc (the first error wins) and raise;
+        # corruption is restated with the table it was found in.
+        cdef str path
         self.data_iter = None
         self.data_handle = None
+        if isinstance(exc, CorruptionError):
+            path = str(getattr(self.table, "path", ""))
+            if path and path not in str(exc):
+                named = CorruptionError("table %s: %s" % (path, exc))
+                named.__cause__ = exc
+                exc = named
         return self.fail(exc)
 
     cdef int load_block(self) except -1:

@@ -854,11 +854,7 @@ def _decoder_errors(b):
     return cases
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param("raw-bloom", marks=pytest.mark.xfail(
-        strict=True, reason="BUG: errors met while ITERATING a damaged block (scan through "
-        "the two-level iterator) do not yet name the table file")),
-    "snappy-bloom"])
+@pytest.mark.parametrize("name", ["raw-bloom", "snappy-bloom"])
 def test_decoder_errors_name_the_table_file(name):
     b = base(name)
     missing = []
