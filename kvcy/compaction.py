@@ -89,8 +89,9 @@ def _base_level_checker(version, output_level):
     return is_base_level
 
 
-def run_compaction(engine, c, version):
-    """Execute plan c, made from `version`; returns the VersionEdit applied."""
+def run_compaction(engine, c, version, allow_move=True):
+    """Execute plan c, made from `version`; returns the VersionEdit applied.
+    allow_move=False rewrites even a plan that could move its file down."""
     options = engine.options
     vset = engine.versions
     stats = engine.stats
@@ -99,7 +100,7 @@ def run_compaction(engine, c, version):
     # The next compaction of this level starts after this range (round robin).
     edit.compact_pointers.append((c.level, max((f.largest for f in c.inputs[0]),
                                                key=internal_sort_key)))
-    if c.is_trivial_move(options):
+    if allow_move and c.is_trivial_move(options):
         meta = c.inputs[0][0]
         edit.delete_file(c.level, meta.number)
         edit.add_file(c.level + 1, meta)

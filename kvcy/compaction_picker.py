@@ -137,14 +137,3 @@ def pick_compaction(version, options, compact_pointers):
         if first is None:
             first = [files[0]]
     return plan(version, options, level, first, "L%d score %.2f" % (level, score), score)
-
-
-def range_compactions(version, options, begin, end):
-    """Plans that push every file overlapping user keys [begin, end] down one
-    level at a time, top to bottom (conn.compact_range)."""
-    out = []
-    for level in range(len(version.files) - 1):
-        files = overlapping(version.files[level], begin, end)
-        if files:
-            out.append(level)
-    return out

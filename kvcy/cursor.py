@@ -58,6 +58,8 @@ class Cursor:
         if not isinstance(size, int) or size < 0:
             raise ProgrammingError("fetchmany size must be a non-negative int, got %r" % (size,))
         rows = []
+        if size == 0:
+            return rows
         for row in it:
             rows.append(row)
             if len(rows) >= size:

@@ -111,7 +111,8 @@ class Engine:
         if error is not None:
             raise OperationalError("cannot write: an earlier %s failed and writes are "
                                    "disabled until the database is reopened (%s: %s)"
-                                   % ("write" if self.writer.error else "background flush",
+                                   % ("write" if self.writer.error
+                                      else "background flush or compaction",
                                       type(error).__name__, error)) from error
 
     def set_background_error(self, exc):
@@ -222,6 +223,7 @@ class Engine:
             if c is None:
                 return False
             run_compaction(self, c, version)
+            del version, c              # unpin the inputs so they can be deleted now
         self._after_version_change()
         return True
 
@@ -257,7 +259,10 @@ class Engine:
                 if not files:
                     continue
                 c = plan(version, self.options, level, files, "manual L%d" % level)
-                run_compaction(self, c, version)
+                # A manual compaction rewrites even a lone file: moving it down
+                # would keep the tombstones and old versions it was asked to drop.
+                run_compaction(self, c, version, allow_move=False)
+                del version, c, files
             self._after_version_change()
         if self.background_error is not None:
             self._check_writable()
@@ -315,17 +320,22 @@ class Engine:
     def delete_obsolete_files(self):
         """Delete logs older than the log number and tables no live Version lists."""
         vset = self.versions
+        # List first: a table created after the listing cannot be mistaken for
+        # garbage, and one listed here is either live or pending by now (its
+        # number enters pending_outputs before its file is created).
+        names = self.env.get_children(self.dbpath)
         with vset.lock:
             live = vset.live_files()
             log_number = vset.log_number
             manifest = vset.manifest_number
-        for name in self.env.get_children(self.dbpath):
+            next_number = vset.next_file_number
+        for name in names:
             parsed = filename.parse_file_name(name)
             if parsed is None:
                 continue
             kind, number = parsed
             if ((kind == "log" and number < log_number)
-                    or (kind == "sst" and number not in live)
+                    or (kind == "sst" and number not in live and number < next_number)
                     or (kind == "manifest" and number < manifest)):
                 try:
                     self.env.remove_file(os.path.join(self.dbpath, name))
