@@ -160,6 +160,12 @@ class Engine:
             self._level0_stall()
         if self.writer.mem.memory_usage() < self.options.memtable_max_bytes:
             return
+        self._wait_for_immutable_slot()
+        self._switch_memtable()
+
+    def _wait_for_immutable_slot(self):
+        """REQUIRES: write lock held.  Wait (a counted stall) while
+        max_immutable_memtables memtables are already waiting for a flush."""
         limit = self.options.max_immutable_memtables
         if len(self.imm) >= limit:
             started = time.monotonic()
@@ -172,7 +178,6 @@ class Engine:
             self.stats.stall_seconds += time.monotonic() - started
             if self.background_error is not None or self.writer.closed:
                 self._check_writable()
-        self._switch_memtable()
 
     def _switch_memtable(self):
         """REQUIRES: write lock held.  Make the memtable immutable and start a new WAL."""
@@ -355,10 +360,9 @@ class Engine:
         try:
             self._check_writable()
             if len(writer.mem):
-                if len(self.imm) >= self.options.max_immutable_memtables:
-                    self._make_room()
-                else:
-                    self._switch_memtable()
+                # Even a memtable far from full goes: flush() means every write so far.
+                self._wait_for_immutable_slot()
+                self._switch_memtable()
         finally:
             writer.release()
         if wait:
