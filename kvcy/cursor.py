@@ -15,10 +15,18 @@ connection itself may be shared).
 from kvcy.errors import ProgrammingError
 
 
+# Where a cursor stands in its result set.
+_BEFORE = 0      # before the first row (a fresh scan, or prev() past the start)
+_PENDING = 1     # on a row that the next fetch returns (after seek())
+_ON = 2          # on the row returned last
+_AFTER = 3       # past the last row
+
+
 class Cursor:
     def __init__(self, conn):
         self._conn = conn
         self._it = None
+        self._state = _BEFORE
         self._closed = False
         self.arraysize = 1          # DB-API: rows fetchmany() returns by default
         self.rowcount = -1          # DB-API: unknown for a scan
@@ -36,39 +44,92 @@ class Cursor:
             raise ProgrammingError("no result set: call scan() first")
         return self._it
 
+    # Moves in scan order, whatever the direction of the scan.
+    def _first(self, it):
+        it.seek_to_last() if it.reverse else it.seek_to_first()
+
+    def _last(self, it):
+        it.seek_to_first() if it.reverse else it.seek_to_last()
+
+    def _forward(self, it):
+        it.prev() if it.reverse else it.next()
+
+    def _backward(self, it):
+        it.next() if it.reverse else it.prev()
+
     def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
         """Make the keys in [start, stop) (and with prefix) the result set; returns self."""
         self._check()
         if self._it is not None:
             self._it.close()
+            self._it = None
         self._it = self._conn.scan(start, stop, prefix=prefix, reverse=reverse)
+        self._state = _BEFORE
         return self
 
     execute = scan
 
+    def next(self):
+        """Move to the next row (in scan order) and return it, or None at the end."""
+        it = self._result()
+        state = self._state
+        if state == _BEFORE:
+            self._first(it)
+        elif state == _ON:
+            self._forward(it)
+        elif state == _AFTER:
+            return None
+        # _PENDING: the row seek() stopped on is the one to return.
+        if it.valid():
+            self._state = _ON
+            return it.item()
+        self._state = _AFTER
+        return None
+
+    def prev(self):
+        """Move to the previous row (against scan order) and return it, or None
+        when there is none (the cursor then stands before the first row)."""
+        it = self._result()
+        state = self._state
+        if state == _BEFORE:
+            return None
+        if state == _AFTER:
+            self._last(it)
+        else:
+            self._backward(it)
+        if it.valid():
+            self._state = _ON
+            return it.item()
+        self._state = _BEFORE
+        return None
+
     def fetchone(self):
         """The next row, or None when the result set is exhausted."""
-        return next(self._result(), None)
+        return self.next()
 
     def fetchmany(self, size=None):
         """Up to size rows (default: arraysize)."""
-        it = self._result()
+        self._result()
         if size is None:
             size = self.arraysize
         if not isinstance(size, int) or size < 0:
             raise ProgrammingError("fetchmany size must be a non-negative int, got %r" % (size,))
         rows = []
-        if size == 0:
-            return rows
-        for row in it:
-            rows.append(row)
-            if len(rows) >= size:
+        while len(rows) < size:
+            row = self.next()
+            if row is None:
                 break
+            rows.append(row)
         return rows
 
     def fetchall(self):
         """Every remaining row."""
-        return list(self._result())
+        rows = []
+        while True:
+            row = self.next()
+            if row is None:
+                return rows
+            rows.append(row)
 
     def seek(self, key):
         """Position so that the next fetch returns the first key >= key
@@ -78,29 +139,12 @@ class Cursor:
             it.seek_for_prev(key)
         else:
             it.seek(key)
+        self._state = _PENDING if it.valid() else _AFTER
         return self
 
-    def next(self):
-        """Move to the next row (in scan order) and return it, or None at the end."""
-        return next(self._result(), None)
-
-    def prev(self):
-        """Move to the previous row (against scan order) and return it, or None."""
-        it = self._result()
-        if not it.valid():
-            # Past the end: step back onto the last row of the scan order.
-            if it.reverse:
-                it.seek_to_first()
-            else:
-                it.seek_to_last()
-        elif it.reverse:
-            it.next()
-        else:
-            it.prev()
-        return it.item() if it.valid() else None
-
     def __iter__(self):
-        return self._result()
+        self._result()
+        return iter(self.next, None)
 
     def close(self):
         """Close the cursor; idempotent."""
