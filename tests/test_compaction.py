@@ -14,14 +14,12 @@ seed is random unless KVCY_CRASH_SEED is set, and failures print it.
 """
 import contextlib
 import errno
-import inspect
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -37,7 +35,7 @@ from kvcy.version_set import internal_sort_key
 from fault_env import FaultEnv
 from test_flush_crash import PowerLossEnv, _nth, _sst
 from test_crash import (N_KEYS, apply_op, child_env, make_op, partial_batches, read_state,
-                        wait_for_ready)
+                        wait_for_ready, write_child_script)
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -796,40 +794,6 @@ def test_cleanup_after_compact_range_spares_a_table_written_meanwhile(db_path, m
 
 # --- (8) kill -9 while compactions run --------------------------------------------------------
 
-CHILD_MAIN = '''
-import json
-import sys
-import kvcy
-
-
-def main():
-    path, seed, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    options = json.loads(sys.argv[4])
-    compact_every = int(sys.argv[5])     # ops between compact_range calls; 0: never
-    conn = kvcy.connect(path, sync=False, **options)
-    out = sys.stdout
-    out.write("ready\\n")
-    out.flush()
-    i = start
-    while True:
-        op = make_op(seed, i)
-        if op[0] == "put":
-            conn.put(op[1], op[2])
-        elif op[0] == "delete":
-            conn.delete(op[1])
-        elif op[0] == "batch":
-            conn.put_many(op[1])
-        else:
-            conn.delete_many(op[1])
-        out.write("%d\\n" % i)
-        out.flush()
-        i += 1
-        if compact_every and i % compact_every == 0:
-            conn.compact_range()         # manual compactions beside the background ones
-
-
-main()
-'''
 
 # Tiny tables and levels, uncompressed: with N_KEYS keys of ~100 bytes (a few
 # tens of KiB live), every few flushes start a compaction and data reaches
@@ -856,8 +820,7 @@ def _compaction_events(db):
 
 def run_compaction_crash_rounds(tmp_path, rounds, seed):
     script = tmp_path / "child.py"
-    script.write_text("import random\nN_KEYS = %d\n\n%s\n%s" % (
-        N_KEYS, textwrap.dedent(inspect.getsource(make_op)), CHILD_MAIN))
+    write_child_script(script)
     db = tmp_path / "db"
     rng = random.Random(seed)
     model = {}

@@ -51,13 +51,16 @@ def make_op(seed, i):
 
 
 CHILD_MAIN = '''
+import json
 import sys
 import kvcy
 
 
 def main():
     path, seed, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    conn = kvcy.connect(path, sync=False)
+    options = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    compact_every = int(sys.argv[5]) if len(sys.argv) > 5 else 0   # ops between compact_range calls
+    conn = kvcy.connect(path, sync=False, **options)
     out = sys.stdout
     out.write("ready\\n")
     out.flush()
@@ -75,10 +78,19 @@ def main():
         out.write("%d\\n" % i)
         out.flush()
         i += 1
+        if compact_every and i % compact_every == 0:
+            conn.compact_range()         # manual compactions beside the background ones
 
 
 main()
 '''
+
+
+def write_child_script(path):
+    """The child of the kill -9 tests: argv = db seed start [options-json [compact-every]].
+    It acknowledges each op on stdout once the write returned."""
+    path.write_text("import random\nN_KEYS = %d\n\n%s\n%s" % (
+        N_KEYS, textwrap.dedent(inspect.getsource(make_op)), CHILD_MAIN))
 
 
 def apply_op(model, op):
@@ -156,8 +168,7 @@ def wait_for_ready(proc, ack_path, deadline):
 
 def run_crash_rounds(tmp_path, rounds, seed):
     script = tmp_path / "child.py"
-    script.write_text("import random\nN_KEYS = %d\n\n%s\n%s" % (
-        N_KEYS, textwrap.dedent(inspect.getsource(make_op)), CHILD_MAIN))
+    write_child_script(script)
     db = tmp_path / "db"
     rng = random.Random(seed)
     model = {}

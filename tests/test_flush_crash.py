@@ -20,14 +20,12 @@ every one of them exactly once (the last sequence says nothing was applied
 twice or dropped) and nothing else.
 """
 import contextlib
-import inspect
 import json
 import os
 import random
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 
@@ -40,7 +38,7 @@ from kvcy import filename
 
 from fault_env import FaultEnv
 from test_crash import (N_KEYS, apply_op, child_env, make_op, partial_batches, read_state,
-                        wait_for_ready)
+                        wait_for_ready, write_child_script)
 
 KIB = 1024
 
@@ -56,37 +54,6 @@ NO_COMPACTION = {"level0_compaction_trigger": 1000, "level0_slowdown_trigger": 1
 
 # --- (a) kill -9 while flushes run --------------------------------------------------------------
 
-CHILD_MAIN = '''
-import json
-import sys
-import kvcy
-
-
-def main():
-    path, seed, start = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    options = json.loads(sys.argv[4])
-    conn = kvcy.connect(path, sync=False, **options)
-    out = sys.stdout
-    out.write("ready\\n")
-    out.flush()
-    i = start
-    while True:
-        op = make_op(seed, i)
-        if op[0] == "put":
-            conn.put(op[1], op[2])
-        elif op[0] == "delete":
-            conn.delete(op[1])
-        elif op[0] == "batch":
-            conn.put_many(op[1])
-        else:
-            conn.delete_many(op[1])
-        out.write("%d\\n" % i)
-        out.flush()
-        i += 1
-
-
-main()
-'''
 
 ROUND_OPTIONS = [
     {"memtable_max_bytes": SMALL_MEMTABLE, **NO_COMPACTION},
@@ -104,8 +71,7 @@ def _ssts(path):
 
 def run_flush_crash_rounds(tmp_path, rounds, seed):
     script = tmp_path / "child.py"
-    script.write_text("import random\nN_KEYS = %d\n\n%s\n%s" % (
-        N_KEYS, textwrap.dedent(inspect.getsource(make_op)), CHILD_MAIN))
+    write_child_script(script)
     db = tmp_path / "db"
     rng = random.Random(seed)
     model = {}
