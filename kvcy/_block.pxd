@@ -22,6 +22,7 @@
 cimport cython
 from libc.stdint cimport uint32_t, uint64_t
 from kvcy._iterator cimport InternalIterator
+from kvcy._block_cache cimport CacheHandle
 
 cdef enum:
     CURSOR_INLINE_KEY_BYTES = 128   # keys up to this size need no heap buffer
@@ -35,6 +36,17 @@ cdef enum:
     BLOCK_BAD_RESTART = 4        # a restart entry shares a prefix / restarts not on entries
     BLOCK_NO_MEMORY = 5          # key buffer could not grow
     BLOCK_INVARIANT = 6          # KVCY_DEBUG range check failed: a bug, not corruption
+
+# What is wrong with a block's trailer (block_check_trailer); 0 when it checks out.
+cdef enum:
+    TRAILER_OK = 0
+    TRAILER_SHORT = 1            # fewer than 4 bytes
+    TRAILER_HUGE = 2             # 4 GiB or more: offsets cannot address it
+    TRAILER_NO_RESTARTS = 3      # restart count 0
+    TRAILER_COUNT_TOO_BIG = 4    # restart array does not fit
+    TRAILER_FIRST_NOT_ZERO = 5   # restart 0 is not at offset 0
+    TRAILER_NOT_INCREASING = 6   # a restart offset does not follow the one before
+    TRAILER_PAST_ENTRIES = 7     # a restart offset lies in the restart array
 
 # A position in a block: the state of BlockIterator and of Block.get().
 cdef struct BlockCursor:
@@ -53,15 +65,34 @@ cdef struct BlockCursor:
     unsigned char inline_key[CURSOR_INLINE_KEY_BYTES]
 
 
+# The block functions below never raise and never need the GIL; readers in
+# C (kvcy._table, kvcy._read_path) drive a BlockCursor directly with them.
+cdef int block_check_trailer(const unsigned char* base, size_t n, uint32_t* restarts,
+                             uint32_t* num, uint32_t* bad_index, uint32_t* bad_offset) noexcept nogil
+cdef object trailer_exception(int code, size_t n, uint32_t num, uint32_t index, uint32_t offset,
+                              uint32_t prev)
+cdef void cursor_init(BlockCursor* c, const unsigned char* data, uint32_t restarts,
+                      uint32_t num_restarts) noexcept nogil
+cdef void cursor_free(BlockCursor* c) noexcept nogil
+cdef int cursor_seek(BlockCursor* c, const unsigned char* ukey, size_t ulen,
+                     uint64_t tag) noexcept nogil
+cdef object cursor_exception(const BlockCursor* c)
+
+
 @cython.final
 cdef class Block:
-    cdef bytes data              # the block's bytes; every pointer below points into it
+    cdef bytes data              # the block's bytes when made from bytes (else None)
+    cdef CacheHandle* handle     # the pinned cache block it reads, when made by from_handle
+    cdef object owner            # keeps the BlockCache of handle alive
     cdef const unsigned char* base   # start of data
     cdef uint32_t size_          # len(data)
     cdef uint32_t restarts       # offset of the restart array
     cdef uint32_t num_restarts_  # restart count, >= 1
 
     cdef void init_cursor(self, BlockCursor* c) noexcept
+
+    @staticmethod
+    cdef Block from_handle(CacheHandle* handle, object owner)
 
 
 # Final in the .pyx; not declared final here, as Cython refuses a final class

@@ -41,6 +41,7 @@ from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENC
                              pack_tag, compare_internal, compare_user_keys)
 from kvcy._debug cimport KVCY_DEBUG
 from kvcy._iterator cimport InternalIterator
+from kvcy._block_cache cimport CacheHandle, cache_release
 from kvcy.errors import CorruptionError
 
 cdef size_t MAX_BLOCK = 0xFFFFFFFFu
@@ -133,7 +134,7 @@ cdef int cursor_reserve(BlockCursor* c, size_t n) noexcept nogil:
     return 0
 
 
-cdef inline void cursor_free(BlockCursor* c) noexcept nogil:
+cdef void cursor_free(BlockCursor* c) noexcept nogil:
     if c.key != c.inline_key:
         free(c.key)
     c.key = c.inline_key
@@ -286,6 +287,72 @@ cdef object cursor_exception(const BlockCursor* c):
     return CorruptionError("block: %s at offset %d" % (what, c.error_offset))
 
 
+cdef void cursor_init(BlockCursor* c, const unsigned char* data, uint32_t restarts,
+                      uint32_t num_restarts) noexcept nogil:
+    # A fresh, not yet positioned cursor over a block whose trailer checked out.
+    c.data = data
+    c.restarts = restarts
+    c.num_restarts = num_restarts
+    c.key = c.inline_key
+    c.key_len = 0
+    c.key_cap = CURSOR_INLINE_KEY_BYTES
+    c.error = BLOCK_OK
+    c.error_offset = 0
+    cursor_invalidate(c)
+
+
+cdef int block_check_trailer(const unsigned char* base, size_t n, uint32_t* restarts,
+                             uint32_t* num, uint32_t* bad_index, uint32_t* bad_offset) noexcept nogil:
+    # Check a block's restart array: TRAILER_OK with restarts/num set, or what
+    # is wrong (bad_index/bad_offset name the restart entry at fault).
+    cdef uint32_t count, i, offset, start, prev = 0
+    if n < 4:
+        return TRAILER_SHORT
+    if n > MAX_BLOCK:
+        return TRAILER_HUGE
+    count = load_fixed32(base + n - 4)
+    num[0] = count
+    if count == 0:
+        return TRAILER_NO_RESTARTS
+    if count > (n - 4) // 4:
+        return TRAILER_COUNT_TOO_BIG
+    start = <uint32_t>(n - 4 - 4 * <size_t>count)
+    for i in range(count):
+        offset = load_fixed32(base + start + 4 * <size_t>i)
+        bad_index[0] = i
+        bad_offset[0] = offset
+        if i == 0:
+            if offset != 0:
+                return TRAILER_FIRST_NOT_ZERO
+        elif offset <= prev:
+            return TRAILER_NOT_INCREASING
+        elif offset >= start:
+            return TRAILER_PAST_ENTRIES
+        prev = offset
+    restarts[0] = start
+    return TRAILER_OK
+
+
+cdef object trailer_exception(int code, size_t n, uint32_t num, uint32_t index, uint32_t offset,
+                              uint32_t prev):
+    # The CorruptionError for a block_check_trailer failure.
+    if code == TRAILER_SHORT:
+        return CorruptionError("block: %d bytes is too short for a restart count" % n)
+    if code == TRAILER_HUGE:
+        return CorruptionError("block: %d bytes exceeds the 4 GiB its offsets can address" % n)
+    if code == TRAILER_NO_RESTARTS:
+        return CorruptionError("block: restart count is 0")
+    if code == TRAILER_COUNT_TOO_BIG:
+        return CorruptionError("block: restart count %d does not fit in %d bytes" % (num, n))
+    if code == TRAILER_FIRST_NOT_ZERO:
+        return CorruptionError("block: restart 0 at offset %d, not 0" % offset)
+    if code == TRAILER_NOT_INCREASING:
+        return CorruptionError("block: restart %d at offset %d does not follow %d"
+                               % (index, offset, prev))
+    return CorruptionError("block: restart %d at offset %d lies past the %d bytes of entries"
+                           % (index, offset, n - 4 - 4 * <size_t>num))
+
+
 cdef inline object _borrow(object obj, const unsigned char** p, size_t* n, str what):
     # Pointer and length of a bytes-like argument.  Returns the bytes object
     # they point into (obj itself, or a copy of another buffer): the caller
@@ -304,9 +371,19 @@ cdef inline object _borrow(object obj, const unsigned char** p, size_t* n, str w
 cdef class Block:
     """One block's bytes, checked; see the module docstring."""
 
-    def __cinit__(self, data):
+    def __cinit__(self, data=None):
+        # Block(data) checks data; Block.from_handle wraps a cached block
+        # whose trailer was checked when it was read.
         cdef Py_ssize_t n
-        cdef uint32_t num, i, offset, restarts, prev = 0
+        cdef uint32_t num = 0, restarts = 0, index = 0, offset = 0
+        cdef int code
+        self.handle = NULL
+        if data is None:
+            self.base = <const unsigned char*>""
+            self.size_ = 0
+            self.restarts = 0
+            self.num_restarts_ = 0
+            return
         if not PyBytes_CheckExact(data):
             if isinstance(data, str):
                 raise TypeError("block data must be bytes-like, not str")
@@ -314,42 +391,38 @@ cdef class Block:
         n = PyBytes_GET_SIZE(data)
         self.data = data
         self.base = <const unsigned char*>PyBytes_AS_STRING(data)
-        if n < 4:
-            raise CorruptionError("block: %d bytes is too short for a restart count" % n)
-        if <size_t>n > MAX_BLOCK:
-            raise CorruptionError("block: %d bytes exceeds the 4 GiB its offsets can address" % n)
-        num = load_fixed32(self.base + n - 4)
-        if num == 0:
-            raise CorruptionError("block: restart count is 0")
-        if num > (n - 4) // 4:
-            raise CorruptionError("block: restart count %d does not fit in %d bytes" % (num, n))
-        restarts = <uint32_t>(n - 4 - 4 * <size_t>num)
-        for i in range(num):
-            offset = load_fixed32(self.base + restarts + 4 * <size_t>i)
-            if i == 0:
-                if offset != 0:
-                    raise CorruptionError("block: restart 0 at offset %d, not 0" % offset)
-            elif offset <= prev:
-                raise CorruptionError("block: restart %d at offset %d does not follow %d"
-                                      % (i, offset, prev))
-            elif offset >= restarts:
-                raise CorruptionError("block: restart %d at offset %d lies past the %d bytes "
-                                      "of entries" % (i, offset, restarts))
-            prev = offset
+        code = block_check_trailer(self.base, <size_t>n, &restarts, &num, &index, &offset)
+        if code != TRAILER_OK:
+            prev = (load_fixed32(self.base + n - 8 - 4 * <size_t>num + 4 * <size_t>index)
+                    if code == TRAILER_NOT_INCREASING else 0)
+            raise trailer_exception(code, <size_t>n, num, index, offset, prev)
         self.size_ = <uint32_t>n
         self.restarts = restarts
         self.num_restarts_ = num
 
+    def __init__(self, data):
+        if data is None:
+            raise TypeError("block data must be bytes-like, not None")
+
+    def __dealloc__(self):
+        if self.handle != NULL:
+            cache_release(self.handle)
+            self.handle = NULL
+
+    @staticmethod
+    cdef Block from_handle(CacheHandle* handle, object owner):
+        # A Block over a pinned cache block; takes over the caller's pin.
+        cdef Block b = Block.__new__(Block)
+        b.handle = handle
+        b.owner = owner
+        b.base = handle.data
+        b.size_ = <uint32_t>handle.size
+        b.restarts = handle.restarts
+        b.num_restarts_ = handle.num_restarts
+        return b
+
     cdef void init_cursor(self, BlockCursor* c) noexcept:
-        c.data = self.base
-        c.restarts = self.restarts
-        c.num_restarts = self.num_restarts_
-        c.key = c.inline_key
-        c.key_len = 0
-        c.key_cap = CURSOR_INLINE_KEY_BYTES
-        c.error = BLOCK_OK
-        c.error_offset = 0
-        cursor_invalidate(c)
+        cursor_init(c, self.base, self.restarts, self.num_restarts_)
 
     @property
     def size(self):
@@ -377,6 +450,8 @@ cdef class Block:
         cdef int r, kind
         cdef uint64_t tag
         user_key = _borrow(user_key, &ukey, &ulen, "user_key")
+        if self.num_restarts_ == 0:
+            raise ValueError("block has no data (made without bytes)")
         if sequence > MAX_SEQUENCE:
             sequence = MAX_SEQUENCE
         self.init_cursor(&c)
@@ -413,6 +488,8 @@ cdef class Block:
         cdef const unsigned char* p
         cdef const unsigned char* limit
         user_key = _borrow(user_key, &ukey, &ulen, "user_key")
+        if self.num_restarts_ == 0:
+            raise ValueError("block has no data (made without bytes)")
         if sequence > MAX_SEQUENCE:
             sequence = MAX_SEQUENCE
         self.init_cursor(&c)
@@ -442,6 +519,8 @@ cdef class BlockIterator(InternalIterator):
     """LevelDB's internal-iterator protocol over one Block (Python face: InternalIterator)."""
 
     def __cinit__(self, Block block not None):
+        if block.num_restarts_ == 0:
+            raise ValueError("block has no data (made without bytes)")
         self.block = block
         block.init_cursor(&self.c)
 

@@ -52,6 +52,22 @@ cdef inline uint32_t bloom_hash_raw(const unsigned char* key, size_t n) noexcept
     return leveldb_hash(key, n, BLOOM_SEED)
 
 
+cdef inline bint bloom_may_contain(const unsigned char* array, size_t bits, int k,
+                                   const unsigned char* key, size_t n) noexcept nogil:
+    # False iff some probed bit is clear, i.e. key was certainly not added.
+    # REQUIRES: bits > 0 readable bits at array, 1 <= k <= BLOOM_MAX_PROBES.
+    cdef uint32_t h = bloom_hash_raw(key, n)
+    cdef uint32_t delta = (h >> 17) | (h << 15)
+    cdef size_t bit
+    cdef int j
+    for j in range(k):
+        bit = h % bits
+        if not (array[bit >> 3] & (1 << (bit & 7))):
+            return False
+        h += delta
+    return True
+
+
 @cython.final
 cdef class BloomFilterBuilder:
     cdef int bits_per_key        # 1..64
@@ -70,4 +86,4 @@ cdef class BloomFilter:
     cdef size_t bits             # bits in array: (len(data) - 1) * 8, > 0
     cdef int k                   # probes per key, 1..30
 
-    cdef bint may_contain_raw(self, const unsigned char* key, size_t n) noexcept
+    cdef bint may_contain_raw(self, const unsigned char* key, size_t n) noexcept nogil

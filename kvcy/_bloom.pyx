@@ -155,18 +155,8 @@ cdef class BloomFilter:
         self.bits = <size_t>(n - 1) * 8
         self.k = k
 
-    cdef bint may_contain_raw(self, const unsigned char* key, size_t n) noexcept:
-        # False iff some probed bit is clear, i.e. key was certainly not added.
-        cdef uint32_t h = bloom_hash_raw(key, n)
-        cdef uint32_t delta = (h >> 17) | (h << 15)
-        cdef size_t bit
-        cdef int j
-        for j in range(self.k):
-            bit = h % self.bits
-            if not (self.array[bit >> 3] & (1 << (bit & 7))):
-                return False
-            h += delta
-        return True
+    cdef bint may_contain_raw(self, const unsigned char* key, size_t n) noexcept nogil:
+        return bloom_may_contain(self.array, self.bits, self.k, key, n)
 
     def may_contain(self, key):
         """False iff key (a bytes-like user key) was certainly not added."""

@@ -5,9 +5,10 @@ An InternalIterator (kvcy/_iterator.pxd) over a table's entries in internal-
 key order.  The index iterator walks the index block (separator key ->
 encoded block handle); the data iterator walks the data block the index
 entry points at.  Moving within a block is C only; crossing into another
-block calls back into Python once, table.block_from_index_value(handle),
-which returns a kvcy._block.Block (from the block cache or read, checked and
-decompressed).  The same block is not loaded twice in a row.  Empty data
+block asks the table for the block (kvcy._table.Table.block_for_handle, in
+C: the C block cache, or pread, check and decompress; any other table
+object is asked through its Python method block_from_index_value(handle)),
+which returns a kvcy._block.Block.  The same block is not loaded twice in a row.  Empty data
 blocks are skipped in both directions.
 
 Errors are sticky: a corrupt block, a failed read or a bad handle leaves the
@@ -24,6 +25,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes
 from kvcy._block cimport Block, BlockIterator
 from kvcy._dbformat cimport TAG_BYTES
 from kvcy._iterator cimport InternalIterator
+from kvcy._table cimport Table
 from kvcy.errors import CorruptionError
 
 
@@ -123,7 +125,10 @@ cdef class TwoLevelIterator(InternalIterator):
         self.data_iter = None
         self.data_handle = None
         handle = PyBytes_FromStringAndSize(<const char*>v, n)
-        block = self.table.block_from_index_value(handle)
+        if type(self.table) is Table:
+            block = (<Table>self.table).block_for_handle(v, n)     # C block cache, no Python frame
+        else:
+            block = self.table.block_from_index_value(handle)
         if not isinstance(block, Block):
             raise TypeError("block_from_index_value must return a kvcy._block.Block, not %s"
                             % type(block).__name__)

@@ -1,21 +1,29 @@
-"""Block cache and row cache: cachetools LRU caches bounded in bytes.
+"""The two caches of a database.
 
-Keys name immutable things, so nothing is ever invalidated:
-  block cache: (table file number, block offset) -> kvcy._block.Block
+  block cache: (table file number, block offset) -> a decompressed, checked
+               block, in C memory (kvcy._block_cache.BlockCache, re-exported
+               here).  It sits on the hot read path, which runs without the
+               GIL, so it is C with its own locks.
   row cache:   (table file number, user key) -> (sequence, kind, value) of
                the newest entry of that key in that table, or None when the
-               table holds no entry for it (a bloom false positive)
-A table file is never rewritten under the same number, so a cached entry is
-right for as long as the file can be read.  cachetools caches are not
-thread-safe; each cache takes its own lock around every call.  Hits and
-misses are counted for stats().
+               table holds no entry for it (a bloom false positive).  A
+               cachetools LRU cache bounded in bytes, in the Python layer;
+               off by default (row_cache_bytes=0), and when on, table probes
+               go through it with the GIL held.
+Keys name immutable things, so nothing is ever invalidated: a table file is
+never rewritten under the same number, so a cached entry is right for as
+long as the file can be read.  cachetools caches are not thread-safe; the
+row cache takes its own lock around every call.  Hits and misses are
+counted for stats().
 """
 import threading
 
 from cachetools import LRUCache
 
-# Python object overhead charged per cached entry on top of its bytes.
-ENTRY_OVERHEAD_BYTES = 96
+from kvcy._block_cache import ENTRY_OVERHEAD_BYTES, BlockCache
+
+__all__ = ["BlockCache", "RowCache", "ByteLRUCache", "ENTRY_OVERHEAD_BYTES"]
+
 
 
 class ByteLRUCache:
@@ -62,21 +70,10 @@ class ByteLRUCache:
                 self._cache.clear()
 
 
-def _block_size(block):
-    return block.size + ENTRY_OVERHEAD_BYTES
-
-
 def _row_size(row):
     if row is None:
         return ENTRY_OVERHEAD_BYTES
     return len(row[2]) + ENTRY_OVERHEAD_BYTES
-
-
-class BlockCache(ByteLRUCache):
-    """Decompressed blocks keyed by (file number, offset)."""
-
-    def __init__(self, capacity_bytes):
-        super().__init__(capacity_bytes, _block_size)
 
 
 class RowCache(ByteLRUCache):

@@ -8,12 +8,14 @@ memtable_max_bytes it becomes immutable, a new WAL starts and the
 background thread flushes it to a level-0 table; writers wait (a counted
 stall) only while max_immutable_memtables are already waiting.
 
-Read path: memtable, immutable memtables newest first, then level-0 tables
-newest first, then one table per deeper level.  Readers take `read_state`,
-one tuple (memtables, Version) replaced as a whole whenever either changes
-(a flush swaps in its table and drops its memtable in the same step), and
-only then the last sequence: every compaction installed in that Version
-started before, so it kept every entry visible at that sequence.
+Read path (kvcy._read_path.ReadPath, in C): memtable, immutable memtables
+newest first, then level-0 tables newest first, then one table per deeper
+level.  Readers take the published state (a ReadState for point reads, the
+`read_state` tuple (memtables, Version) for iterators), replaced as a whole
+whenever either changes (a flush swaps in its table and drops its memtable
+in the same step), and only then the last sequence: every compaction
+installed in that Version started before, so it kept every entry visible at
+that sequence.
 
 Errors: a failed WAL append or sync, or a failed background flush, is
 latched; later writes raise OperationalError naming it, reads keep working,
@@ -23,12 +25,12 @@ Thread-safety: any number of readers and writers may call in.  Writers are
 serialized by the write lock; the memtable list and the current Version are
 replaced (never mutated) so readers take no lock.
 """
-import bisect
 import os
 import threading
 import time
 
 from kvcy._memtable import MemTable
+from kvcy._read_path import ReadPath, ReadState
 from kvcy._write_path import WritePath
 from kvcy import filename
 from kvcy.background import BackgroundWorker
@@ -38,7 +40,6 @@ from kvcy._merge import LevelIterator, MergingIterator
 from kvcy.compaction import run_compaction
 from kvcy.compaction_picker import overlapping, pick_compaction, plan
 from kvcy.snapshot import SnapshotList
-from kvcy.dbformat import DELETED
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.flush import write_level0_table
 from kvcy.log_writer import LogWriter
@@ -75,12 +76,17 @@ class Engine:
         writer.check_state = self._check_writable
         writer.make_room = self._make_room
         mem.created = time.monotonic()
-        self.read_state = ((mem,) + tuple(reversed(self.imm)), versions.current)
+        self.reader = None
+        self._publish_state()
+        self.reader = ReadPath(writer, self._read_state_c)
+        self.reader.row_cache = self.row_cache.enabled
         if log is not None:
             writer.set_log(log.file, log.file.size)
         # The hot entry points are the C methods themselves.
         self.write_one = writer.write_one
         self.write_batch = writer.write_batch
+        self.get = self.reader.get
+        self.get_many = self.reader.get_many
         self.background = None
         self._update_write_throttle()
         if not self.readonly:
@@ -234,8 +240,12 @@ class Engine:
 
     def _publish_state(self):
         """REQUIRES: _state_lock held.  Readers see memtables and Version change together."""
-        self.read_state = ((self.writer.mem,) + tuple(reversed(self.imm)),
-                           self.versions.current)
+        mems = (self.writer.mem,) + tuple(reversed(self.imm))
+        version = self.versions.current
+        self._read_state_c = ReadState(mems, version, self.table_cache.find_table)
+        self.read_state = (mems, version)
+        if self.reader is not None:
+            self.reader.state = self._read_state_c
 
     def _after_version_change(self):
         with self._state_lock:
@@ -373,58 +383,8 @@ class Engine:
 
     # -- read path ---------------------------------------------------------
 
-    def get(self, key, sequence=None):
-        """The value of key visible at sequence (default: latest), or None."""
-        mems, version = self.read_state       # before the sequence: see the module docstring
-        if sequence is None:
-            sequence = self.writer.last_sequence
-        self.stats.gets += 1
-        value = mems[0].get(key, sequence)
-        if value is None:
-            value = self._get_slow(key, sequence, mems, version)
-        if value is DELETED:
-            return None
-        return value
-
-    def get_many(self, keys, sequence=None):
-        """[get(k) for k in keys] read at one sequence against one read state."""
-        mems, version = self.read_state
-        if sequence is None:
-            sequence = self.writer.last_sequence
-        self.stats.gets += len(keys)
-        mem = mems[0]
-        out = []
-        for key in keys:
-            value = mem.get(key, sequence)
-            if value is None:
-                value = self._get_slow(key, sequence, mems, version)
-            out.append(None if value is DELETED else value)
-        return out
-
-    def _get_slow(self, key, sequence, mems, version):
-        for mem in mems[1:]:
-            value = mem.get(key, sequence)
-            if value is not None:
-                return value
-        table_get = self.table_cache.get
-        files = version.files
-        for meta in files[0]:
-            if meta.smallest_user <= key <= meta.largest_user:
-                value = table_get(meta, key, sequence)
-                if value is not None:
-                    return value
-        for level in range(1, len(files)):
-            level_files = files[level]
-            if not level_files:
-                continue
-            i = bisect.bisect_left(version.largest_users(level), key)
-            if i < len(level_files):
-                meta = level_files[i]
-                if meta.smallest_user <= key:
-                    value = table_get(meta, key, sequence)
-                    if value is not None:
-                        return value
-        return None
+    # get(key, sequence=None) and get_many(keys, sequence=None) are the C
+    # methods of self.reader (kvcy._read_path.ReadPath), bound in __init__.
 
     # -- iteration ---------------------------------------------------------
 
@@ -453,6 +413,7 @@ class Engine:
     def stats_dict(self):
         writer = self.writer
         out = self.stats.as_dict()
+        out["gets"] = self.reader.gets
         for name in ("puts", "deletes", "batches", "batch_entries", "wal_records",
                      "wal_bytes", "wal_syncs", "bytes_written"):
             out[name] = getattr(writer, name)

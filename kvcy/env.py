@@ -216,6 +216,10 @@ class RandomAccessFile:
                 raise _closed("random access file", self.path) from exc
             raise io_error("read", self.path, exc) from exc
 
+    def fileno(self):
+        """The descriptor, for readers that pread without the GIL (kvcy._table)."""
+        return self._fd
+
     def close(self):
         fd, self._fd = self._fd, -1
         if fd >= 0:

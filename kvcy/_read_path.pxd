@@ -1,0 +1,42 @@
+# cython: language_level=3
+# ReadPath: point reads of the engine in C, the twin of _write_path.  See
+# kvcy/_read_path.pyx.
+from libc.stdint cimport uint64_t
+from kvcy._table cimport TableReader, Found, ReadError
+from kvcy._write_path cimport WritePath
+
+# One table file of the published Version, as the C search sees it.
+cdef struct FileSlot:
+    const unsigned char* smallest    # smallest user key (bytes kept alive by ReadState.keys)
+    size_t smallest_len
+    const unsigned char* largest     # largest user key
+    size_t largest_len
+    TableReader* reader              # the open table's C face (Table kept by ReadState.tables); NULL until opened
+    bint needs_gil                   # the table reads through a Python file object
+
+
+cdef class ReadState:
+    cdef readonly tuple mems         # the mutable memtable, then immutable ones newest first
+    cdef readonly object version     # the Version whose files the slots describe
+    cdef list metas                  # FileMetaData per slot
+    cdef list keys                   # the key bytes the slots point into
+    cdef list tables                 # Table (or None until opened) per slot
+    cdef object find_table           # callable(number, file_size) -> Table (TableCache.find_table)
+    cdef FileSlot* slots             # level 0 newest first, then each level by smallest key
+    cdef Py_ssize_t num_slots
+    cdef int num_levels
+    cdef Py_ssize_t* level_start     # slots of level L: level_start[L] .. level_start[L + 1] - 1
+
+    cdef int search(self, const unsigned char* key, size_t klen, uint64_t sequence,
+                    int* level, Py_ssize_t* index, bint all_gil, Found* out,
+                    ReadError* err) noexcept nogil
+    cdef object open_slot(self, Py_ssize_t i)
+    cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
+                       uint64_t sequence, bint all_gil)
+
+
+cdef class ReadPath:
+    cdef public ReadState state      # replaced whole by Engine._publish_state
+    cdef WritePath writer            # its last_sequence is the default read sequence
+    cdef public bint row_cache       # a row cache is on: table probes go through Table.get
+    cdef public unsigned long long gets

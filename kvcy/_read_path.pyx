@@ -1,0 +1,263 @@
+# cython: language_level=3, embedsignature=True
+"""ReadPath: the engine's point reads in one C call.
+
+get(key) and get_many(keys) read, newest first: the mutable memtable, the
+immutable memtables, the level-0 tables whose key range holds the key
+(newest first), then at most one table per deeper level, found by binary
+search over a C array of the level's largest user keys.  The first entry
+found for the key decides: a value, or a tombstone (None).
+
+The published state (ReadState) is built by the engine whenever its
+memtables or Version change (Engine._publish_state) and replaced whole, so
+a reader takes one reference and sees one consistent picture; it takes the
+sequence (the writer's last_sequence) only after the state, so every
+compaction installed in that Version started earlier and kept every entry
+visible at that sequence.
+
+Memtables are read with the GIL (the skiplist's readers rely on it).  The
+table part runs without it: for each candidate table the bloom probe, index
+search, block cache, pread, CRC32C, decompression and block search are C
+(kvcy._table.table_lookup).  Only the returned value is made with the GIL
+held.  The search stops and takes the GIL back only to open a table (the
+table cache is Python), for tables that read through a Python file object
+(fault-injecting envs, test wrappers), and for every table while a row cache
+is on (it is a cachetools cache).
+
+Thread-safety: any number of threads may read at once; the state is
+immutable once published except for its table slots, which are filled
+under the GIL the first time a reader needs them (two readers may open the
+same table; the table cache returns one Table).
+"""
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from libc.stdint cimport uint64_t
+
+from kvcy._dbformat cimport KIND_DELETE, MAX_SEQUENCE, compare_user_keys
+from kvcy._memtable cimport MemTable
+from kvcy._skiplist cimport SkipNode, node_value
+from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
+                          found_value)
+from kvcy._write_path cimport WritePath
+
+from kvcy.dbformat import DELETED, as_user_bytes
+
+# search() results besides 0 (done) and -1 (error).
+cdef enum:
+    SEARCH_NEEDS_GIL = 1             # slot (level, index) must be opened or read with the GIL
+
+
+cdef inline object memtable_answer(SkipNode* n):
+    # A memtable entry as get() returns it: the value, or None for a tombstone.
+    if (n.tag & 0xFF) == KIND_DELETE:
+        return None
+    return PyBytes_FromStringAndSize(<const char*>node_value(n), n.value_len)
+
+
+@cython.final
+cdef class ReadState:
+    """Memtables and one Version's files, laid out for the C search."""
+
+    def __cinit__(self, mems, version, find_table):
+        cdef Py_ssize_t i = 0, n = 0
+        cdef int level
+        cdef FileSlot* s
+        self.mems = tuple(mems)
+        for mem in self.mems:
+            if not isinstance(mem, MemTable):
+                raise TypeError("memtables must be kvcy._memtable.MemTable, not %s"
+                                % type(mem).__name__)
+        self.version = version
+        self.find_table = find_table
+        files = version.files
+        self.num_levels = len(files)
+        for level_files in files:
+            n += len(level_files)
+        self.num_slots = n
+        self.metas = []
+        self.keys = []
+        self.tables = [None] * n
+        self.slots = <FileSlot*>PyMem_Malloc(sizeof(FileSlot) * (n if n else 1))
+        self.level_start = <Py_ssize_t*>PyMem_Malloc(sizeof(Py_ssize_t) * (self.num_levels + 1))
+        if self.slots == NULL or self.level_start == NULL:
+            raise MemoryError()
+        for level in range(self.num_levels):
+            self.level_start[level] = i
+            for meta in files[level]:
+                smallest = meta.smallest_user
+                largest = meta.largest_user
+                if not (PyBytes_CheckExact(smallest) and PyBytes_CheckExact(largest)):
+                    raise TypeError("file key ranges must be bytes")
+                self.metas.append(meta)
+                self.keys.append(smallest)
+                self.keys.append(largest)
+                s = &self.slots[i]
+                s.smallest = <const unsigned char*>PyBytes_AS_STRING(smallest)
+                s.smallest_len = PyBytes_GET_SIZE(smallest)
+                s.largest = <const unsigned char*>PyBytes_AS_STRING(largest)
+                s.largest_len = PyBytes_GET_SIZE(largest)
+                s.reader = NULL
+                s.needs_gil = False
+                i += 1
+        self.level_start[self.num_levels] = i
+
+    def __dealloc__(self):
+        PyMem_Free(self.slots)
+        PyMem_Free(self.level_start)
+
+    cdef int search(self, const unsigned char* key, size_t klen, uint64_t sequence,
+                    int* level, Py_ssize_t* index, bint all_gil, Found* out,
+                    ReadError* err) noexcept nogil:
+        # Probe the candidate tables from (level, index) on: 0 with out set
+        # (out.kind -1: no table holds the key), -1 with err (index names the
+        # slot), or SEARCH_NEEDS_GIL with (level, index) at the slot to open or
+        # read with the GIL.  index -1 at a level >= 1: not yet searched.
+        cdef int L = level[0]
+        cdef Py_ssize_t i = index[0], lo, hi, mid, end
+        cdef FileSlot* s
+        out.kind = -1
+        out.handle = NULL
+        while L < self.num_levels:
+            if L == 0:
+                end = self.level_start[1]
+                while i < end:
+                    s = &self.slots[i]
+                    if (compare_user_keys(key, klen, s.smallest, s.smallest_len) >= 0
+                            and compare_user_keys(key, klen, s.largest, s.largest_len) <= 0):
+                        if s.reader == NULL or s.needs_gil or all_gil:
+                            level[0] = 0
+                            index[0] = i
+                            return SEARCH_NEEDS_GIL
+                        if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
+                            index[0] = i
+                            return -1
+                        if out.kind >= 0:
+                            return 0
+                    i += 1
+                L = 1
+                i = -1
+                continue
+            if i < 0:
+                # The first file whose largest key is >= key; it holds the key
+                # iff its smallest key is <= key.
+                lo = self.level_start[L]
+                hi = self.level_start[L + 1]
+                while lo < hi:
+                    mid = lo + (hi - lo) // 2
+                    s = &self.slots[mid]
+                    if compare_user_keys(s.largest, s.largest_len, key, klen) < 0:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if (lo == self.level_start[L + 1] or compare_user_keys(
+                        self.slots[lo].smallest, self.slots[lo].smallest_len, key, klen) > 0):
+                    L += 1
+                    continue
+                i = lo
+            s = &self.slots[i]
+            if s.reader == NULL or s.needs_gil or all_gil:
+                level[0] = L
+                index[0] = i
+                return SEARCH_NEEDS_GIL
+            if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
+                index[0] = i
+                return -1
+            if out.kind >= 0:
+                return 0
+            L += 1
+            i = -1
+        return 0
+
+    cdef object open_slot(self, Py_ssize_t i):
+        # The Table of slot i, opened through the table cache the first time.
+        cdef Table table = self.tables[i]
+        cdef FileSlot* s = &self.slots[i]
+        if table is None:
+            meta = self.metas[i]
+            table = self.find_table(meta.number, meta.file_size)
+            self.tables[i] = table
+            s.needs_gil = table.r.fd < 0
+            s.reader = &table.r              # last: C readers test it without the GIL
+        return table
+
+    cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
+                       uint64_t sequence, bint all_gil):
+        # The value of key at sequence, or None (absent or deleted).
+        cdef SkipNode* n
+        cdef Found found
+        cdef ReadError err
+        cdef int level = 0, r
+        cdef Py_ssize_t index = 0
+        cdef Table table
+        for mem in self.mems:
+            n = (<MemTable>mem).lookup(key, klen, sequence)
+            if n != NULL:
+                return memtable_answer(n)
+        if self.num_slots == 0:
+            return None
+        err.code = READ_OK
+        while True:
+            with nogil:
+                r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
+            if r == 0:
+                value = found_value(&found)
+                return None if value is DELETED else value
+            table = self.open_slot(index)
+            if r < 0:
+                raise table.read_error(&err)
+            if not (all_gil or self.slots[index].needs_gil):
+                continue                     # just opened: search it without the GIL
+            value = table.get(key_obj, sequence)
+            if value is not None:
+                return None if value is DELETED else value
+            if level == 0:
+                index += 1
+            else:
+                level += 1
+                index = -1
+
+    @property
+    def num_files(self):
+        return self.num_slots
+
+
+@cython.final
+cdef class ReadPath:
+    """get/get_many over the published ReadState; see the module docstring."""
+
+    def __cinit__(self, WritePath writer not None, ReadState state not None):
+        self.writer = writer
+        self.state = state
+        self.row_cache = False
+        self.gets = 0
+
+    def get(self, key, sequence=None):
+        """The value of key visible at sequence (default: the latest), or None."""
+        cdef ReadState state = self.state       # before the sequence: see the module docstring
+        cdef uint64_t seq
+        if sequence is None:
+            seq = self.writer.last_sequence
+        else:
+            seq = sequence if sequence < MAX_SEQUENCE else MAX_SEQUENCE
+        if not PyBytes_CheckExact(key):
+            key = as_user_bytes(key, "key")
+        self.gets += 1
+        return state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
+                            PyBytes_GET_SIZE(key), seq, self.row_cache)
+
+    def get_many(self, keys, sequence=None):
+        """[get(k) for k in keys], every key read at one sequence and one state."""
+        cdef ReadState state = self.state
+        cdef uint64_t seq
+        cdef list out = []
+        if sequence is None:
+            seq = self.writer.last_sequence
+        else:
+            seq = sequence if sequence < MAX_SEQUENCE else MAX_SEQUENCE
+        for key in keys:
+            if not PyBytes_CheckExact(key):
+                key = as_user_bytes(key, "key")
+            out.append(state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
+                                    PyBytes_GET_SIZE(key), seq, self.row_cache))
+        self.gets += len(out)
+        return out

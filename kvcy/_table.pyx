@@ -1,0 +1,567 @@
+# cython: language_level=3, embedsignature=True
+"""Table: the reader of one SSTable file (format: kvcy/table_format.py and
+docs/format.md, "Table files").
+
+Opening reads and checks the footer, the index block, the bloom filter and
+the properties (cold work, in Python: kvcy.table.read_table_meta).  The hot
+work is here, in C: a point lookup is bloom probe -> index search -> block
+cache -> (on a miss) pread, CRC32C check, snappy decompression and trailer
+check -> block search, without the GIL when the table reads through a plain
+file descriptor (lookup_nogil, used by kvcy._read_path).  Blocks live in the
+C block cache (kvcy._block_cache) as pinned handles; a lookup that finds a
+value hands back the pinned block so the caller can copy the value out with
+the GIL held.  Iterators (kvcy._two_level) load blocks through
+block_for_handle.
+
+Every length read from disk is checked before use: a block handle must lie
+inside the file's data part, the compressed length header must stay under
+MAX_BLOCK_BYTES, the block's restart array is checked before any cursor
+walks it, and each entry is checked as the cursor decodes it.  A failure is
+a ReadError code inside the C functions (they never raise) and one
+CorruptionError naming the table, the block and the offset at the boundary
+(read_error).  A failed pread is an OperationalError naming the file.
+
+Thread-safety: a Table is immutable after open; any number of threads may
+look up and iterate at once, with or without the GIL (pread, the block
+cache's own locks).  The file closes when the last reference to the Table
+goes away, so a reader holding a Table keeps reading it even after the
+table cache dropped it or the file was deleted.
+"""
+cimport cython
+from libc.errno cimport errno
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from posix.unistd cimport pread
+from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
+                            PyBytes_CheckExact)
+
+from kvcy._block cimport (Block, BlockCursor, BLOCK_OK, TRAILER_OK, TRAILER_NOT_INCREASING,
+                          block_check_trailer, cursor_init, cursor_free, cursor_seek,
+                          trailer_exception, cursor_exception)
+from kvcy._block_cache cimport (BlockCache, BlockCacheCore, CacheHandle, cache_lookup,
+                                cache_insert, cache_release, detached_handle)
+from kvcy._bloom cimport BloomFilter, bloom_may_contain
+from kvcy._coding cimport get_varint64, load_fixed32, load_fixed64
+from kvcy._crc32c cimport crc32c_extend, crc32c_unmask
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+                             pack_tag, compare_user_keys)
+from kvcy._snappy cimport snappy_uncompressed_length, snappy_uncompress
+
+import os
+
+from kvcy.dbformat import DELETED
+from kvcy.env import RandomAccessFile, io_error
+from kvcy.errors import CorruptionError
+from kvcy import table_format as _format
+
+cdef uint64_t FOOTER_BYTES = _format.FOOTER_BYTES
+cdef uint64_t TRAILER_BYTES = _format.BLOCK_TRAILER_BYTES
+cdef uint64_t MAX_BLOCK_BYTES = _format.MAX_BLOCK_BYTES
+cdef int NO_COMPRESSION = _format.NO_COMPRESSION
+cdef int SNAPPY_COMPRESSION = _format.SNAPPY_COMPRESSION
+# Newest entry of a key in a table, whatever the reader's sequence (row cache).
+cdef uint64_t NEWEST = MAX_SEQUENCE
+
+
+cdef inline int fail(ReadError* err, int code, int sub, uint64_t a) noexcept nogil:
+    err.code = code
+    err.sub = sub
+    err.a = a
+    return -1
+
+
+cdef object found_value(Found* f):
+    """The answer of a Found as Python sees it (value bytes, DELETED or None);
+    releases the pinned block."""
+    cdef object value
+    if f.kind < 0:
+        return None
+    if f.kind == KIND_DELETE:
+        return DELETED
+    value = PyBytes_FromStringAndSize(<const char*>f.value, f.value_len)
+    if f.handle != NULL:
+        cache_release(f.handle)
+        f.handle = NULL
+    return value
+
+
+cdef inline int release_found(Found* f) noexcept nogil:
+    if f.handle != NULL:
+        cache_release(f.handle)
+        f.handle = NULL
+    return 0
+
+
+# -- C: blocks and point lookups over a TableReader ---------------------------
+
+cdef CacheHandle* table_finish_block(TableReader* t, unsigned char* buf, size_t got, uint64_t offset,
+                               uint64_t size, ReadError* err) noexcept nogil:
+    # Check and decode the size + 5 bytes read into buf (owned: freed or
+    # kept here), cache the result; the pinned handle or NULL with err.
+    cdef size_t n = <size_t>size + TRAILER_BYTES
+    cdef int compression
+    cdef uint32_t crc, restarts = 0, num = 0, index = 0, bad = 0
+    cdef size_t raw_len
+    cdef unsigned char* raw
+    cdef int code
+    if got != n:
+        free(buf)
+        fail(err, READ_TRUNCATED, 0, got)
+        return NULL
+    compression = buf[size]
+    crc = crc32c_extend(crc32c_extend(0, buf, <size_t>size), buf + size, 1)
+    if crc32c_unmask(load_fixed32(buf + size + 1)) != crc:
+        free(buf)
+        fail(err, READ_CHECKSUM, 0, 0)
+        return NULL
+    if compression == NO_COMPRESSION:
+        raw = buf
+        raw_len = <size_t>size
+    elif compression == SNAPPY_COMPRESSION:
+        if snappy_uncompressed_length(buf, <size_t>size, &raw_len) != 0:
+            raw_len = MAX_BLOCK_BYTES + 1
+        if raw_len > MAX_BLOCK_BYTES:
+            free(buf)
+            fail(err, READ_BAD_LENGTH, 0, raw_len)
+            return NULL
+        raw = <unsigned char*>malloc(raw_len if raw_len else 1)
+        if raw == NULL:
+            free(buf)
+            fail(err, READ_NO_MEMORY, 0, 0)
+            return NULL
+        if snappy_uncompress(buf, <size_t>size, raw, raw_len) != 0:
+            free(buf)
+            free(raw)
+            fail(err, READ_DECOMPRESS, 0, 0)
+            return NULL
+        free(buf)
+    else:
+        free(buf)
+        fail(err, READ_UNKNOWN_COMPRESSION, compression, 0)
+        return NULL
+    code = block_check_trailer(raw, raw_len, &restarts, &num, &index, &bad)
+    if code != TRAILER_OK:
+        err.a = raw_len
+        err.b = num
+        err.c = index
+        err.d = bad
+        # The message of TRAILER_NOT_INCREASING names the offset before it.
+        err.e = (load_fixed32(raw + raw_len - 8 - 4 * <size_t>num + 4 * <size_t>index)
+                 if code == TRAILER_NOT_INCREASING else 0)
+        free(raw)
+        err.code = READ_TRAILER
+        err.sub = code
+        return NULL
+    if t.cache == NULL:
+        return detached_handle(raw, raw_len, restarts, num)
+    return cache_insert(t.cache, t.number, offset, raw, raw_len, restarts, num)
+
+
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil:
+    # The pinned block at offset if the block cache has it, else NULL.
+    if t.cache == NULL:
+        return NULL
+    return cache_lookup(t.cache, t.number, offset)
+
+
+cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
+                                   ReadError* err) noexcept nogil:
+    # Read the block at (offset, size) with pread, check it and cache it:
+    # the pinned handle, or NULL with err (READ_NEEDS_GIL when fd < 0).
+    cdef uint64_t limit = t.file_size - FOOTER_BYTES
+    cdef size_t n, got = 0
+    cdef ssize_t r
+    cdef unsigned char* buf
+    err.offset = offset
+    err.size = size
+    if offset > limit or limit - offset < TRAILER_BYTES or size > limit - offset - TRAILER_BYTES \
+            or size > MAX_BLOCK_BYTES:
+        fail(err, READ_BAD_HANDLE, 0, 0)
+        return NULL
+    if t.fd < 0:
+        fail(err, READ_NEEDS_GIL, 0, 0)
+        return NULL
+    n = <size_t>size + TRAILER_BYTES
+    buf = <unsigned char*>malloc(n)
+    if buf == NULL:
+        fail(err, READ_NO_MEMORY, 0, 0)
+        return NULL
+    while got < n:
+        r = pread(t.fd, buf + got, n - got, <long>(offset + got))
+        if r < 0:
+            if errno == 4:               # EINTR
+                continue
+            free(buf)
+            fail(err, READ_IO, errno, 0)
+            return NULL
+        if r == 0:
+            break
+        got += <size_t>r
+    return table_finish_block(t, buf, got, offset, size, err)
+
+
+cdef int table_index_find(TableReader* t, const unsigned char* key, size_t klen, uint64_t tag,
+                    uint64_t* offset, uint64_t* size, ReadError* err) noexcept nogil:
+    # Handle of the data block that would hold (key, tag): 1 found, 0 the
+    # key lies past the last block, -1 with err.
+    cdef BlockCursor c
+    cdef const unsigned char* p
+    cdef const unsigned char* limit
+    cdef int r
+    cursor_init(&c, t.index_base, t.index_restarts, t.index_num_restarts)
+    r = cursor_seek(&c, key, klen, tag)
+    if r < 0:
+        err.in_index = True
+        err.sub = c.error
+        err.a = c.error_offset
+        err.code = READ_CURSOR
+    elif r > 0:
+        p = c.value
+        limit = c.value + c.value_len
+        p = get_varint64(p, limit, offset)
+        if p != NULL:
+            p = get_varint64(p, limit, size)
+        if p == NULL or p != limit:
+            err.in_index = True
+            err.a = c.current
+            err.code = READ_INDEX_VALUE
+            r = -1
+    cursor_free(&c)
+    return r
+
+
+cdef int table_data_find(TableReader* t, CacheHandle* h, uint64_t offset, const unsigned char* key,
+                   size_t klen, uint64_t tag, Found* out, ReadError* err) noexcept nogil:
+    # Search block h for the newest entry of key at or below tag.  Takes
+    # over the pin of h: it moves to out.handle on a value, else it is
+    # released.  0 (out.kind -1 when none), or -1 with err.
+    cdef BlockCursor c
+    cdef int r, kind
+    cdef uint64_t found_tag
+    cursor_init(&c, h.data, h.restarts, h.num_restarts)
+    r = cursor_seek(&c, key, klen, tag)
+    if r < 0:
+        err.in_index = False
+        err.offset = offset
+        err.sub = c.error
+        err.a = c.error_offset
+        err.code = READ_CURSOR
+    elif r > 0 and compare_user_keys(c.key, c.key_len - TAG_BYTES, key, klen) == 0:
+        found_tag = load_fixed64(c.key + c.key_len - TAG_BYTES)
+        kind = <int>(found_tag & 0xFF)
+        if kind == KIND_VALUE:
+            out.kind = KIND_VALUE
+            out.sequence = found_tag >> 8
+            out.value = c.value
+            out.value_len = c.value_len
+            out.handle = h
+            h = NULL
+            r = 0
+        elif kind == KIND_DELETE:
+            out.kind = KIND_DELETE
+            out.sequence = found_tag >> 8
+            r = 0
+        else:
+            err.in_index = False
+            err.offset = offset
+            err.sub = kind
+            err.a = c.current
+            err.code = READ_UNKNOWN_KIND
+            r = -1
+    else:
+        r = 0
+    cursor_free(&c)
+    if h != NULL:
+        cache_release(h)
+    return r
+
+
+cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
+                      Found* out, ReadError* err) noexcept nogil:
+    """Newest entry of key with sequence <= `sequence` into out: 0, or -1
+    with err (READ_NEEDS_GIL: the block must be read with lookup())."""
+    cdef uint64_t offset = 0, size = 0, tag
+    cdef CacheHandle* h
+    cdef int r
+    out.kind = -1
+    out.handle = NULL
+    if t.bloom_array != NULL and not bloom_may_contain(t.bloom_array, t.bloom_bits,
+                                                          t.bloom_k, key, klen):
+        return 0
+    if sequence > MAX_SEQUENCE:
+        sequence = MAX_SEQUENCE
+    tag = pack_tag(sequence, KIND_FOR_SEEK)
+    r = table_index_find(t, key, klen, tag, &offset, &size, err)
+    if r <= 0:
+        return r
+    err.in_index = False
+    h = table_cached_block(t, offset)
+    if h == NULL:
+        h = table_read_block(t, offset, size, err)
+        if h == NULL:
+            return -1
+    return table_data_find(t, h, offset, key, klen, tag, out, err)
+
+
+@cython.final
+cdef class Table:
+    """An open SSTable.  Table.open(file, file_size, number, block_cache, row_cache)."""
+
+    def __cinit__(self, file, uint64_t file_size, uint64_t number, Block index not None,
+                  bloom, properties, BlockCache block_cache=None, row_cache=None):
+        self.file = file
+        self.path = file.path
+        self.index = index
+        self.r.file_size = file_size
+        self.r.number = number
+        self.r.index_base = index.base
+        self.r.index_restarts = index.restarts
+        self.r.index_num_restarts = index.num_restarts_
+        self.bloom = bloom
+        self.r.bloom_array = NULL
+        if bloom is not None:
+            if not isinstance(bloom, BloomFilter):
+                raise TypeError("bloom must be a kvcy._bloom.BloomFilter, not %s"
+                                % type(bloom).__name__)
+            self.r.bloom_array = (<BloomFilter>bloom).array
+            self.r.bloom_bits = (<BloomFilter>bloom).bits
+            self.r.bloom_k = (<BloomFilter>bloom).k
+        self.properties = properties
+        self.block_cache = block_cache
+        self.r.cache = &block_cache.core if block_cache is not None else NULL
+        self.row_cache = row_cache
+        # Only the env's own file may be read behind its back; any other
+        # object (a fault-injecting one, a test wrapper) is read through its
+        # read() so that it sees every read.
+        self.r.fd = file.fileno() if type(file) is RandomAccessFile else -1
+        if file_size < FOOTER_BYTES:
+            raise CorruptionError("table %s: %d bytes is too short to be a table"
+                                  % (self.path, file_size))
+
+    @classmethod
+    def open(cls, file, file_size, number=0, block_cache=None, row_cache=None):
+        """Open the table in file (file_size bytes): footer, index, filter and
+        properties are read and checked now.  Raises CorruptionError."""
+        from kvcy.table import read_table_meta
+        index, bloom, properties = read_table_meta(file, file_size)
+        return cls(file, file_size, number, index, bloom, properties, block_cache, row_cache)
+
+    # -- C: blocks ------------------------------------------------------------
+
+    cdef CacheHandle* load_block(self, uint64_t offset, uint64_t size, bint in_index) except NULL:
+        # read_block_nogil for a caller holding the GIL: reads through file.read
+        # when fd < 0, releases the GIL for pread; raises on failure.
+        cdef ReadError err
+        cdef CacheHandle* h
+        cdef unsigned char* buf
+        cdef Py_ssize_t got
+        err.code = READ_OK
+        err.in_index = in_index
+        h = table_cached_block(&self.r, offset)
+        if h != NULL:
+            return h
+        if self.r.fd >= 0:
+            with nogil:
+                h = table_read_block(&self.r, offset, size, &err)
+        else:
+            h = table_read_block(&self.r, offset, size, &err)
+        if h != NULL:
+            return h
+        if err.code != READ_NEEDS_GIL:
+            raise self.read_error(&err)
+        data = self.file.read(offset, size + TRAILER_BYTES)
+        if not PyBytes_CheckExact(data):
+            data = bytes(data)
+        got = PyBytes_GET_SIZE(data)
+        if <uint64_t>got > size + TRAILER_BYTES:
+            got = <Py_ssize_t>(size + TRAILER_BYTES)
+        buf = <unsigned char*>malloc(<size_t>size + TRAILER_BYTES)
+        if buf == NULL:
+            raise MemoryError()
+        memcpy(buf, PyBytes_AS_STRING(data), <size_t>got)
+        h = table_finish_block(&self.r, buf, <size_t>got, offset, size, &err)
+        if h == NULL:
+            raise self.read_error(&err)
+        return h
+
+    cdef Block block_for_handle(self, const unsigned char* v, size_t n):
+        # The data block an index entry's value (an encoded handle) points at.
+        cdef uint64_t offset, size
+        cdef const unsigned char* p = get_varint64(v, v + n, &offset)
+        cdef CacheHandle* h
+        if p != NULL:
+            p = get_varint64(p, v + n, &size)
+        if p == NULL or p != v + n:
+            raise CorruptionError("table %s: bad block handle in the index" % self.path)
+        h = self.load_block(offset, size, False)
+        return Block.from_handle(h, self.block_cache)
+
+    # -- C: point lookups ---------------------------------------------------
+
+    cdef int lookup(self, const unsigned char* key, size_t klen, uint64_t sequence,
+                    Found* out) except -1:
+        # lookup_nogil for a caller holding the GIL; raises on failure.
+        cdef ReadError err
+        cdef uint64_t offset = 0, size = 0, tag
+        cdef CacheHandle* h
+        cdef int r
+        out.kind = -1
+        out.handle = NULL
+        err.code = READ_OK
+        if self.r.bloom_array != NULL and not bloom_may_contain(self.r.bloom_array, self.r.bloom_bits,
+                                                              self.r.bloom_k, key, klen):
+            return 0
+        if sequence > MAX_SEQUENCE:
+            sequence = MAX_SEQUENCE
+        tag = pack_tag(sequence, KIND_FOR_SEEK)
+        r = table_index_find(&self.r, key, klen, tag, &offset, &size, &err)
+        if r < 0:
+            raise self.read_error(&err)
+        if r == 0:
+            return 0
+        h = self.load_block(offset, size, False)
+        if table_data_find(&self.r, h, offset, key, klen, tag, out, &err) < 0:
+            raise self.read_error(&err)
+        return 0
+
+    cdef object read_error(self, const ReadError* err):
+        """The exception for a ReadError, naming the table and the block."""
+        cdef str what = "index" if err.in_index else "data"
+        path = self.path
+        if err.code == READ_IO:
+            exc = OSError(err.sub, os.strerror(err.sub))
+            out = io_error("read", path, exc)
+            out.__cause__ = exc
+            return out
+        if err.code == READ_NO_MEMORY:
+            return MemoryError("no memory to read a block of table %s" % path)
+        if err.code == READ_BAD_HANDLE:
+            return CorruptionError("table %s: %s block handle (offset %d, size %d) lies outside "
+                                   "the %d-byte file" % (path, what, err.offset, err.size,
+                                                         self.r.file_size))
+        if err.code == READ_TRUNCATED:
+            return CorruptionError("table %s: %s block at offset %d truncated (%d of %d bytes)"
+                                   % (path, what, err.offset, err.a, err.size + TRAILER_BYTES))
+        if err.code == READ_CHECKSUM:
+            return CorruptionError("table %s: %s block at offset %d: checksum mismatch"
+                                   % (path, what, err.offset))
+        if err.code == READ_BAD_LENGTH:
+            return CorruptionError("table %s: %s block at offset %d claims %d bytes "
+                                   "uncompressed" % (path, what, err.offset, err.a))
+        if err.code == READ_DECOMPRESS:
+            return CorruptionError("table %s: %s block at offset %d does not decompress"
+                                   % (path, what, err.offset))
+        if err.code == READ_UNKNOWN_COMPRESSION:
+            return CorruptionError("table %s: %s block at offset %d: unknown compression type %d"
+                                   % (path, what, err.offset, err.sub))
+        if err.code == READ_TRAILER:
+            inner = trailer_exception(err.sub, <size_t>err.a, <uint32_t>err.b, <uint32_t>err.c,
+                                      <uint32_t>err.d, <uint32_t>err.e)
+            return CorruptionError("table %s: %s block at offset %d: %s"
+                                   % (path, what, err.offset, inner))
+        if err.code == READ_CURSOR:
+            where = "" if err.in_index else " at offset %d" % err.offset
+            return CorruptionError("table %s: %s block%s: %s"
+                                   % (path, what, where, _cursor_message(err.sub, err.a)))
+        if err.code == READ_INDEX_VALUE:
+            return CorruptionError("table %s: index block: bad block handle in index entry at "
+                                   "offset %d" % (path, err.a))
+        if err.code == READ_UNKNOWN_KIND:
+            return CorruptionError("table %s: data block at offset %d: block: entry of unknown "
+                                   "kind %d at offset %d" % (path, err.offset, err.sub, err.a))
+        return RuntimeError("table %s: read failed with code %d (a kvcy bug)" % (path, err.code))
+
+    # -- Python face ----------------------------------------------------------
+
+    def _lookup(self, user_key, uint64_t sequence):
+        """(sequence, kind, value) of the newest entry <= sequence, or None."""
+        cdef Found f
+        if not PyBytes_CheckExact(user_key):
+            user_key = bytes(memoryview(user_key))
+        self.lookup(<const unsigned char*>PyBytes_AS_STRING(user_key),
+                    PyBytes_GET_SIZE(user_key), sequence, &f)
+        if f.kind < 0:
+            return None
+        if f.kind == KIND_DELETE:
+            return (f.sequence, KIND_DELETE, b"")
+        seq = f.sequence
+        return (seq, KIND_VALUE, found_value(&f))
+
+    def get(self, user_key, uint64_t sequence):
+        """Newest entry of user_key with sequence <= `sequence`: value, DELETED
+        or None.  Consults the row cache when there is one."""
+        cdef Found f
+        if sequence > MAX_SEQUENCE:
+            sequence = MAX_SEQUENCE
+        if not PyBytes_CheckExact(user_key):
+            if isinstance(user_key, str):
+                raise TypeError("user_key must be bytes-like, not str")
+            user_key = bytes(memoryview(user_key))
+        if self.r.bloom_array != NULL and not bloom_may_contain(
+                self.r.bloom_array, self.r.bloom_bits, self.r.bloom_k,
+                <const unsigned char*>PyBytes_AS_STRING(user_key), PyBytes_GET_SIZE(user_key)):
+            return None
+        row_cache = self.row_cache
+        if row_cache is not None and row_cache.enabled:
+            row = row_cache.get((self.r.number, user_key), False)
+            if row is None:
+                return None                       # the table holds nothing for the key
+            if row is False:
+                row = self._lookup(user_key, NEWEST)
+                row_cache.put((self.r.number, user_key), row)
+                if row is None:
+                    return None
+            if row[0] <= sequence:
+                return DELETED if row[1] == KIND_DELETE else row[2]
+        self.lookup(<const unsigned char*>PyBytes_AS_STRING(user_key),
+                    PyBytes_GET_SIZE(user_key), sequence, &f)
+        return found_value(&f)
+
+    @property
+    def number(self):
+        return self.r.number
+
+    @property
+    def file_size(self):
+        return self.r.file_size
+
+    def may_contain(self, user_key):
+        """False iff the bloom filter proves the table holds no entry for user_key."""
+        return self.bloom is None or self.bloom.may_contain(user_key)
+
+    def read_data_block(self, handle):
+        """The data block at handle (a table_format.BlockHandle), cached."""
+        cdef CacheHandle* h = self.load_block(handle.offset, handle.size, False)
+        return Block.from_handle(h, self.block_cache)
+
+    def block_from_index_value(self, value):
+        """The data block an index entry's value (an encoded handle) points at."""
+        if not PyBytes_CheckExact(value):
+            value = bytes(memoryview(value))
+        return self.block_for_handle(<const unsigned char*>PyBytes_AS_STRING(value),
+                                     PyBytes_GET_SIZE(value))
+
+    def iterator(self):
+        """A TwoLevelIterator (kvcy._two_level) over every entry, not yet positioned."""
+        from kvcy._two_level import TwoLevelIterator
+        return TwoLevelIterator(self)
+
+    def approximate_offset_of(self, ikey):
+        it = self.index.iterator()
+        it.seek(ikey)
+        if it.valid():
+            handle, _ = _format.BlockHandle.decode(it.value())
+            return handle.offset
+        return self.properties.stored_data_bytes
+
+    def __repr__(self):
+        return "<kvcy Table %06d %s>" % (self.r.number, self.path)
+
+
+cdef str _cursor_message(int code, uint64_t offset):
+    # The text cursor_exception gives for a stopped cursor.
+    cdef BlockCursor c
+    c.error = code
+    c.error_offset = <uint32_t>offset
+    return str(cursor_exception(&c))
