@@ -21,14 +21,16 @@ from setuptools import Extension, setup
 DEBUG = os.environ.get("KVCY_DEBUG", "") not in ("", "0")
 ANNOTATE = os.environ.get("KVCY_ANNOTATE", "") not in ("", "0")
 
-# Kernels whose hot loops work on raw pointers with explicit limits.
+# Kernels whose hot loops work on raw pointers with explicit limits: only
+# these get bounds checks and Python division semantics switched off.  The
+# other modules (the C read path included) take pointers from checked
+# lengths too, but keep the directives on, where they cost one check per call.
 UNCHECKED_KERNELS = {"_coding", "_crc32c", "_block", "_bloom", "_skiplist", "_merge",
-                     "_arena", "_memtable", "_write_batch", "_log_record", "_block_builder"}
+                     "_snappy"}
 
 BASE_DIRECTIVES = {
     "language_level": 3,
     "embedsignature": True,
-    "cdivision": True,
 }
 
 
@@ -77,7 +79,7 @@ def modules():
     if DEBUG:
         checks = dict(boundscheck=True, wraparound=True, initializedcheck=True,
                       linetrace=True)
-    kernel_directives = dict(BASE_DIRECTIVES, **checks)
+    kernel_directives = dict(BASE_DIRECTIVES, cdivision=True, **checks)
     other_directives = dict(BASE_DIRECTIVES)
     if DEBUG:
         other_directives["linetrace"] = True
