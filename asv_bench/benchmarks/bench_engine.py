@@ -1,9 +1,21 @@
 """asv benchmarks of kvcy's core operations (tracked over commits).
 
-Run from asv_bench/: `asv run` (or `asv run --quick` for a smoke test).
-Each benchmark works on a fresh temporary database; setup is not timed.
-16-byte keys, 100-byte values that compress about 2:1, as bench/peers.py.
+Run from asv_bench/ (see asv_bench/README.md):
+`asv machine --yes && asv run --python=same --quick` for a smoke test.
+
+16-byte keys (b"%016d"), 100-byte values that compress about 2:1 (50
+random bytes twice), as bench/peers.py.  Setup is never timed.
+
+- Reads: get, get of missing keys, get_many, scan and seek on a database
+  of `size` keys, built once per run (setup_cache), compacted into one
+  settled shape with compact_range() so that its layout does not depend on
+  background timing, and opened read-only so no benchmark changes it.
+  Every timed call does the same amount of work whatever the size:
+  GETS gets, SCAN_PAIRS pairs scanned, SEEKS seeks of SEEK_NEXTS pairs.
+- Writes: put and put_many (1,000-pair batches) of `size` keys in random
+  order into a new, empty database; each sample gets its own database.
 """
+import itertools
 import os
 import random
 import shutil
@@ -11,72 +23,119 @@ import tempfile
 
 import kvcy
 
-NUM = 20000
+SIZES = [20_000, 200_000]     # keys; a full `asv run` of this file takes a few minutes
+GETS = 10_000
+GET_MANY_CHUNK = 100
+SCAN_PAIRS = 10_000
+SEEKS = 1_000
+SEEK_NEXTS = 10
+BATCH_PAIRS = 1_000
+SEED = 301
 
 
-def _value(rng):
-    half = bytes(rng.getrandbits(8) for _ in range(50))
-    return half * 2
+def _keys(num):
+    return [b"%016d" % i for i in range(num)]
 
 
-class Writes:
-    timeout = 120
-
-    def setup(self):
-        rng = random.Random(301)
-        self.keys = [b"%016d" % i for i in range(NUM)]
-        self.shuffled = self.keys[:]
-        rng.shuffle(self.shuffled)
-        self.value = _value(rng)
-        self.tmp = tempfile.mkdtemp(prefix="kvcy-asv-")
-        self.conn = kvcy.connect(os.path.join(self.tmp, "db"))
-
-    def teardown(self):
-        self.conn.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def time_fillseq(self):
-        put, value = self.conn.put, self.value
-        for k in self.keys:
-            put(k, value)
-
-    def time_fillrandom(self):
-        put, value = self.conn.put, self.value
-        for k in self.shuffled:
-            put(k, value)
-
-    def time_fillbatch_1000(self):
-        value = self.value
-        keys = self.shuffled
-        for i in range(0, NUM, 1000):
-            self.conn.put_many([(k, value) for k in keys[i:i + 1000]])
+def _values(rng, num):
+    half = rng.randbytes(50 * num)
+    return [half[i * 50:(i + 1) * 50] * 2 for i in range(num)]
 
 
 class Reads:
-    timeout = 120
+    params = SIZES
+    param_names = ["size"]
+    timeout = 300
 
-    def setup(self):
-        rng = random.Random(302)
-        self.keys = [b"%016d" % i for i in range(NUM)]
-        self.shuffled = self.keys[:]
-        rng.shuffle(self.shuffled)
-        value = _value(rng)
+    def setup_cache(self):
+        # Runs once, in a directory asv keeps for the whole run.
+        paths = {}
+        rng = random.Random(SEED)
+        for size in SIZES:
+            path = os.path.abspath("db-%d" % size)
+            keys, values = _keys(size), _values(rng, size)
+            order = list(range(size))
+            rng.shuffle(order)
+            with kvcy.connect(path) as conn:
+                for i in range(0, size, BATCH_PAIRS):
+                    conn.put_many([(keys[j], values[j]) for j in order[i:i + BATCH_PAIRS]])
+                conn.compact_range()
+            paths[size] = path
+        return paths
+
+    def setup(self, paths, size):
+        rng = random.Random(SEED + size)
+        keys = _keys(size)
+        self.probes = [keys[i] for i in rng.choices(range(size), k=GETS)]
+        self.missing = [k + b"." for k in self.probes]
+        self.chunks = [self.probes[i:i + GET_MANY_CHUNK]
+                       for i in range(0, GETS, GET_MANY_CHUNK)]
+        self.seeks = self.probes[:SEEKS]
+        start = rng.randrange(max(size - SCAN_PAIRS, 1))
+        self.scan_start = keys[start]
+        self.conn = kvcy.connect(paths[size], readonly=True)
+
+    def teardown(self, paths, size):
+        self.conn.close()
+
+    def time_get(self, paths, size):
+        get = self.conn.get
+        for k in self.probes:
+            get(k)
+
+    def time_get_missing(self, paths, size):
+        get = self.conn.get
+        for k in self.missing:
+            get(k)
+
+    def time_get_many(self, paths, size):
+        get_many = self.conn.get_many
+        for chunk in self.chunks:
+            get_many(chunk)
+
+    def time_scan(self, paths, size):
+        for _ in itertools.islice(self.conn.scan(start=self.scan_start), SCAN_PAIRS):
+            pass
+
+    def time_seek(self, paths, size):
+        it = self.conn.scan()
+        for k in self.seeks:
+            it.seek(k)
+            for _ in range(SEEK_NEXTS):
+                if next(it, None) is None:
+                    break
+        it.close()
+
+
+class Writes:
+    params = SIZES
+    param_names = ["size"]
+    timeout = 300
+    # One timed call per sample, each on the new database setup() made.
+    number = 1
+    repeat = (1, 5, 30.0)
+    warmup_time = 0
+
+    def setup(self, size):
+        rng = random.Random(SEED)
+        keys, values = _keys(size), _values(rng, size)
+        order = list(range(size))
+        rng.shuffle(order)
+        self.pairs = [(keys[i], values[i]) for i in order]
+        self.batches = [self.pairs[i:i + BATCH_PAIRS] for i in range(0, size, BATCH_PAIRS)]
         self.tmp = tempfile.mkdtemp(prefix="kvcy-asv-")
-        path = os.path.join(self.tmp, "db")
-        with kvcy.connect(path) as conn:
-            conn.put_many([(k, value) for k in self.keys])
-        self.conn = kvcy.connect(path)
+        self.conn = kvcy.connect(os.path.join(self.tmp, "db"))
 
-    def teardown(self):
+    def teardown(self, size):
         self.conn.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def time_readrandom(self):
-        get = self.conn.get
-        for k in self.shuffled:
-            get(k)
+    def time_put(self, size):
+        put = self.conn.put
+        for k, v in self.pairs:
+            put(k, v)
 
-    def time_readmissing(self):
-        get = self.conn.get
-        for k in self.shuffled:
-            get(k + b"!")
+    def time_put_many(self, size):
+        put_many = self.conn.put_many
+        for batch in self.batches:
+            put_many(batch)
