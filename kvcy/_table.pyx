@@ -60,6 +60,8 @@ cdef uint64_t TRAILER_BYTES = _format.BLOCK_TRAILER_BYTES
 cdef uint64_t MAX_BLOCK_BYTES = _format.MAX_BLOCK_BYTES
 cdef int NO_COMPRESSION = _format.NO_COMPRESSION
 cdef int SNAPPY_COMPRESSION = _format.SNAPPY_COMPRESSION
+_TwoLevelIterator = None
+
 # Newest entry of a key in a table, whatever the reader's sequence (row cache).
 cdef uint64_t NEWEST = MAX_SEQUENCE
 
@@ -278,9 +280,11 @@ cdef int table_data_find(TableReader* t, CacheHandle* h, uint64_t offset, const 
 
 
 cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
-                      Found* out, ReadError* err) noexcept nogil:
+                      bint may_read, Found* out, ReadError* err) noexcept nogil:
     """Newest entry of key with sequence <= `sequence` into out: 0, or -1
-    with err (READ_NEEDS_GIL: the block must be read with lookup())."""
+    with err (READ_NEEDS_GIL: the block must be read with Table.lookup();
+    READ_NEEDS_IO: not cached and may_read is False, so that a caller holding
+    the GIL can release it for the read only)."""
     cdef uint64_t offset = 0, size = 0, tag
     cdef CacheHandle* h
     cdef int r
@@ -298,6 +302,11 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
     err.in_index = False
     h = table_cached_block(t, offset)
     if h == NULL:
+        if not may_read:
+            err.offset = offset
+            err.size = size
+            fail(err, READ_NEEDS_IO, 0, 0)
+            return -1
         h = table_read_block(t, offset, size, err)
         if h == NULL:
             return -1
@@ -544,8 +553,11 @@ cdef class Table:
 
     def iterator(self):
         """A TwoLevelIterator (kvcy._two_level) over every entry, not yet positioned."""
-        from kvcy._two_level import TwoLevelIterator
-        return TwoLevelIterator(self)
+        global _TwoLevelIterator
+        if _TwoLevelIterator is None:
+            # kvcy._two_level cimports this module, so it is imported on first use.
+            from kvcy._two_level import TwoLevelIterator as _TwoLevelIterator
+        return _TwoLevelIterator(self)
 
     def approximate_offset_of(self, ikey):
         it = self.index.iterator()
