@@ -21,10 +21,9 @@ a read outside the file.
 """
 import struct
 
-import snappy
-
 from kvcy._coding import decode_varint32, decode_varint64, encode_varint64
 from kvcy._crc32c import crc32c, mask, unmask
+from kvcy import _snappy as snappy           # kvcy's own C codec of the snappy format
 from kvcy.errors import CorruptionError
 from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
 
