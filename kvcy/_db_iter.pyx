@@ -443,6 +443,49 @@ cdef class DBIterator:
         finally:
             self.leave()
 
+    def take(self, Py_ssize_t n, int how=0):
+        """Up to n (key, value) pairs in iteration order, in one call: the
+        chunked face of iteration that cursors and batch consumers use.
+
+        how: 0 starts with the entry under the cursor, 1 steps (next, or prev
+        when reverse) before the first, 2 starts at the first entry of the
+        scan.  Fewer than n pairs means the scan ended (or n was 0).
+        Afterwards __next__ steps before it yields, as after an item it gave.
+        """
+        cdef list out = []
+        if n < 0:
+            raise ValueError("take() needs n >= 0, not %d" % n)
+        self.enter()
+        try:
+            if n == 0:
+                return out
+            if how == 2:
+                if self.reverse_:
+                    self.do_seek_to_last(NULL, 0, False)
+                else:
+                    self.do_seek_to_first()
+            elif how == 1 and self.valid_:
+                if self.reverse_:
+                    self.do_prev()
+                else:
+                    self.do_next()
+            elif how not in (0, 1):
+                raise ValueError("take() how must be 0, 1 or 2, not %d" % how)
+            elif not self.valid_ and self.c_status() is not None:
+                self.raise_invalid("take")
+            self.state = DBITER_YIELDED
+            while self.valid_:
+                out.append(self.current_item())
+                if len(out) >= n:
+                    break
+                if self.reverse_:
+                    self.do_prev()
+                else:
+                    self.do_next()
+            return out
+        finally:
+            self.leave()
+
     # -- cursor ---------------------------------------------------------------
 
     def valid(self):

@@ -22,6 +22,10 @@ _ON = 2          # on the row returned last
 _AFTER = 3       # past the last row
 
 
+# Rows fetchall() asks the C iterator for per call.
+FETCH_CHUNK_ROWS = 1024
+
+
 class Cursor:
     def __init__(self, conn):
         self._conn = conn
@@ -114,22 +118,28 @@ class Cursor:
             size = self.arraysize
         if not isinstance(size, int) or size < 0:
             raise ProgrammingError("fetchmany size must be a non-negative int, got %r" % (size,))
-        rows = []
-        while len(rows) < size:
-            row = self.next()
-            if row is None:
-                break
-            rows.append(row)
+        return self._take(size)
+
+    def _take(self, size):
+        # Up to size rows in one C call (DBIterator.take), keeping the state.
+        it = self._result()
+        state = self._state
+        if state == _AFTER or size == 0:
+            return []
+        how = {_BEFORE: 2, _ON: 1, _PENDING: 0}[state]
+        rows = it.take(size, how)
+        # On the last row taken, or run off the end: as next() leaves it.
+        self._state = _ON if len(rows) == size else _AFTER
         return rows
 
     def fetchall(self):
         """Every remaining row."""
         rows = []
         while True:
-            row = self.next()
-            if row is None:
+            chunk = self._take(FETCH_CHUNK_ROWS)
+            rows += chunk
+            if len(chunk) < FETCH_CHUNK_ROWS:
                 return rows
-            rows.append(row)
 
     def seek(self, key):
         """Position so that the next fetch returns the first key >= key

@@ -521,3 +521,41 @@ def test_walks_match_the_model(seed, n_keys, max_versions, n_children, reverse, 
         if pos is not None:
             assert it.item() == want[pos]
         assert it.status() is None
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("chunk", [1, 3, 7, 1000])
+def test_take_returns_the_same_pairs_as_iteration_in_chunks(reverse, chunk):
+    rng = random.Random(chunk)
+    model = random_model(rng, 60, 4)
+    expected = visible(model, 150)
+    if reverse:
+        expected = expected[::-1]
+    it = db_iter(model, 150, reverse=reverse, seed=chunk)
+    got = it.take(chunk, 2)
+    while len(got) % chunk == 0 and got:
+        more = it.take(chunk, 1)
+        got += more
+        if len(more) < chunk:
+            break
+    assert got == expected
+    assert it.take(chunk, 1) == []
+    assert it.take(0, 2) == []
+
+
+def test_take_modes_follow_the_cursor():
+    model = random_model(random.Random(5), 40, 3)
+    expected = visible(model, MAX_SEQUENCE)
+    keys = [k for k, _ in expected]
+    it = db_iter(model, MAX_SEQUENCE)
+    it.seek(keys[10])
+    assert it.take(3, 0) == expected[10:13]          # starts on the entry sought
+    assert next(it) == expected[13]                   # __next__ steps after a take
+    assert it.take(2, 1) == expected[14:16]
+    with pytest.raises(ValueError):
+        it.take(-1)
+    with pytest.raises(ValueError):
+        it.take(1, 5)
+    it.close()
+    with pytest.raises(ProgrammingError):
+        it.take(1)
