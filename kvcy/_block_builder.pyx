@@ -22,7 +22,7 @@ from libc.string cimport memcpy
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
 
-from kvcy._coding cimport put_fixed32, put_varint32, load_fixed64
+from kvcy._coding cimport put_fixed32, put_varint32, load_fixed64, view_ptr
 from kvcy._dbformat cimport TAG_BYTES, compare_internal
 from kvcy._debug cimport KVCY_DEBUG
 from kvcy.errors import ProgrammingError
@@ -31,11 +31,6 @@ from kvcy.errors import ProgrammingError
 cdef size_t MAX_BLOCK = 0xFFFFFFFFu
 
 
-cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
-    # A zero-length view has no element 0 to take the address of.
-    if view.shape[0] == 0:
-        return <const unsigned char*>""
-    return &view[0]
 
 
 cdef void* _grown(void* buf, size_t* cap, size_t need, size_t item) except NULL:
@@ -165,7 +160,7 @@ cdef class BlockBuilder:
             if isinstance(key, str):
                 raise TypeError("key must be bytes-like, not str")
             kview = key
-            kp = _ptr(kview)
+            kp = view_ptr(kview)
             kn = kview.shape[0]
         if PyBytes_CheckExact(value):
             vp = <const unsigned char*>PyBytes_AS_STRING(value)
@@ -174,7 +169,7 @@ cdef class BlockBuilder:
             if isinstance(value, str):
                 raise TypeError("value must be bytes-like, not str")
             vview = value
-            vp = _ptr(vview)
+            vp = view_ptr(vview)
             vn = vview.shape[0]
         self.add_raw(kp, kn, vp, vn)
 

@@ -20,15 +20,11 @@ from libc.string cimport memset
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
 
+from kvcy._coding cimport view_ptr
 from kvcy._bloom cimport BLOOM_MIN_BITS, BLOOM_MAX_PROBES, bloom_hash_raw
 from kvcy.errors import CorruptionError
 
 
-cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
-    # A zero-length view has no element 0 to take the address of.
-    if view.shape[0] == 0:
-        return <const unsigned char*>""
-    return &view[0]
 
 
 cdef inline void _set_probes(unsigned char* array, size_t bits, uint32_t h, int k) noexcept nogil:
@@ -47,7 +43,7 @@ def bloom_hash(key):
     if PyBytes_CheckExact(key):
         return bloom_hash_raw(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
     view = key
-    return bloom_hash_raw(_ptr(view), view.shape[0])
+    return bloom_hash_raw(view_ptr(view), view.shape[0])
 
 
 cdef class BloomFilterBuilder:
@@ -95,7 +91,7 @@ cdef class BloomFilterBuilder:
             if isinstance(key, str):
                 raise TypeError("key must be bytes-like, not str")
             view = key
-            self.add_raw(_ptr(view), view.shape[0])
+            self.add_raw(view_ptr(view), view.shape[0])
 
     def finish(self):
         """The filter of every key added since the last finish(); then starts afresh."""
@@ -167,7 +163,7 @@ cdef class BloomFilter:
         if isinstance(key, str):
             raise TypeError("key must be bytes-like, not str")
         view = key
-        return self.may_contain_raw(_ptr(view), view.shape[0])
+        return self.may_contain_raw(view_ptr(view), view.shape[0])
 
     @property
     def size(self):

@@ -110,3 +110,11 @@ cdef inline const unsigned char* get_varint64(const unsigned char* p, const unsi
             return p
         shift += 7
     return NULL
+
+
+cdef inline const unsigned char* view_ptr(const unsigned char[::1] view) noexcept:
+    # The address of a bytes-like view's first byte; a zero-length view has
+    # no element 0, so it gets a pointer to an empty string (never read).
+    if view.shape[0] == 0:
+        return <const unsigned char*>""
+    return &view[0]

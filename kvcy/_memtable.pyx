@@ -14,7 +14,7 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_CheckExact, PyByt
                             PyBytes_GET_SIZE)
 
 from kvcy._arena cimport Arena
-from kvcy._coding cimport load_fixed64
+from kvcy._coding cimport load_fixed64, view_ptr
 from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
 from kvcy._iterator cimport InternalIterator
@@ -23,11 +23,6 @@ from kvcy.dbformat import DELETED
 from kvcy.errors import CorruptionError
 
 
-cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
-    # A zero-length view has no element 0 to take the address of.
-    if view.shape[0] == 0:
-        return <const unsigned char*>""
-    return &view[0]
 
 
 cdef class MemTable:
@@ -66,9 +61,9 @@ cdef class MemTable:
         if kind != KIND_VALUE and kind != KIND_DELETE:
             raise ValueError("unknown entry kind %d" % kind)
         if value is None:
-            self.add_raw(sequence, kind, _ptr(key), key.shape[0], NULL, 0)
+            self.add_raw(sequence, kind, view_ptr(key), key.shape[0], NULL, 0)
         else:
-            self.add_raw(sequence, kind, _ptr(key), key.shape[0], _ptr(value), value.shape[0])
+            self.add_raw(sequence, kind, view_ptr(key), key.shape[0], view_ptr(value), value.shape[0])
 
     def get(self, key, uint64_t sequence=MAX_SEQUENCE):
         """Value of the newest entry of key visible at sequence, DELETED, or None."""
@@ -83,7 +78,7 @@ cdef class MemTable:
                             sequence)
         else:
             view = key
-            n = self.lookup(_ptr(view), view.shape[0], sequence)
+            n = self.lookup(view_ptr(view), view.shape[0], sequence)
         if n == NULL:
             return None
         if (n.tag & 0xFF) == KIND_DELETE:

@@ -14,7 +14,7 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyByte
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
 from kvcy._coding cimport (put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64,
-                           get_varint32)
+                           get_varint32, view_ptr)
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._memtable cimport MemTable
 from kvcy.errors import CorruptionError, DataError
@@ -25,10 +25,6 @@ cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
 cdef size_t MAX_BATCH = _options.MAX_BATCH_BYTES
 
 
-cdef inline const unsigned char* _ptr(const unsigned char[::1] view):
-    if view.shape[0] == 0:
-        return <const unsigned char*>""
-    return &view[0]
 
 
 cdef inline bytes as_bytes(object obj, str what):
@@ -253,7 +249,7 @@ cdef Py_ssize_t check_rep(const unsigned char* base, size_t n) except -1:
 def batch_header(const unsigned char[::1] rep not None):
     """(sequence, count) of a rep, validating the whole rep first."""
     cdef size_t n = rep.shape[0]
-    cdef Py_ssize_t count = check_rep(_ptr(rep), n)
+    cdef Py_ssize_t count = check_rep(view_ptr(rep), n)
     return load_fixed64(&rep[0]), count
 
 
@@ -264,7 +260,7 @@ def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
     last sequence used (sequence - 1 for an empty batch).
     """
     cdef size_t n = rep.shape[0]
-    cdef const unsigned char* base = _ptr(rep)
+    cdef const unsigned char* base = view_ptr(rep)
     cdef Py_ssize_t count = check_rep(base, n)
     cdef const unsigned char* limit = base + n
     cdef const unsigned char* p = base + BATCH_HEADER_BYTES
@@ -290,7 +286,7 @@ def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
 def iterate_batch(const unsigned char[::1] rep not None):
     """List of (kind, key, value) for a rep (value None for deletes); validates first."""
     cdef size_t n = rep.shape[0]
-    cdef const unsigned char* base = _ptr(rep)
+    cdef const unsigned char* base = view_ptr(rep)
     check_rep(base, n)
     cdef const unsigned char* limit = base + n
     cdef const unsigned char* p = base + BATCH_HEADER_BYTES

@@ -1,18 +1,20 @@
 """Internal keys for Python layers, and the DELETED marker.
 
 An internal key is user_key + fixed64 little-endian tag, tag = sequence << 8
-| kind.  The C-level twin of this module is _dbformat.pxd; the kind values
-are on disk and must never change.  See docs/format.md ("Internal keys").
+| kind.  The constants are defined once, in _dbformat.pxd (the kind values
+are on disk and must never change), and taken from there.  See
+docs/format.md ("Internal keys").
 """
 import struct
 
+from kvcy._dbformat import FORMAT_CONSTANTS as _C
 from kvcy.errors import CorruptionError
 
-KIND_DELETE = 0          # tombstone; on disk, never change
-KIND_VALUE = 1           # a value; on disk, never change
-KIND_FOR_SEEK = 0xFF     # largest kind: a lookup tag sorts before every entry of its sequence
-MAX_SEQUENCE = (1 << 56) - 1
-TAG_BYTES = 8
+KIND_DELETE = _C["KIND_DELETE"]        # tombstone
+KIND_VALUE = _C["KIND_VALUE"]          # a value
+KIND_FOR_SEEK = _C["KIND_FOR_SEEK"]    # largest kind: a lookup tag sorts before every entry of its sequence
+MAX_SEQUENCE = _C["MAX_SEQUENCE"]
+TAG_BYTES = _C["TAG_BYTES"]
 
 _TAG = struct.Struct("<Q")
 
