@@ -28,6 +28,11 @@ ANNOTATE = os.environ.get("KVCY_ANNOTATE", "") not in ("", "0")
 UNCHECKED_KERNELS = {"_coding", "_crc32c", "_block", "_bloom", "_skiplist", "_merge",
                      "_snappy"}
 
+# Never traced, even in debug builds: their functions run under a mutex that a
+# thread holding the GIL may wait for, and CYTHON_TRACE_NOGIL makes a traced
+# nogil function take the GIL, which would deadlock the two.
+UNTRACED = {"_block_cache"}
+
 BASE_DIRECTIVES = {
     "language_level": 3,
     "embedsignature": True,
@@ -37,7 +42,7 @@ BASE_DIRECTIVES = {
 def extension(pyx):
     name = os.path.splitext(os.path.basename(pyx))[0]
     macros = [("KVCY_DEBUG", "1" if DEBUG else "0")]
-    if DEBUG:
+    if DEBUG and name not in UNTRACED:
         macros.append(("CYTHON_TRACE_NOGIL", "1"))
     return Extension(
         "kvcy." + name,
