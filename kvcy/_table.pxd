@@ -74,7 +74,7 @@ cdef class Table:
 
 cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
                       bint may_read, Found* out, ReadError* err) noexcept nogil
-cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset, bint count_miss) noexcept nogil
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
                                    ReadError* err) noexcept nogil
 cdef object found_value(Found* f)

@@ -160,11 +160,11 @@ cdef CacheHandle* table_finish_block(TableReader* t, unsigned char* buf, size_t 
     return cache_insert(t.cache, t.number, offset, raw, raw_len, restarts, num)
 
 
-cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil:
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset, bint count_miss) noexcept nogil:
     # The pinned block at offset if the block cache has it, else NULL.
     if t.cache == NULL:
         return NULL
-    return cache_lookup(t.cache, t.number, offset)
+    return cache_lookup(t.cache, t.number, offset, count_miss)
 
 
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
@@ -300,7 +300,7 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
     if r <= 0:
         return r
     err.in_index = False
-    h = table_cached_block(t, offset)
+    h = table_cached_block(t, offset, may_read)
     if h == NULL:
         if not may_read:
             err.offset = offset
@@ -367,7 +367,7 @@ cdef class Table:
         cdef Py_ssize_t got
         err.code = READ_OK
         err.in_index = in_index
-        h = table_cached_block(&self.r, offset)
+        h = table_cached_block(&self.r, offset, True)
         if h != NULL:
             return h
         if self.r.fd >= 0:
