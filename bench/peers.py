@@ -86,8 +86,13 @@ CHECK_PROBES = 1000              # keys read back, untimed, to check each worklo
 def make_values(rng, num):
     """num distinct values that each compress about 2:1 (half random, repeated)."""
     half = VALUE_BYTES // 2
-    pool = rng.randbytes(half * (num + 1))
-    return [pool[i * half:(i + 1) * half] * 2 for i in range(num)]
+    values = []
+    chunk = 1 << 20                  # randbytes takes at most 2**31 bits at a time
+    for first in range(0, num, chunk):
+        n = min(chunk, num - first)
+        pool = rng.randbytes(half * n)
+        values += [pool[i * half:(i + 1) * half] * 2 for i in range(n)]
+    return values
 
 
 class RoundData:
