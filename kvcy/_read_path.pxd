@@ -40,3 +40,5 @@ cdef class ReadPath:
     cdef WritePath writer            # its last_sequence is the default read sequence
     cdef public bint row_cache       # a row cache is on: table probes go through Table.get
     cdef public unsigned long long gets
+    cdef public bint usable          # False once the connection closed (or forked): lookup() raises
+    cdef public str unusable_message # the ProgrammingError's text then

@@ -44,6 +44,7 @@ from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, READ_NE
 from kvcy._write_path cimport WritePath
 
 from kvcy.dbformat import DELETED, as_user_bytes
+from kvcy.errors import ProgrammingError
 
 # search() results besides 0 (done) and -1 (error).
 cdef enum:
@@ -242,6 +243,23 @@ cdef class ReadPath:
         self.state = state
         self.row_cache = False
         self.gets = 0
+        self.usable = True
+        self.unusable_message = "cannot operate on a closed database"
+
+    def lookup(self, key, default=None):
+        """Connection.get itself: the value stored under key, or default.
+        Raises ProgrammingError once the connection is closed or forked."""
+        cdef ReadState state = self.state
+        cdef uint64_t seq
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
+        seq = self.writer.last_sequence
+        if not PyBytes_CheckExact(key):
+            key = as_user_bytes(key, "key")
+        self.gets += 1
+        value = state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
+                             PyBytes_GET_SIZE(key), seq, self.row_cache)
+        return default if value is None else value
 
     def get(self, key, sequence=None):
         """The value of key visible at sequence (default: the latest), or None."""

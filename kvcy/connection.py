@@ -30,10 +30,17 @@ from kvcy.snapshot import Snapshot
 _live = weakref.WeakSet()
 
 
+def _forked_message(pid):
+    return ("this connection was opened in process %d and cannot be used after os.fork(); "
+            "open a new one in the child" % pid)
+
+
 def _after_fork_in_child():
     for conn in list(_live):
         conn._usable = False
         conn._forked = True
+        conn._engine.reader.usable = False
+        conn._engine.reader.unusable_message = _forked_message(conn._pid)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -51,6 +58,8 @@ class Connection:
         self.path = os.fspath(path)
         self.options = resolve_options(config, **options)
         self._engine = open_engine(self.path, self.options, env or default_env())
+        # get() is the C read path itself: one call from Python into C.
+        self.get = self._engine.reader.lookup
         self._usable = True
         _live.add(self)
 
@@ -60,9 +69,7 @@ class Connection:
         if self._usable:
             return self._engine
         if self._forked:
-            raise ProgrammingError("this connection was opened in process %d and cannot be "
-                                   "used after os.fork(); open a new one in the child"
-                                   % self._pid)
+            raise ProgrammingError(_forked_message(self._pid))
         raise ProgrammingError("cannot operate on a closed database")
 
     @property
@@ -115,7 +122,10 @@ class Connection:
     # -- reads -------------------------------------------------------------
 
     def get(self, key, default=None):
-        """The value stored under key, or default when there is none."""
+        """The value stored under key, or default when there is none.
+
+        (Each open connection binds get to its C read path,
+        kvcy._read_path.ReadPath.lookup, which behaves as this method.)"""
         if not self._usable:
             self._check()
         if type(key) is not bytes:
@@ -202,6 +212,8 @@ class Connection:
         """Close the database and every iterator, cursor and snapshot it handed
         out; idempotent.  Later calls raise ProgrammingError."""
         self._usable = False
+        if self._engine is not None:
+            self._engine.reader.usable = False     # the C get() checks this flag
         for child in list(self._children):
             try:
                 child.close()
