@@ -52,6 +52,7 @@ cdef class LevelIterator(InternalIterator):
     cdef object open_table_iterator  # callable: FileMetaData -> InternalIterator
     cdef Py_ssize_t index        # file data_iter belongs to; -1 when none
     cdef InternalIterator data_iter  # iterator of files[index]; None when none is open
+    cdef dict recent             # file index -> its iterator, the last few opened (seeks revisit them)
 
     cdef bint is_valid(self) noexcept
     cdef const unsigned char* key_ptr(self) noexcept

@@ -21,7 +21,7 @@ files of one level L1+ (FileMetaData with .smallest/.largest internal keys):
 a seek binary-searches the files by largest key, next/prev cross file
 boundaries, and a file is opened (open_table_iterator(meta), which returns
 an InternalIterator, for example TableCache.iterator) only when the
-iteration reaches it.  Files that turn out empty are skipped both ways.
+iteration reaches it; the last few opened are kept for later seeks.  Files that turn out empty are skipped both ways.
 
 Errors are sticky: a child that raised (corruption, a failed read) leaves
 the iterator invalid, status() returns the error and every later move
@@ -254,6 +254,12 @@ cdef class MergingIterator(InternalIterator):
 
 # -- LevelIterator ------------------------------------------------------------
 
+# Table iterators a LevelIterator keeps after moving on: random seeks come
+# back to the same files, and reopening one costs Python calls (table cache)
+# and new iterator objects.  Each kept iterator pins at most one block.
+cdef enum:
+    LEVEL_RECENT_ITERATORS = 8
+
 @cython.final
 cdef class LevelIterator(InternalIterator):
     """The entries of one level's sorted, disjoint files, each opened when reached."""
@@ -274,6 +280,7 @@ cdef class LevelIterator(InternalIterator):
         self.open_table_iterator = open_table_iterator
         self.index = -1
         self.data_iter = None
+        self.recent = {}
 
     # -- per-entry path: C only ---------------------------------------------
 
@@ -321,6 +328,7 @@ cdef class LevelIterator(InternalIterator):
     cdef int fail_reset(self, object exc) except -1:
         self.data_iter = None
         self.index = -1
+        self.recent.clear()              # an iterator that failed is never reused
         return self.fail(exc)
 
     cdef Py_ssize_t find_file(self, const unsigned char* target, size_t n) except -2:
@@ -351,10 +359,15 @@ cdef class LevelIterator(InternalIterator):
             return 0
         self.data_iter = None
         self.index = -1
-        it = self.open_table_iterator(self.files[i])
-        if not isinstance(it, InternalIterator):
-            raise TypeError("open_table_iterator must return an InternalIterator, not %s"
-                            % type(it).__name__)
+        it = self.recent.get(i)
+        if it is None:
+            it = self.open_table_iterator(self.files[i])
+            if not isinstance(it, InternalIterator):
+                raise TypeError("open_table_iterator must return an InternalIterator, not %s"
+                                % type(it).__name__)
+            if len(self.recent) >= LEVEL_RECENT_ITERATORS:
+                del self.recent[next(iter(self.recent))]     # the one opened longest ago
+            self.recent[i] = it
         self.data_iter = it
         self.index = i
         return 0
