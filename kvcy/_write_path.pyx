@@ -191,6 +191,21 @@ cdef class WritePath:
         """Queue w, wait until a leader has committed it or it is the head,
         and lead a group in the latter case.  Raises w's failure."""
         cdef object exc
+        if not w.sync and PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+            # Fast path: the write lock is free and no one is queued, so this
+            # write is a group of one, without the queue.  Writers that come
+            # meanwhile queue and wait for the lock as leaders; none is
+            # overtaken.  (Synced writes always queue: see _gather.)  head
+            # changes only with the GIL held, so reading it here needs no
+            # queue_lock (revisit for free-threaded builds).
+            if self.head == NULL:
+                try:
+                    self._ready()
+                    self._write_group(w, w)
+                finally:
+                    self.release_lock()
+                return 0
+            self.release_lock()
         self._enqueue(w)
         if w.wake != NULL:
             with nogil:
