@@ -1,32 +1,53 @@
 # cython: language_level=3, embedsignature=True
-"""WritePath: sequence numbers, WAL record, memtable insert, in C.
+"""WritePath: group commit, sequence numbers, WAL records, memtable inserts, in C.
 
-Every write runs here: take the write lock, check the engine can write,
-make room when the memtable is full (engine callback), encode the batch,
-frame it and append it to the WAL with one write call (sync when asked),
-insert it into the memtable, and publish the new last sequence.  A failed
-append or sync latches the error; later writes raise OperationalError.
+Every write runs here, LevelDB's way (db_impl.cc, DBImpl::Write).  The
+writer encodes its batch first (a put or delete straight into a stack
+buffer, a WriteBatch as a private copy of its rep), then joins the writer
+queue.  The writer at the head of the queue is the leader: it takes the
+write lock, checks the engine can write and makes room in the memtable
+(engine callbacks), then takes a group of queued writers behind it (up to
+GROUP_MAX_BYTES of records), gives each its sequence numbers, frames each
+batch as its own WAL record and appends the whole group with one write
+call, fdatasyncs once if any member asked for sync, inserts every batch
+into the memtable, publishes the last sequence, releases the write lock
+and wakes the members with their result and the next head.  Members wait
+with the GIL released on a wake lock of their own, so a leader's fsync is
+where a group gathers: one fsync serves every writer that queued during
+the previous one.  Alone, a writer finds the queue empty, leads a group of
+one and never waits.
 
-The write lock is a raw PyThread lock: try without blocking first, and only
-when that fails wait with the GIL released, so a holder that needs the GIL
-(os.write, callbacks) can always finish.  The engine takes the same lock
-for memtable switches and close through acquire()/release().
+Errors: a failed append or sync (or memtable insert) latches the error;
+the leader raises it, every other member of the group raises an
+OperationalError with its message, and later writes fail in check_state.
+A failure in the leader's own checks (closed, latched error, stall) fails
+the leader only: the next writer leads and checks for itself.
+
+Locks: the write lock is a raw PyThread lock, held by a leader from its
+checks to its memtable inserts and by the engine for memtable switches and
+close (acquire()/release()); waits for it try without blocking first and
+then block with the GIL released, so a holder that needs the GIL (os.write,
+callbacks) can always finish.  queue_lock guards the queue and the pool of
+wake locks; it is never held while calling Python or waiting for the GIL.
+A queued writer's Writer is on its own stack and stays valid until the
+leader has woken it; the leader reads `next` before it wakes a member.
 """
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.pythread cimport (PyThread_allocate_lock, PyThread_free_lock,
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock,
                                NOWAIT_LOCK, WAIT_LOCK)
 
-from kvcy._coding cimport put_fixed32, put_fixed64, put_varint32
+from kvcy._coding cimport put_fixed32, put_fixed64, put_varint32, get_varint32
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._log_record cimport LogFramer
 from kvcy._memtable cimport MemTable
-from kvcy._write_batch cimport WriteBatch
-from kvcy._write_batch import apply_batch
-from kvcy.errors import DataError, OperationalError
+from kvcy._write_batch cimport WriteBatch, BATCH_HEADER_BYTES
+from kvcy.errors import CorruptionError, DataError, OperationalError
 from kvcy import options as _options
 
 cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
@@ -39,17 +60,80 @@ cdef inline bint check_sync(object sync) except -1:
     raise TypeError("sync must be True, False or None, not %r" % (sync,))
 
 
+cdef extern from "pythread.h":
+    # Cython declares it with the GIL; it needs none (it frees C memory only).
+    void free_lock_nogil "PyThread_free_lock"(PyThread_type_lock lock) nogil
+    int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
+                                    int intr_flag) nogil
+
+
+cdef inline long long monotonic_micros() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <long long>ts.tv_sec * 1000000 + ts.tv_nsec // 1000
+
+
+cdef inline void free_wake(PyThread_type_lock wake) noexcept nogil:
+    # Wake locks are kept armed (held); release before freeing.
+    PyThread_release_lock(wake)
+    free_lock_nogil(wake)
+
+
+cdef inline void init_writer(Writer* w, bint sync) noexcept:
+    w.next = NULL
+    w.rep = NULL
+    w.rep_len = 0
+    w.count = 0
+    w.kind = -1
+    w.key = NULL
+    w.key_len = 0
+    w.value = NULL
+    w.value_len = 0
+    w.data_bytes = 0
+    w.sequence = 0
+    w.sync = sync
+    w.done = False
+    w.error = NULL
+    w.wake = NULL
+
+
+cdef object member_error(object exc):
+    """The exception a member raises for its group's failure exc."""
+    if isinstance(exc, OperationalError):
+        err = OperationalError(str(exc))
+        err.errno = getattr(exc, "errno", None)
+    else:
+        err = OperationalError("write failed in its commit group: %s: %s"
+                               % (type(exc).__name__, exc))
+    err.__cause__ = exc
+    return err
+
+
 cdef class WritePath:
     def __cinit__(self):
         self.lock = PyThread_allocate_lock()
-        if self.lock == NULL:
+        self.queue_lock = PyThread_allocate_lock()
+        self.gather = PyThread_allocate_lock()
+        if self.lock == NULL or self.queue_lock == NULL or self.gather == NULL:
             raise MemoryError()
+        PyThread_acquire_lock(self.gather, NOWAIT_LOCK)     # armed
+        self.head = NULL
+        self.tail = NULL
+        self.wake_spare = 0
         self.error = None
         self.closed = False
 
     def __dealloc__(self):
+        cdef int i
+        for i in range(self.wake_spare):
+            free_wake(self.wake_pool[i])
+        self.wake_spare = 0
         if self.lock != NULL:
             PyThread_free_lock(self.lock)
+        if self.queue_lock != NULL:
+            PyThread_free_lock(self.queue_lock)
+        if self.gather != NULL:
+            free_wake(self.gather)
 
     cdef int acquire_lock(self) except -1:
         cdef int ok
@@ -62,6 +146,12 @@ cdef class WritePath:
     cdef void release_lock(self) noexcept:
         PyThread_release_lock(self.lock)
 
+    cdef void queue_acquire(self) noexcept:
+        if PyThread_acquire_lock(self.queue_lock, NOWAIT_LOCK):
+            return
+        with nogil:
+            PyThread_acquire_lock(self.queue_lock, WAIT_LOCK)
+
     def acquire(self):
         self.acquire_lock()
 
@@ -71,6 +161,14 @@ cdef class WritePath:
 
     def release(self):
         self.release_lock()
+
+    def queue_length(self):
+        """Writers queued now, the leader included (tests, monitoring)."""
+        cdef int n
+        self.queue_acquire()
+        n = self.queued
+        PyThread_release_lock(self.queue_lock)
+        return n
 
     def set_log(self, file, Py_ssize_t block_offset):
         """Direct WAL appends to file (an env WritableFile).  REQUIRES: lock held."""
@@ -87,19 +185,318 @@ cdef class WritePath:
             self.make_room()
         return 0
 
-    cdef int _log(self, bytes framed, bint sync) except -1:
+    # -- the queue ---------------------------------------------------------
+
+    cdef int _commit(self, Writer* w) except -1:
+        """Queue w, wait until a leader has committed it or it is the head,
+        and lead a group in the latter case.  Raises w's failure."""
+        cdef object exc
+        if not w.sync and PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+            # Fast path: the write lock is free and no one is queued, so this
+            # write is a group of one, without the queue.  Writers that come
+            # meanwhile queue and wait for the lock as leaders; none is
+            # overtaken.  (Synced writes always queue: see _gather.)  head
+            # changes only with the GIL held, so reading it here needs no
+            # queue_lock (revisit for free-threaded builds).
+            if self.head == NULL:
+                try:
+                    self._ready()
+                    self._write_group(w, w)
+                finally:
+                    self.release_lock()
+                return 0
+            self.release_lock()
+        self._enqueue(w)
+        if w.wake != NULL:
+            with nogil:
+                # Woken exactly once: done by a leader, or now the head.
+                PyThread_acquire_lock(w.wake, WAIT_LOCK)
+                PyThread_acquire_lock(self.queue_lock, WAIT_LOCK)
+                if self.wake_spare < WAKE_POOL:
+                    self.wake_pool[self.wake_spare] = w.wake
+                    self.wake_spare += 1
+                    w.wake = NULL
+                PyThread_release_lock(self.queue_lock)
+                if w.wake != NULL:
+                    free_wake(w.wake)
+                    w.wake = NULL
+            if w.done:
+                if w.error != NULL:
+                    exc = <object>w.error
+                    Py_XDECREF(w.error)
+                    w.error = NULL
+                    raise member_error(exc) from exc
+                return 0
+        return self._lead(w)
+
+    cdef int _enqueue(self, Writer* w) except -1:
+        # A writer queued behind a head needs an armed wake lock; allocate
+        # one (outside queue_lock, where MemoryError may be raised) when the
+        # pool is empty.  REQUIRES: w initialized, not queued.
+        cdef PyThread_type_lock fresh
+        while True:
+            self.queue_acquire()
+            if self.head == NULL or self.wake_spare > 0:
+                break
+            PyThread_release_lock(self.queue_lock)
+            fresh = PyThread_allocate_lock()
+            if fresh == NULL:
+                raise MemoryError()
+            PyThread_acquire_lock(fresh, NOWAIT_LOCK)      # arm it
+            self.queue_acquire()
+            if self.wake_spare < WAKE_POOL:
+                self.wake_pool[self.wake_spare] = fresh
+                self.wake_spare += 1
+                fresh = NULL
+            PyThread_release_lock(self.queue_lock)
+            if fresh != NULL:
+                free_wake(fresh)
+        if self.head == NULL:
+            self.head = w
+        else:
+            self.wake_spare -= 1
+            w.wake = self.wake_pool[self.wake_spare]
+            self.tail.next = w
+        self.tail = w
+        self.queued += 1
+        if self.gather_target and self.queued >= self.gather_target:
+            self.gather_target = 0
+            PyThread_release_lock(self.gather)
+        PyThread_release_lock(self.queue_lock)
+        return 0
+
+    cdef void _gather(self, int target) noexcept:
+        # A synced leader alone (or nearly) at the head, right after a group
+        # of `target` writers: wait, with the GIL released, until that many
+        # are queued again or for half a recent fsync at most.  Without the
+        # GIL's help the last leader, which holds it when its group ends,
+        # always queues first and would lead a group of one, every other
+        # time (PostgreSQL's commit_delay and commit_siblings in spirit).
+        cdef long long micros = self.sync_micros // 2
+        cdef int got
+        if micros > GATHER_MAX_MICROS:
+            micros = GATHER_MAX_MICROS
+        if micros <= 0:
+            return
+        self.queue_acquire()
+        if self.queued >= target:
+            PyThread_release_lock(self.queue_lock)
+            return
+        self.gather_target = target
+        PyThread_release_lock(self.queue_lock)
+        with nogil:
+            got = PyThread_acquire_lock_timed(self.gather, micros, 0)
+            PyThread_acquire_lock(self.queue_lock, WAIT_LOCK)
+            if self.gather_target != 0:
+                self.gather_target = 0          # timed out; nobody released it
+            elif got != 1:
+                PyThread_acquire_lock(self.gather, NOWAIT_LOCK)   # released late: re-arm
+            PyThread_release_lock(self.queue_lock)
+
+    cdef Writer* _take_group(self, Writer* leader) noexcept:
+        # The leader and the writers behind it, in queue order, while the
+        # records fit the cap (LevelDB's: a small leader's group grows by at
+        # most GROUP_SMALL_BYTES, so small writes do not wait for big ones).
+        cdef Writer* last = leader
+        cdef Writer* m
+        cdef size_t size = leader.rep_len
+        cdef size_t cap = GROUP_MAX_BYTES
+        if size <= GROUP_SMALL_BYTES:
+            cap = size + GROUP_SMALL_BYTES
+        self.queue_acquire()
+        m = leader.next
+        while m != NULL and size <= cap and m.rep_len <= cap - size:
+            size += m.rep_len
+            last = m
+            m = m.next
+        PyThread_release_lock(self.queue_lock)
+        return last
+
+    cdef int _lead(self, Writer* w) except -1:
+        # REQUIRES: w is the head of the queue.
+        cdef Writer* last = w
+        self.acquire_lock()
         try:
-            self.append(framed)
-            if sync:
+            self._ready()                # a failure here fails the leader only
+            if w.sync and self.last_group > 1:
+                self._gather(self.last_group)
+            last = self._take_group(w)
+            self._write_group(w, last)
+        finally:
+            self.release_lock()
+            self._finish_group(w, last)
+        return 0
+
+    cdef void _finish_group(self, Writer* leader, Writer* last) noexcept:
+        # Pop leader..last, then (queue_lock released, so a woken member
+        # does not block on it at once) wake the members, done, and the next
+        # head.  A member may return as soon as it is woken: read next first.
+        # The popped writers and the head are touched by this leader only:
+        # no one else pops, and they wait until woken.
+        cdef Writer* m
+        cdef Writer* following
+        cdef Writer* new_head
+        self.queue_acquire()
+        new_head = last.next
+        self.head = new_head
+        if new_head == NULL:
+            self.tail = NULL
+        m = leader
+        while True:
+            self.queued -= 1
+            if m == last:
+                break
+            m = m.next
+        PyThread_release_lock(self.queue_lock)
+        if last != leader:
+            m = leader.next
+            while True:
+                following = m.next
+                m.done = True
+                if m == last:
+                    PyThread_release_lock(m.wake)
+                    break
+                PyThread_release_lock(m.wake)
+                m = following
+        if new_head != NULL:
+            PyThread_release_lock(new_head.wake)
+
+    cdef void _fail_group(self, Writer* leader, Writer* last, object exc) noexcept:
+        # Give every member but the leader (which raises exc itself) a reference to exc.
+        cdef Writer* m = leader
+        while m != last:
+            m = m.next
+            Py_INCREF(exc)
+            m.error = <PyObject*>exc
+
+    # -- committing a group ------------------------------------------------
+
+    cdef int _write_group(self, Writer* leader, Writer* last) except -1:
+        # REQUIRES: write lock held; leader..last taken from the queue.
+        cdef Writer* m
+        cdef uint64_t seq = self.last_sequence
+        cdef bint do_sync = False
+        cdef unsigned long long members = 0, records = 0
+        cdef bytes framed = None
+        cdef bytes piece
+        cdef list pieces = None
+        cdef long long started, took
+        # Sequence numbers first: nothing is framed unless all of them fit.
+        m = leader
+        while True:
+            members += 1
+            do_sync |= m.sync
+            if m.count:
+                if seq > MAX_SEQUENCE - m.count:
+                    exc = OperationalError("sequence numbers exhausted")
+                    self._fail_group(leader, last, exc)
+                    raise exc
+                m.sequence = seq + 1
+                seq += m.count
+            if m == last:
+                break
+            m = m.next
+        # Each batch its own WAL record, the group in one append.  The framer
+        # has moved on once anything is framed, so any failure from here on
+        # leaves the log in an unknown state: latch it.
+        try:
+            m = leader
+            while True:
+                if m.count:
+                    put_fixed64(m.rep, m.sequence)
+                    piece = self.framer.frame_raw(m.rep, m.rep_len)
+                    records += 1
+                    if framed is None:
+                        framed = piece
+                    else:
+                        if pieces is None:
+                            pieces = [framed]
+                        pieces.append(piece)
+                if m == last:
+                    break
+                m = m.next
+            if pieces is not None:
+                framed = b"".join(pieces)
+            if framed is not None:
+                self.append(framed)
+            if do_sync:
+                # An empty synced write still means "everything before me is durable".
+                started = monotonic_micros()
                 self.sync_file()
+                took = monotonic_micros() - started
+                self.sync_micros = took if self.sync_micros == 0 else (3 * self.sync_micros + took) // 4
         except BaseException as exc:
             self.error = exc
+            self._fail_group(leader, last, exc)
             raise
-        self.wal_records += 1
-        self.wal_bytes += PyBytes_GET_SIZE(framed)
-        if sync:
+        if framed is not None:
+            self.wal_records += records
+            self.wal_bytes += PyBytes_GET_SIZE(framed)
+        if do_sync:
             self.wal_syncs += 1
+        self.group_commits += 1
+        self.grouped_writes += members - 1
+        self.last_group = <int>members
+        # The memtable; a failure here would leave it short of the WAL.
+        try:
+            m = leader
+            while True:
+                if m.count:
+                    self._insert(m)
+                if m == last:
+                    break
+                m = m.next
+        except BaseException as exc:
+            self.error = exc
+            self._fail_group(leader, last, exc)
+            raise
+        self.last_sequence = seq
         return 0
+
+    cdef int _insert(self, Writer* m) except -1:
+        # Insert m's entries into the memtable at m.sequence onwards and count them.
+        cdef const unsigned char* p
+        cdef const unsigned char* limit
+        cdef const unsigned char* key
+        cdef uint32_t klen, vlen
+        cdef uint64_t seq = m.sequence
+        cdef int kind
+        cdef MemTable mem = self.mem
+        if m.kind >= 0:
+            mem.add_raw(seq, m.kind, m.key, m.key_len, m.value, m.value_len)
+            if m.kind == KIND_VALUE:
+                self.puts += 1
+            else:
+                self.deletes += 1
+        else:
+            # The rep came from a WriteBatch, which checked it as it grew;
+            # the checks here only keep a bad rep from reading out of bounds.
+            p = m.rep + BATCH_HEADER_BYTES
+            limit = m.rep + m.rep_len
+            while p < limit:
+                kind = p[0]
+                p = get_varint32(p + 1, limit, &klen)
+                if p == NULL or klen > <size_t>(limit - p):
+                    raise CorruptionError("malformed write batch")
+                key = p
+                p += klen
+                if kind == KIND_VALUE:
+                    p = get_varint32(p, limit, &vlen)
+                    if p == NULL or vlen > <size_t>(limit - p):
+                        raise CorruptionError("malformed write batch")
+                    mem.add_raw(seq, kind, key, klen, p, vlen)
+                    p += vlen
+                elif kind == KIND_DELETE:
+                    mem.add_raw(seq, kind, key, klen, NULL, 0)
+                else:
+                    raise CorruptionError("malformed write batch: kind %d" % kind)
+                seq += 1
+            self.batches += 1
+            self.batch_entries += m.count
+        self.bytes_written += m.data_bytes
+        return 0
+
+    # -- entry points --------------------------------------------------------
 
     def write_one(self, int kind, bytes key not None, bytes value, sync=None):
         """Put (KIND_VALUE) or delete (KIND_DELETE) one key as a one-entry batch."""
@@ -111,9 +508,8 @@ cdef class WritePath:
         cdef unsigned char* buf = small
         cdef unsigned char* p
         cdef size_t cap
-        cdef uint64_t seq
         cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
-        cdef bytes framed
+        cdef Writer w
         if kind == KIND_VALUE:
             if value is None:
                 raise TypeError("a put needs a value")
@@ -132,12 +528,10 @@ cdef class WritePath:
             buf = <unsigned char*>malloc(cap)
             if buf == NULL:
                 raise MemoryError()
-        self.acquire_lock()
         try:
-            self._ready()
-            seq = self.last_sequence + 1
-            # The batch rep: sequence, count 1, one record (see _write_batch.pxd).
-            p = put_fixed64(buf, seq)
+            # The batch rep: sequence (the leader fills it in), count 1, one
+            # record (see _write_batch.pxd).
+            p = put_fixed64(buf, 0)
             p = put_fixed32(p, 1)
             p[0] = <unsigned char>kind
             p = put_varint32(p + 1, <uint32_t>klen)
@@ -149,48 +543,36 @@ cdef class WritePath:
                 if vlen:
                     memcpy(p, vp, vlen)
                 p += vlen
-            framed = self.framer.frame_raw(buf, p - buf)
-            self._log(framed, do_sync)
-            self.mem.add_raw(seq, kind, kp, klen, vp, vlen)
-            self.last_sequence = seq
-            if kind == KIND_VALUE:
-                self.puts += 1
-            else:
-                self.deletes += 1
-            self.bytes_written += klen + vlen
+            init_writer(&w, do_sync)
+            w.rep = buf
+            w.rep_len = p - buf
+            w.count = 1
+            w.kind = kind
+            w.key = kp
+            w.key_len = klen
+            w.value = vp
+            w.value_len = vlen
+            w.data_bytes = klen + vlen
+            self._commit(&w)
         finally:
-            self.release_lock()
             if buf != small:
                 free(buf)
 
     def write_batch(self, WriteBatch batch not None, sync=None):
         """Apply batch atomically: one WAL record, then every entry in the memtable."""
         cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
-        cdef uint32_t count = batch.count_
-        cdef uint64_t seq
-        cdef bytes rep
-        self.acquire_lock()
+        cdef Writer w
+        init_writer(&w, do_sync)
+        w.count = batch.count_
+        w.data_bytes = batch.data_bytes_
+        if w.count:
+            # A private copy: the batch may change (another thread) while this waits.
+            w.rep = <unsigned char*>malloc(batch.size)
+            if w.rep == NULL:
+                raise MemoryError()
+            memcpy(w.rep, batch.buf, batch.size)
+            w.rep_len = batch.size
         try:
-            self._ready()
-            if count == 0:
-                if do_sync:
-                    # An empty synced write still means "everything before me is durable".
-                    try:
-                        self.sync_file()
-                    except BaseException as exc:
-                        self.error = exc
-                        raise
-                    self.wal_syncs += 1
-                return
-            seq = self.last_sequence + 1
-            if seq > MAX_SEQUENCE - count:
-                raise OperationalError("sequence numbers exhausted")
-            put_fixed64(batch.buf, seq)
-            rep = batch.data()
-            self._log(self.framer.frame_raw(batch.buf, batch.size), do_sync)
-            self.last_sequence = apply_batch(rep, self.mem)
-            self.batches += 1
-            self.batch_entries += count
-            self.bytes_written += batch.data_bytes_
+            self._commit(&w)
         finally:
-            self.release_lock()
+            free(w.rep)

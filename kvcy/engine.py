@@ -415,7 +415,8 @@ class Engine:
         out = self.stats.as_dict()
         out["gets"] = self.reader.gets
         for name in ("puts", "deletes", "batches", "batch_entries", "wal_records",
-                     "wal_bytes", "wal_syncs", "bytes_written"):
+                     "wal_bytes", "wal_syncs", "bytes_written", "group_commits",
+                     "grouped_writes"):
             out[name] = getattr(writer, name)
         version = self.versions.current
         out.update(
