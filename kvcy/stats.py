@@ -11,7 +11,7 @@ class Stats:
     COUNTERS = (
         "puts", "deletes", "gets", "batches", "batch_entries",
         "bytes_written",
-        "wal_records", "wal_bytes", "wal_syncs",
+        "wal_records", "wal_bytes", "wal_syncs", "group_commits", "grouped_writes",
         "recovered_records", "recovered_logs", "torn_tail_bytes", "dropped_bytes",
         "memtable_switches", "flushes", "flush_bytes",
         "compactions", "compaction_bytes_read", "compaction_bytes_written",
