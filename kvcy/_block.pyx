@@ -368,6 +368,9 @@ cdef inline object _borrow(object obj, const unsigned char** p, size_t* n, str w
 
 # -- Block --------------------------------------------------------------------
 
+# no_gc_clear: the collector must not drop owner (the BlockCache) before
+# __dealloc__ gives back the pinned handle, whose shard mutex lives in it.
+@cython.no_gc_clear
 cdef class Block:
     """One block's bytes, checked; see the module docstring."""
 

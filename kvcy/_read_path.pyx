@@ -182,10 +182,15 @@ cdef class ReadState:
         cdef FileSlot* s = &self.slots[i]
         if table is None:
             meta = self.metas[i]
-            table = self.find_table(meta.number, meta.file_size)
-            self.tables[i] = table
-            s.needs_gil = table.r.fd < 0
-            s.reader = &table.r              # last: C readers test it without the GIL
+            opened = self.find_table(meta.number, meta.file_size)   # may let other threads run
+            table = self.tables[i]
+            if table is None:
+                # Nothing between this check and the stores releases the GIL, so a
+                # slot is filled once: a Table that C readers use is never dropped.
+                table = opened
+                self.tables[i] = table
+                s.needs_gil = table.r.fd < 0
+                s.reader = &table.r          # last: C readers test it without the GIL
         return table
 
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,

@@ -12,10 +12,11 @@ reading several tables through one small cache that evicts all the time,
 both through Table (the with-GIL path) and through a connection's C read
 path (without the GIL).
 
-A use-after-free found here (a pinned Block collected in a garbage cycle)
-is pinned by xfail(strict=True) tests that run the repro in a child
-process: under glibc's MALLOC_PERTURB_ by default, under valgrind with
--m slow.
+A use-after-free found here (a pinned Block collected in a garbage cycle
+released its handle after the collector had dropped its cache; fixed by
+no_gc_clear on Block) is kept as regression tests that run the repro in a
+child process: under glibc's MALLOC_PERTURB_ by default, under valgrind
+with -m slow.
 """
 import os
 import platform
@@ -42,42 +43,13 @@ MIN_SHARD_BYTES = 256 * KIB          # kvcy/_block_cache.pyx: smallest share of 
 
 # -- helpers -------------------------------------------------------------------------
 
-def linetrace_build():
-    """True iff kvcy was built with KVCY_DEBUG=1: Cython line tracing is
-    compiled in, so kvcy's own functions report to sys.settrace."""
-    seen = []
-
-    def tracer(frame, event, arg):
-        seen.append(frame.f_code.co_filename)
-        return tracer
-
-    old = sys.gettrace()
-    sys.settrace(tracer)
-    try:
-        BlockCache(0).clear()
-    finally:
-        sys.settrace(old)
-    return any(f.endswith("_block_cache.pyx") for f in seen)
-
-
-DEBUG_BUILD = linetrace_build()
-
-# In a KVCY_DEBUG=1 build (CYTHON_TRACE_NOGIL=1) every traced nogil function
-# takes the GIL for its trace events, including the ones that run while a
-# cache shard's mutex is held (evict_locked, unref_locked inside
-# cache_insert).  A thread holding the GIL that waits for that mutex
-# (Table.load_block -> table_cached_block -> cache_lookup, or cache_release
-# from Block.__dealloc__ / found_value) then deadlocks with it.  Seen with
-# 8 reader threads, and with one reader against the background compaction.
-DEBUG_DEADLOCK_BUG = (
-    "BUG (KVCY_DEBUG=1 builds only): deadlock between a thread holding a block-cache "
-    "shard mutex that takes the GIL for Cython line tracing (cache_insert -> "
-    "evict_locked/unref_locked -> PyGILState_Ensure) and a thread holding the GIL "
-    "that waits for that mutex (Table.load_block -> cache_lookup, or cache_release); "
-    "fix: never wait for a shard mutex with the GIL held, or build _block_cache "
-    "without linetrace")
-skip_threads_in_debug = pytest.mark.skipif(
-    DEBUG_BUILD, reason="would hang: " + DEBUG_DEADLOCK_BUG)
+# Regression: in a KVCY_DEBUG=1 build, CYTHON_TRACE_NOGIL made traced nogil
+# functions take the GIL for their trace events, including evict_locked and
+# unref_locked while a cache shard's mutex was held, so a thread holding the
+# GIL and waiting for that mutex (Table.load_block -> cache_lookup, or
+# cache_release) deadlocked with it.  setup.py now never traces _block_cache
+# (UNTRACED); the threaded tests below run in the debug build too, and
+# test_threads_sharing_a_cache_do_not_deadlock watches for the hang.
 
 
 class TableSet:
@@ -394,14 +366,6 @@ _GC_CYCLE_REPRO = textwrap.dedent("""
     print("done")
 """)
 
-GC_CYCLE_BUG = (
-    "BUG: Block's Cython tp_clear drops Block.owner (the BlockCache) before "
-    "Block.__dealloc__ releases its pinned CacheHandle, so a Block collected as part "
-    "of a reference cycle, holding the last reference to its cache, calls "
-    "cache_release() on a freed shard mutex (use-after-free; fix: @cython.no_gc_clear "
-    "on Block, or release the handle in a tp_clear of its own)")
-
-
 def run_gc_repro(tmp_path, how, prefix=(), extra_env=None, timeout=60):
     script = tmp_path / "repro.py"
     script.write_text(_GC_CYCLE_REPRO)
@@ -428,7 +392,6 @@ def test_pinned_block_outside_a_cycle_under_malloc_perturb(tmp_path):
     assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason=GC_CYCLE_BUG)
 def test_pinned_block_in_a_gc_cycle_under_malloc_perturb(tmp_path):
     needs_glibc()
     proc = run_gc_repro(tmp_path, "cycle", extra_env=GLIBC_PERTURB)
@@ -438,7 +401,7 @@ def test_pinned_block_in_a_gc_cycle_under_malloc_perturb(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [
-    "plain", pytest.param("cycle", marks=pytest.mark.xfail(strict=True, reason=GC_CYCLE_BUG))])
+    "plain", "cycle"])
 def test_pinned_block_in_a_gc_cycle_under_valgrind(tmp_path, how):
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -476,7 +439,6 @@ def run_threads(target, count):
         raise errors[0]
 
 
-@skip_threads_in_debug
 @pytest.mark.parametrize("which, capacity", [("small", 2 * KIB), ("small", 8 * KIB),
                                              ("big", 2 * MIN_SHARD_BYTES)])
 def test_eight_threads_share_a_small_cache(request, which, capacity):
@@ -517,7 +479,6 @@ def test_eight_threads_share_a_small_cache(request, which, capacity):
         assert scan_forward(table.iterator()) == entries
 
 
-@skip_threads_in_debug
 def test_eight_threads_read_through_the_engine_without_the_gil(tmp_path):
     # The C read path: lookups, preads and cache inserts without the GIL.
     options = dict(block_size=256, block_cache_bytes=4 * KIB, target_file_bytes=8 * KIB,
@@ -583,7 +544,6 @@ _THREADS_CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(DEBUG_BUILD, strict=True, reason=DEBUG_DEADLOCK_BUG)
 def test_threads_sharing_a_cache_do_not_deadlock(tmp_path):
     script = tmp_path / "threads.py"
     script.write_text(_THREADS_CHILD % dict(watchdog=60, tests=os.path.dirname(

@@ -46,7 +46,6 @@ from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
 from kvcy.table import Table
 from kvcy.table_format import NO_COMPRESSION, SNAPPY_COMPRESSION
 
-from test_block_cache import skip_threads_in_debug
 from test_corruption import fix_crc, Region
 from test_table import index_entries
 
@@ -203,7 +202,7 @@ class ReadPathMachine(RuleBasedStateMachine):
 
 
 # Reads race the background compaction here, which can hang a debug build.
-TestReadPathModel = skip_threads_in_debug(ReadPathMachine.TestCase)
+TestReadPathModel = ReadPathMachine.TestCase
 TestReadPathModel.settings = settings(
     max_examples=12, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -754,7 +753,6 @@ def run_readers_against_writer(path, rounds, options, readers=4):
         conn.close()
 
 
-@skip_threads_in_debug
 @pytest.mark.parametrize("options", [
     dict(SMALL, block_cache_bytes=2 * KIB),
     dict(SMALL, block_cache_bytes=0, compression="none", bloom_bits_per_key=0),
@@ -766,7 +764,6 @@ def test_readers_see_acknowledged_versions_while_writer_flushes_and_compacts(tmp
 
 
 @pytest.mark.slow
-@skip_threads_in_debug
 def test_readers_against_writer_long(tmp_path):
     run_readers_against_writer(str(tmp_path / "db"), 20000, dict(SMALL, block_cache_bytes=4 * KIB))
 
