@@ -54,14 +54,15 @@ def extension(pyx):
 
 
 def _flags_changed():
-    """True iff the last build used other debug/annotate flags.
+    """True iff the last build used other debug/annotate flags or module sets.
 
     cythonize only regenerates C for changed .pyx/.pxd files, so switching
     KVCY_DEBUG on an existing tree would silently keep the old directives;
     a stamp of the flags forces a full regeneration when they change.
     """
     stamp = os.path.join("build", "kvcy-cython-flags")
-    flags = "debug=%d annotate=%d" % (DEBUG, ANNOTATE)
+    flags = "debug=%d annotate=%d unchecked=%s untraced=%s" % (
+        DEBUG, ANNOTATE, ",".join(sorted(UNCHECKED_KERNELS)), ",".join(sorted(UNTRACED)))
     try:
         with open(stamp) as f:
             old = f.read()
@@ -76,25 +77,23 @@ def _flags_changed():
 
 def modules():
     sources = sorted(glob.glob(os.path.join("kvcy", "_*.pyx")))
-    kernels = [extension(p) for p in sources
-               if os.path.splitext(os.path.basename(p))[0] in UNCHECKED_KERNELS]
-    others = [extension(p) for p in sources
-              if os.path.splitext(os.path.basename(p))[0] not in UNCHECKED_KERNELS]
+    # Debug builds turn every check back on; Cython's defaults are on already
+    # for the other modules.
     checks = dict(boundscheck=DEBUG, wraparound=DEBUG, initializedcheck=DEBUG)
-    if DEBUG:
-        checks = dict(boundscheck=True, wraparound=True, initializedcheck=True,
-                      linetrace=True)
     kernel_directives = dict(BASE_DIRECTIVES, cdivision=True, **checks)
     other_directives = dict(BASE_DIRECTIVES)
-    if DEBUG:
-        other_directives["linetrace"] = True
+    groups = {}                  # (kernel, traced) -> extensions
+    for pyx in sources:
+        name = os.path.splitext(os.path.basename(pyx))[0]
+        key = (name in UNCHECKED_KERNELS, DEBUG and name not in UNTRACED)
+        groups.setdefault(key, []).append(extension(pyx))
     force = _flags_changed()
     out = []
-    if kernels:
-        out += cythonize(kernels, compiler_directives=kernel_directives,
-                         annotate=ANNOTATE, include_path=["."], force=force)
-    if others:
-        out += cythonize(others, compiler_directives=other_directives,
+    for (kernel, traced), extensions in sorted(groups.items()):
+        directives = dict(kernel_directives if kernel else other_directives)
+        if traced:
+            directives["linetrace"] = True
+        out += cythonize(extensions, compiler_directives=directives,
                          annotate=ANNOTATE, include_path=["."], force=force)
     return out
 
