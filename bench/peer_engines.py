@@ -34,7 +34,28 @@ CACHE_BYTES = 8 << 20          # block cache given to every engine that has one
 BLOOM_BITS = 10                # bloom filter bits per key, where there are filters
 
 
-class KvcyAdapter:
+class PythonIteratorScans:
+    """scan_all and seeker for engines whose iterators are Python iterators
+    of (key, value) with a seek(key) method: new_iterator() makes one."""
+
+    def scan_all(self):
+        n = 0
+        for _ in self.new_iterator():
+            n += 1
+        return n
+
+    def seeker(self):
+        it = self.new_iterator()
+
+        def seek(key, count):
+            it.seek(key)
+            for _ in range(count):
+                if next(it, None) is None:
+                    break
+        return seek
+
+
+class KvcyAdapter(PythonIteratorScans):
     name = "kvcy"
     CONFIG = {"compression": "snappy", "bloom_bits_per_key": BLOOM_BITS,
               "block_cache_bytes": CACHE_BYTES, "row_cache_bytes": 0,
@@ -51,21 +72,8 @@ class KvcyAdapter:
     def batch(self, pairs):
         self.db.put_many(pairs)
 
-    def scan_all(self):
-        n = 0
-        for _ in self.db.scan():
-            n += 1
-        return n
-
-    def seeker(self):
-        it = self.db.scan()
-
-        def seek(key, count):
-            it.seek(key)
-            for _ in range(count):
-                if next(it, None) is None:
-                    break
-        return seek
+    def new_iterator(self):
+        return self.db.scan()
 
     def thread_getter(self):
         return self.db.get, None
@@ -78,7 +86,7 @@ class KvcyAdapter:
         self.db.close()
 
 
-class PlyvelAdapter:
+class PlyvelAdapter(PythonIteratorScans):
     name = "plyvel"
     CONFIG = {"compression": "snappy", "bloom_filter_bits": BLOOM_BITS,
               "lru_cache_size": CACHE_BYTES, "block_size": "default (4 KiB)", "sync": False}
@@ -97,21 +105,8 @@ class PlyvelAdapter:
             for k, v in pairs:
                 wb.put(k, v)
 
-    def scan_all(self):
-        n = 0
-        for _ in self.db:
-            n += 1
-        return n
-
-    def seeker(self):
-        it = self.db.iterator()
-
-        def seek(key, count):
-            it.seek(key)
-            for _ in range(count):
-                if next(it, None) is None:
-                    break
-        return seek
+    def new_iterator(self):
+        return self.db.iterator()
 
     def thread_getter(self):
         return self.db.get, None
