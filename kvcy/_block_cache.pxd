@@ -64,7 +64,7 @@ cdef class BlockCache:
 
 
 cdef CacheHandle* cache_lookup(BlockCacheCore* cache, uint64_t file_number,
-                               uint64_t offset, bint count_miss) noexcept nogil
+                               uint64_t offset) noexcept nogil
 cdef CacheHandle* cache_insert(BlockCacheCore* cache, uint64_t file_number, uint64_t offset,
                                unsigned char* data, size_t size, uint32_t restarts,
                                uint32_t num_restarts) noexcept nogil

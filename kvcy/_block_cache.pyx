@@ -135,9 +135,8 @@ cdef CacheHandle* detached_handle(unsigned char* data, size_t size, uint32_t res
 
 
 cdef CacheHandle* cache_lookup(BlockCacheCore* cache, uint64_t file_number,
-                               uint64_t offset, bint count_miss) noexcept nogil:
-    """The pinned block at (file_number, offset), or NULL on a miss (counted
-    iff count_miss: a probe that will be repeated before the read says False)."""
+                               uint64_t offset) noexcept nogil:
+    """The pinned block at (file_number, offset), or NULL on a miss."""
     cdef uint64_t hv = hash_key(file_number, offset)
     cdef CacheShard* s = &cache.shards[(hv >> 56) & <uint64_t>(cache.num_shards - 1)]
     cdef CacheHandle* h
@@ -150,7 +149,7 @@ cdef CacheHandle* cache_lookup(BlockCacheCore* cache, uint64_t file_number,
         lru_unlink(h)
         lru_append(s, h)
         s.hits += 1
-    elif count_miss:
+    else:
         s.misses += 1
     pthread_mutex_unlock(&s.mutex)
     return h

@@ -28,8 +28,8 @@ cdef class ReadState:
     cdef Py_ssize_t* level_start     # slots of level L: level_start[L] .. level_start[L + 1] - 1
 
     cdef int search(self, const unsigned char* key, size_t klen, uint64_t sequence,
-                    int* level, Py_ssize_t* index, bint all_gil, bint may_read,
-                    Found* out, ReadError* err) noexcept nogil
+                    int* level, Py_ssize_t* index, bint all_gil, Found* out,
+                    ReadError* err) noexcept nogil
     cdef object open_slot(self, Py_ssize_t i)
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
                        uint64_t sequence, bint all_gil)

@@ -18,10 +18,11 @@ Memtables are read with the GIL (the skiplist's readers rely on it).  The
 table part is C: for each candidate table the bloom probe, index
 search, block cache, pread, CRC32C, decompression and block search are C
 (kvcy._table.table_lookup).  Only the returned value is made with the GIL
-held.  The search first runs with the GIL over cached blocks only (a
-release and re-acquire of the GIL costs more than a cached search, and under
-contention much more), and releases the GIL from the first block it must
-read: pread, checksum and decompression run in parallel with other threads.  The search stops and takes the GIL back only to open a table (the
+held: the whole table search, cached blocks included, runs in parallel
+with other threads.  (Searching cached blocks with the GIL held and
+releasing it only for block reads was tried: it saves a GIL release per
+get, but measured 1.0-1.2x one thread's rate with 2 and 4 threads, against
+1.8-2.5x when the whole search runs without the GIL.)  The search stops and takes the GIL back only to open a table (the
 table cache is Python), for tables that read through a Python file object
 (fault-injecting envs, test wrappers), and for every table while a row cache
 is on (it is a cachetools cache).
@@ -39,8 +40,8 @@ from libc.stdint cimport uint64_t
 from kvcy._dbformat cimport KIND_DELETE, MAX_SEQUENCE, compare_user_keys
 from kvcy._memtable cimport MemTable
 from kvcy._skiplist cimport SkipNode, node_value
-from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, READ_NEEDS_IO,
-                          table_lookup, found_value)
+from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
+                          found_value)
 from kvcy._write_path cimport WritePath
 
 from kvcy.dbformat import DELETED, as_user_bytes
@@ -49,7 +50,6 @@ from kvcy.errors import ProgrammingError
 # search() results besides 0 (done) and -1 (error).
 cdef enum:
     SEARCH_NEEDS_GIL = 1             # slot (level, index) must be opened or read with the GIL
-    SEARCH_NEEDS_IO = 2              # slot (level, index) needs a block read (may_read was False)
 
 
 cdef inline object memtable_answer(SkipNode* n):
@@ -111,13 +111,12 @@ cdef class ReadState:
         PyMem_Free(self.level_start)
 
     cdef int search(self, const unsigned char* key, size_t klen, uint64_t sequence,
-                    int* level, Py_ssize_t* index, bint all_gil, bint may_read,
-                    Found* out, ReadError* err) noexcept nogil:
+                    int* level, Py_ssize_t* index, bint all_gil, Found* out,
+                    ReadError* err) noexcept nogil:
         # Probe the candidate tables from (level, index) on: 0 with out set
         # (out.kind -1: no table holds the key), -1 with err (index names the
         # slot), or SEARCH_NEEDS_GIL with (level, index) at the slot to open or
-        # read with the GIL, or SEARCH_NEEDS_IO there when a block must be
-        # read and may_read is False.  index -1 at a level >= 1: not yet searched.
+        # read with the GIL.  index -1 at a level >= 1: not yet searched.
         cdef int L = level[0]
         cdef Py_ssize_t i = index[0], lo, hi, mid, end
         cdef FileSlot* s
@@ -134,10 +133,9 @@ cdef class ReadState:
                             level[0] = 0
                             index[0] = i
                             return SEARCH_NEEDS_GIL
-                        if table_lookup(s.reader, key, klen, sequence, may_read, out, err) < 0:
-                            level[0] = 0
+                        if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
                             index[0] = i
-                            return SEARCH_NEEDS_IO if err.code == READ_NEEDS_IO else -1
+                            return -1
                         if out.kind >= 0:
                             return 0
                     i += 1
@@ -166,10 +164,9 @@ cdef class ReadState:
                 level[0] = L
                 index[0] = i
                 return SEARCH_NEEDS_GIL
-            if table_lookup(s.reader, key, klen, sequence, may_read, out, err) < 0:
-                level[0] = L
+            if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
                 index[0] = i
-                return SEARCH_NEEDS_IO if err.code == READ_NEEDS_IO else -1
+                return -1
             if out.kind >= 0:
                 return 0
             L += 1
@@ -210,13 +207,8 @@ cdef class ReadState:
             return None
         err.code = READ_OK
         while True:
-            # Cached blocks are searched with the GIL held (releasing it costs
-            # more than the search); the GIL goes only for block reads.
-            r = self.search(key, klen, sequence, &level, &index, all_gil, False, &found, &err)
-            if r == SEARCH_NEEDS_IO:
-                with nogil:
-                    r = self.search(key, klen, sequence, &level, &index, all_gil, True,
-                                    &found, &err)
+            with nogil:
+                r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
             if r == 0:
                 value = found_value(&found)
                 return None if value is DELETED else value

@@ -21,7 +21,6 @@ cdef enum:
     READ_UNKNOWN_KIND = 11       # entry kind byte not VALUE/DELETE; sub = kind, a = entry offset
     READ_NO_MEMORY = 12
     READ_NEEDS_GIL = 13          # the table reads through a Python file object
-    READ_NEEDS_IO = 14           # not cached, and the caller asked not to read (may_read False)
 
 cdef struct ReadError:
     int code                     # READ_*
@@ -73,8 +72,8 @@ cdef class Table:
 
 
 cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
-                      bint may_read, Found* out, ReadError* err) noexcept nogil
-cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset, bint count_miss) noexcept nogil
+                      Found* out, ReadError* err) noexcept nogil
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
                                    ReadError* err) noexcept nogil
 cdef object found_value(Found* f)

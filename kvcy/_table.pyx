@@ -160,11 +160,11 @@ cdef CacheHandle* table_finish_block(TableReader* t, unsigned char* buf, size_t 
     return cache_insert(t.cache, t.number, offset, raw, raw_len, restarts, num)
 
 
-cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset, bint count_miss) noexcept nogil:
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil:
     # The pinned block at offset if the block cache has it, else NULL.
     if t.cache == NULL:
         return NULL
-    return cache_lookup(t.cache, t.number, offset, count_miss)
+    return cache_lookup(t.cache, t.number, offset)
 
 
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
@@ -280,11 +280,9 @@ cdef int table_data_find(TableReader* t, CacheHandle* h, uint64_t offset, const 
 
 
 cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
-                      bint may_read, Found* out, ReadError* err) noexcept nogil:
+                      Found* out, ReadError* err) noexcept nogil:
     """Newest entry of key with sequence <= `sequence` into out: 0, or -1
-    with err (READ_NEEDS_GIL: the block must be read with Table.lookup();
-    READ_NEEDS_IO: not cached and may_read is False, so that a caller holding
-    the GIL can release it for the read only)."""
+    with err (READ_NEEDS_GIL: the block must be read with Table.lookup())."""
     cdef uint64_t offset = 0, size = 0, tag
     cdef CacheHandle* h
     cdef int r
@@ -300,13 +298,8 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
     if r <= 0:
         return r
     err.in_index = False
-    h = table_cached_block(t, offset, may_read)
+    h = table_cached_block(t, offset)
     if h == NULL:
-        if not may_read:
-            err.offset = offset
-            err.size = size
-            fail(err, READ_NEEDS_IO, 0, 0)
-            return -1
         h = table_read_block(t, offset, size, err)
         if h == NULL:
             return -1
@@ -367,7 +360,7 @@ cdef class Table:
         cdef Py_ssize_t got
         err.code = READ_OK
         err.in_index = in_index
-        h = table_cached_block(&self.r, offset, True)
+        h = table_cached_block(&self.r, offset)
         if h != NULL:
             return h
         if self.r.fd >= 0:

@@ -31,15 +31,14 @@ instead of killing pytest.  `-m slow` runs a much larger batch.
 import bisect
 import collections
 import functools
-import json
 import os
 import random
 import struct
-import subprocess
-import sys
 import tempfile
 
 import pytest
+
+from child_batch import run_in_child
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
@@ -558,31 +557,9 @@ def run_batch(examples, seed):
     return dict(counts)
 
 
-_CHILD = r"""
-import json, resource, sys
-# A runaway allocation must fail fast, not swap the machine.
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-sys.path.insert(0, {tests!r})
-import test_corruption
-counts = test_corruption.run_batch({examples}, {seed})
-print(json.dumps(counts))
-"""
-
-
 def run_child(examples, timeout):
-    seed = int(os.environ.get("KVCY_CORRUPTION_SEED", random.randrange(2 ** 32)))
-    script = _CHILD.format(tests=TESTS_DIR, examples=examples, seed=seed)
-    try:
-        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail("seed %d: corruption batch hung (> %d s)\n%s"
-                    % (seed, timeout, (exc.stderr or b"")[-3000:]))
-    assert proc.returncode == 0, ("seed %d (rerun with KVCY_CORRUPTION_SEED=%d): exit %d\n%s"
-                                  % (seed, seed, proc.returncode,
-                                     (proc.stdout + proc.stderr)[-6000:]))
-    counts = json.loads(proc.stdout.strip().splitlines()[-1])
-    return seed, counts
+    return run_in_child("test_corruption", "run_batch", examples, "KVCY_CORRUPTION_SEED",
+                        timeout, "corruption batch")
 
 
 def test_corruption_batch_in_child_process():

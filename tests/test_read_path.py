@@ -25,17 +25,17 @@ over kvcy._table's C lookups and the C block cache, through the public API.
 
 Longer variants run with -m slow.
 """
-import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 import pytest
+
+from child_batch import run_in_child
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -594,28 +594,9 @@ def run_flip_batch(cases, seed):
     return counts
 
 
-_CHILD = r"""
-import json, resource, sys
-resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
-sys.path.insert(0, {tests!r})
-import test_read_path
-print(json.dumps(test_read_path.run_flip_batch({cases}, {seed})))
-"""
-
-
 def run_flip_child(cases, timeout):
-    seed = int(os.environ.get("KVCY_READ_FLIP_SEED", random.randrange(2 ** 32)))
-    script = _CHILD.format(tests=TESTS_DIR, cases=cases, seed=seed)
-    try:
-        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail("seed %d: read-path damage batch hung (> %d s)\n%s"
-                    % (seed, timeout, (exc.stderr or b"")[-3000:]))
-    assert proc.returncode == 0, ("seed %d (rerun with KVCY_READ_FLIP_SEED=%d): exit %d\n%s"
-                                  % (seed, seed, proc.returncode,
-                                     (proc.stdout + proc.stderr)[-6000:]))
-    return seed, json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_in_child("test_read_path", "run_flip_batch", cases, "KVCY_READ_FLIP_SEED",
+                        timeout, "read-path damage batch")
 
 
 def test_random_damage_in_child_process():
