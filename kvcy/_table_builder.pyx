@@ -6,27 +6,36 @@ index entry whose key is a short separator (LevelDB's
 FindShortestSeparator: a key >= every key of the block and < every key of
 the next, often much shorter than either), so the index stays small.  The
 bloom filter covers every user key of the table.  Entries are handled in C
-from add_raw(), which flushes (add_memtable) and compactions call; only a
-finished block goes back to Python, to be compressed and appended.  Format:
+from add_raw(), which flushes (add_memtable) and compactions call; a
+finished block is compressed (kvcy._snappy) and checksummed in C without the
+GIL, then appended with one write.  Format:
 table_format.py and docs/format.md ("Table files").
 
 Not thread-safe; a flush or compaction owns its builder.  REQUIRES: keys are
 added in strictly increasing internal-key order (user key ascending, tag
 descending) and are at least 8 bytes long.
 """
-from libc.stdint cimport uint64_t
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcmp, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from kvcy._block_builder cimport BlockBuilder
 from kvcy._bloom cimport BloomFilterBuilder
-from kvcy._coding cimport load_fixed64, put_fixed64, put_varint64
+from kvcy._coding cimport load_fixed64, put_fixed32, put_fixed64, put_varint64
+from kvcy._crc32c cimport crc32c_extend, crc32c_mask
+from kvcy._snappy cimport snappy_compress, snappy_max_compressed_length
 from kvcy._dbformat cimport KIND_DELETE, KIND_FOR_SEEK, MAX_SEQUENCE, pack_tag
 from kvcy._memtable cimport MemTable
 from kvcy._skiplist cimport SkipNode, node_value
-from kvcy.table_format import Footer, BlockHandle, block_trailer, compress_block
+from kvcy.table_format import (Footer, BlockHandle, NO_COMPRESSION, SNAPPY_COMPRESSION,
+                               BLOCK_TRAILER_BYTES)
 from kvcy.table_properties import TableProperties
 from kvcy.errors import ProgrammingError
+
+cdef size_t TRAILER = BLOCK_TRAILER_BYTES
+cdef unsigned char NO_COMPRESSION_C = NO_COMPRESSION
+cdef unsigned char SNAPPY_COMPRESSION_C = SNAPPY_COMPRESSION
 
 
 cdef inline bytes encode_handle(uint64_t offset, uint64_t size):
@@ -170,12 +179,38 @@ cdef class TableBuilder:
 
     cdef int write_block(self, bytes raw, object compression, uint64_t* offset,
                          uint64_t* size) except -1:
-        contents, ctype = compress_block(raw, compression)
+        # contents (snappy when it saves at least an eighth, as
+        # table_format.compress_block decides) + compression byte + masked
+        # CRC32C, built in C without the GIL and appended with one write.
+        cdef const unsigned char* src = <const unsigned char*>PyBytes_AS_STRING(raw)
+        cdef size_t n = <size_t>PyBytes_GET_SIZE(raw)
+        cdef bint try_snappy = compression == "snappy" and n > 64
+        cdef size_t cap = (snappy_max_compressed_length(n) if try_snappy else n) + TRAILER
+        cdef unsigned char* buf = <unsigned char*>malloc(cap)
+        cdef size_t clen = 0
+        cdef unsigned char ctype = NO_COMPRESSION_C
+        cdef uint32_t crc
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                if try_snappy:
+                    clen = snappy_compress(src, n, buf)
+                    if clen != 0 and clen <= n - n // 8:
+                        ctype = SNAPPY_COMPRESSION_C
+                if ctype == NO_COMPRESSION_C:
+                    memcpy(buf, src, n)
+                    clen = n
+                buf[clen] = ctype
+                crc = crc32c_extend(crc32c_extend(0, buf, clen), buf + clen, 1)
+                put_fixed32(buf + clen + 1, crc32c_mask(crc))
+            block = PyBytes_FromStringAndSize(<const char*>buf, clen + TRAILER)
+        finally:
+            free(buf)
         offset[0] = self.offset
-        size[0] = len(contents)
-        self.append(contents)
-        self.append(block_trailer(contents, ctype))
-        self.offset += len(contents) + 5
+        size[0] = clen
+        self.append(block)
+        self.offset += clen + TRAILER
         return 0
 
     def finish(self):
