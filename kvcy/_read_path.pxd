@@ -30,6 +30,9 @@ cdef class ReadState:
     cdef int search(self, const unsigned char* key, size_t klen, uint64_t sequence,
                     int* level, Py_ssize_t* index, bint all_gil, Found* out,
                     ReadError* err) noexcept nogil
+    cdef int probe(self, int L, Py_ssize_t i, const unsigned char* key, size_t klen,
+                   uint64_t sequence, int* level, Py_ssize_t* index, bint all_gil,
+                   Found* out, ReadError* err) noexcept nogil
     cdef object open_slot(self, Py_ssize_t i)
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
                        uint64_t sequence, bint all_gil)

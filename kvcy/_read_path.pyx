@@ -50,6 +50,7 @@ from kvcy.errors import ProgrammingError
 # search() results besides 0 (done) and -1 (error).
 cdef enum:
     SEARCH_NEEDS_GIL = 1             # slot (level, index) must be opened or read with the GIL
+    PROBE_MISS = 2                   # probe(): this table holds nothing for the key
 
 
 cdef inline object memtable_answer(SkipNode* n):
@@ -120,6 +121,7 @@ cdef class ReadState:
         cdef int L = level[0]
         cdef Py_ssize_t i = index[0], lo, hi, mid, end
         cdef FileSlot* s
+        cdef int r
         out.kind = -1
         out.handle = NULL
         while L < self.num_levels:
@@ -129,15 +131,9 @@ cdef class ReadState:
                     s = &self.slots[i]
                     if (compare_user_keys(key, klen, s.smallest, s.smallest_len) >= 0
                             and compare_user_keys(key, klen, s.largest, s.largest_len) <= 0):
-                        if s.reader == NULL or s.needs_gil or all_gil:
-                            level[0] = 0
-                            index[0] = i
-                            return SEARCH_NEEDS_GIL
-                        if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
-                            index[0] = i
-                            return -1
-                        if out.kind >= 0:
-                            return 0
+                        r = self.probe(0, i, key, klen, sequence, level, index, all_gil, out, err)
+                        if r != PROBE_MISS:
+                            return r
                     i += 1
                 L = 1
                 i = -1
@@ -159,19 +155,26 @@ cdef class ReadState:
                     L += 1
                     continue
                 i = lo
-            s = &self.slots[i]
-            if s.reader == NULL or s.needs_gil or all_gil:
-                level[0] = L
-                index[0] = i
-                return SEARCH_NEEDS_GIL
-            if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
-                index[0] = i
-                return -1
-            if out.kind >= 0:
-                return 0
+            r = self.probe(L, i, key, klen, sequence, level, index, all_gil, out, err)
+            if r != PROBE_MISS:
+                return r
             L += 1
             i = -1
         return 0
+
+    cdef inline int probe(self, int L, Py_ssize_t i, const unsigned char* key, size_t klen,
+                          uint64_t sequence, int* level, Py_ssize_t* index, bint all_gil,
+                          Found* out, ReadError* err) noexcept nogil:
+        # Look key up in slot i (of level L): 0 found, PROBE_MISS not in this
+        # table, or search()'s -1 / SEARCH_NEEDS_GIL with (level, index) set.
+        cdef FileSlot* s = &self.slots[i]
+        level[0] = L
+        index[0] = i
+        if s.reader == NULL or s.needs_gil or all_gil:
+            return SEARCH_NEEDS_GIL
+        if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
+            return -1
+        return 0 if out.kind >= 0 else PROBE_MISS
 
     cdef object open_slot(self, Py_ssize_t i):
         # The Table of slot i, opened through the table cache the first time.
