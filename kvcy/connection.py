@@ -17,7 +17,7 @@ import weakref
 from kvcy._write_batch import WriteBatch
 from kvcy.config import resolve_options
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
-from kvcy.env import default_env
+from kvcy.env import FileMissingError, default_env
 from kvcy.errors import ProgrammingError
 from kvcy._db_iter import prefix_stop
 from kvcy.cursor import Cursor
@@ -57,9 +57,13 @@ class Connection:
         self._children = weakref.WeakSet()   # iterators, cursors, snapshots to close
         self.path = os.fspath(path)
         self.options = resolve_options(config, **options)
-        self._engine = open_engine(self.path, self.options, env or default_env())
-        # get() is the C read path itself: one call from Python into C.
-        self.get = self._engine.reader.lookup
+        self._env = env or default_env()
+        self._engine = open_engine(self.path, self.options, self._env)
+        if not self.options.readonly:
+            # get() is the C read path itself: one call from Python into C.
+            # (A read-only connection keeps the method, which refreshes and
+            # retries when the writer deleted a table it still listed.)
+            self.get = self._engine.reader.lookup
         self._usable = True
         _live.add(self)
 
@@ -130,14 +134,41 @@ class Connection:
             self._check()
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
-        value = self._engine.get(key)
+        try:
+            value = self._engine.get(key)
+        except FileMissingError:
+            if not self.options.readonly:
+                raise
+            self.refresh()
+            value = self._engine.get(key)
         return default if value is None else value
 
     def get_many(self, keys, default=None):
         """[get(k, default) for k in keys], read at one point in time."""
         engine = self._check()
-        values = engine.get_many([_bytes_like(key, "key") for key in keys])
+        keys = [_bytes_like(key, "key") for key in keys]
+        try:
+            values = engine.get_many(keys)
+        except FileMissingError:
+            if not self.options.readonly:
+                raise
+            self.refresh()
+            values = self._engine.get_many(keys)
         return [default if value is None else value for value in values]
+
+    def refresh(self):
+        """Read-only connections: move to the writer's latest state (its
+        MANIFEST and logs as they are now).  Point reads call it by themselves,
+        once, when the writer has deleted a table this connection still
+        listed.  Iterators, cursors and snapshots opened before keep reading
+        the state they started with.  A writable connection is always
+        current, so there it does nothing."""
+        engine = self._check()
+        if not self.options.readonly:
+            return
+        fresh = open_engine(self.path, self.options, self._env)
+        self._engine = fresh
+        engine.close()
 
     def __contains__(self, key):
         return self.get(key) is not None

@@ -698,3 +698,33 @@ def test_failed_sync_is_latched(db_path, fault_env):
         assert conn.get(b"a") == b"1"
         assert conn.get(b"c") is None
         assert conn.get(b"b") in (None, b"2")   # reached the OS, fsync unconfirmed
+
+
+def test_readonly_reads_survive_the_writers_compaction_and_refresh(db_path):
+    # The writer's compaction deletes the tables a read-only connection opened
+    # with; its point reads refresh once and read the writer's current state.
+    with kvcy.connect(db_path, memtable_max_bytes=64 * 1024) as writer:
+        for i in range(3000):
+            writer.put(b"k%05d" % i, b"v1-%05d" % i)
+        writer.flush()
+        ro = kvcy.connect(db_path, readonly=True)
+        try:
+            for i in range(3000):
+                writer.put(b"k%05d" % i, b"v2-%05d" % i)
+            writer.flush()
+            writer.compact_range()              # the tables ro listed are gone now
+            assert ro.get(b"k00007") == b"v2-00007"
+            assert ro.get_many([b"k00001", b"k02999", b"nope"]) == [
+                b"v2-00001", b"v2-02999", None]
+            writer.put(b"new", b"1")
+            assert ro.get(b"new") is None        # its state is as of the last refresh
+            ro.refresh()
+            assert ro.get(b"new") == b"1"
+            with pytest.raises(kvcy.OperationalError):
+                ro.put(b"x", b"y")
+        finally:
+            ro.close()
+        writer.refresh()                         # a writable connection is always current
+        assert writer.get(b"new") == b"1"
+    with pytest.raises(kvcy.ProgrammingError):
+        ro.refresh()
