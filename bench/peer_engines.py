@@ -75,6 +75,10 @@ class KvcyAdapter(PythonIteratorScans):
     def new_iterator(self):
         return self.db.scan()
 
+    def sync_putter(self):
+        db = self.db
+        return lambda k, v: db.put(k, v, sync=True)
+
     def thread_getter(self):
         return self.db.get, None
 
@@ -107,6 +111,10 @@ class PlyvelAdapter(PythonIteratorScans):
 
     def new_iterator(self):
         return self.db.iterator()
+
+    def sync_putter(self):
+        db = self.db
+        return lambda k, v: db.put(k, v, sync=True)
 
     def thread_getter(self):
         return self.db.get, None
@@ -145,6 +153,13 @@ class RocksdictAdapter:
         self.put, self.get, self.delete = self.db.put, self.db.get, self.db.delete
 
     reopen = open
+
+    def sync_putter(self):
+        import rocksdict
+        options = rocksdict.WriteOptions()
+        options.sync = True
+        db = self.db
+        return lambda k, v: db.put(k, v, options)
 
     def batch(self, pairs):
         wb = self._wb(raw_mode=True)

@@ -26,6 +26,11 @@ Workloads (N = --num keys, R = --ops operations, default min(N, 100000)):
     samp           bytes on disk per byte of live user data, after a close
                    (lower is better); disk_bytes is the size itself
     deleterandom   reopen, then R deletes of random existing keys
+    fillsync_threadsT   SYNC_PUTS (2,000) puts with sync=True (each fsynced
+                   before it returns) from T threads sharing one new database,
+                   SYNC_PUTS/T each; total ops/s.  Engines without a synced
+                   put are skipped.  `fillsync_threads` in --workloads stands
+                   for one workload per --threads count.
 
 Every workload except the three fills uses R operations, a subset of N, so
 that N = 1,000,000 stays at a few seconds per workload and engine; each
@@ -77,7 +82,9 @@ KEY_BYTES = 16
 BATCH_PAIRS = 1000
 DEFAULT_PEERS = "plyvel,rocksdict,lmdb,lsm,dict"
 ALL_WORKLOADS = ("fillseq,fillbatch,fillrandom,wamp,overwrite,readrandom,readmissing,"
-                 "readrandom_threads,readreopen,readseq,seekrandom,samp,deleterandom")
+                 "readrandom_threads,readreopen,readseq,seekrandom,samp,deleterandom,"
+                 "fillsync_threads")
+SYNC_PUTS = 2000                 # fsynced puts per fillsync_threads workload
 # Figures where less is better; everything else is ops/s.
 LOWER_IS_BETTER = ("wamp", "samp", "disk_bytes")
 CHECK_PROBES = 1000              # keys read back, untimed, to check each workload's data
@@ -305,9 +312,49 @@ def run_once(adapter, data, workloads, threads, notes):
             if any(adapter.get(k) is not None for k in probes[:CHECK_PROBES]):
                 notes.append("deleterandom: a deleted key was still found")
             adapter.close()
+
+        syncs = [t for t in threads if "fillsync_threads%d" % t in workloads]
+        if syncs and hasattr(adapter, "sync_putter"):
+            path = os.path.join(tmp, "sync")
+            adapter.open(path)
+            for t in syncs:
+                out["fillsync_threads%d" % t] = sync_put_threads(adapter, data, t)
+            adapter.close()
+        elif syncs:
+            notes.append("fillsync_threads: no synced put through this binding; skipped")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def sync_put_threads(adapter, data, threads):
+    """SYNC_PUTS fsynced puts of new keys from threads sharing the database: ops/s."""
+    put = adapter.sync_putter()
+    value = data.values[0]
+    slices = [[b"sync-%02d-%02d-%06d" % (threads, w, i) for i in range(SYNC_PUTS // threads)]
+              for w in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+    errors = []
+
+    def work(keys):
+        barrier.wait()
+        try:
+            for k in keys:
+                put(k, value)
+        except BaseException as exc:     # reported after the join
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(keys,)) for keys in slices]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    t = time.perf_counter()
+    for w in workers:
+        w.join()
+    rate = sum(len(k) for k in slices) / (time.perf_counter() - t)
+    if errors:
+        raise errors[0]
+    return rate
 
 
 def expand_workloads(spec, threads):
@@ -315,8 +362,8 @@ def expand_workloads(spec, threads):
     for w in spec.split(","):
         if w == "all":
             names.extend(expand_workloads(ALL_WORKLOADS, threads))
-        elif w == "readrandom_threads":
-            names.extend("readrandom_threads%d" % t for t in threads)
+        elif w in ("readrandom_threads", "fillsync_threads"):
+            names.extend("%s%d" % (w, t) for t in threads)
         elif w:
             names.append(w)
     return names
@@ -404,15 +451,17 @@ def main(argv=None):
     parser.add_argument("--workloads", default="all",
                         help="comma-separated, or all (default): " + ALL_WORKLOADS)
     parser.add_argument("--threads", default="1,2,4",
-                        help="thread counts of readrandom_threads (default 1,2,4)")
+                        help="thread counts of readrandom_threads and fillsync_threads "
+                        "(default 1,2,4)")
     parser.add_argument("--seed", type=int, default=301)
     parser.add_argument("--json", metavar="PATH", help="write samples, medians, ratios, "
                         "configuration and machine info to PATH")
     args = parser.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",") if t]
     workloads = expand_workloads(args.workloads, threads)
-    threads = sorted({int(w[len("readrandom_threads"):]) for w in workloads
-                      if w.startswith("readrandom_threads")})
+    threads = sorted({int(w[len(prefix):]) for w in workloads
+                      for prefix in ("readrandom_threads", "fillsync_threads")
+                      if w.startswith(prefix)})
     unknown = [w for w in workloads if w not in expand_workloads(ALL_WORKLOADS, threads)]
     if unknown:
         parser.error("unknown workload(s): %s" % ", ".join(unknown))
