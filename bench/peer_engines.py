@@ -34,9 +34,17 @@ CACHE_BYTES = 8 << 20          # block cache given to every engine that has one
 BLOOM_BITS = 10                # bloom filter bits per key, where there are filters
 
 
-class PythonIteratorScans:
-    """scan_all and seeker for engines whose iterators are Python iterators
-    of (key, value) with a seek(key) method: new_iterator() makes one."""
+class PlyvelStyleAdapter:
+    """What kvcy and plyvel share: a handle (self.db) with get and
+    put(key, value, sync=) that threads may share, and Python iterators of
+    (key, value) with a seek(key) method, made by new_iterator()."""
+
+    def sync_putter(self):
+        db = self.db
+        return lambda k, v: db.put(k, v, sync=True)
+
+    def thread_getter(self):
+        return self.db.get, None
 
     def scan_all(self):
         n = 0
@@ -55,7 +63,7 @@ class PythonIteratorScans:
         return seek
 
 
-class KvcyAdapter(PythonIteratorScans):
+class KvcyAdapter(PlyvelStyleAdapter):
     name = "kvcy"
     CONFIG = {"compression": "snappy", "bloom_bits_per_key": BLOOM_BITS,
               "block_cache_bytes": CACHE_BYTES, "row_cache_bytes": 0,
@@ -75,13 +83,6 @@ class KvcyAdapter(PythonIteratorScans):
     def new_iterator(self):
         return self.db.scan()
 
-    def sync_putter(self):
-        db = self.db
-        return lambda k, v: db.put(k, v, sync=True)
-
-    def thread_getter(self):
-        return self.db.get, None
-
     def table_bytes_written(self):
         s = self.db.stats()
         return s["flush_bytes"] + s["compaction_bytes_written"]
@@ -90,7 +91,7 @@ class KvcyAdapter(PythonIteratorScans):
         self.db.close()
 
 
-class PlyvelAdapter(PythonIteratorScans):
+class PlyvelAdapter(PlyvelStyleAdapter):
     name = "plyvel"
     CONFIG = {"compression": "snappy", "bloom_filter_bits": BLOOM_BITS,
               "lru_cache_size": CACHE_BYTES, "block_size": "default (4 KiB)", "sync": False}
@@ -111,13 +112,6 @@ class PlyvelAdapter(PythonIteratorScans):
 
     def new_iterator(self):
         return self.db.iterator()
-
-    def sync_putter(self):
-        db = self.db
-        return lambda k, v: db.put(k, v, sync=True)
-
-    def thread_getter(self):
-        return self.db.get, None
 
     def table_bytes_written(self):
         # leveldb.stats: one row per level; column 6 is Write(MB) (flush + compaction).

@@ -45,3 +45,6 @@ cdef class ReadPath:
     cdef public unsigned long long gets
     cdef public bint usable          # False once the connection closed (or forked): lookup() raises
     cdef public str unusable_message # the ProgrammingError's text then
+
+    cdef object read(self, ReadState state, object key, uint64_t sequence)
+    cdef uint64_t sequence_of(self, object sequence) except? 0

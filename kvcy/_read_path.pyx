@@ -246,48 +246,39 @@ cdef class ReadPath:
         self.usable = True
         self.unusable_message = "cannot operate on a closed database"
 
+    cdef inline object read(self, ReadState state, object key, uint64_t sequence):
+        # The value of key (bytes-like) in state at sequence, or None.
+        if not PyBytes_CheckExact(key):
+            key = as_user_bytes(key, "key")
+        return state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
+                            PyBytes_GET_SIZE(key), sequence, self.row_cache)
+
     def lookup(self, key, default=None):
         """Connection.get itself: the value stored under key, or default.
         Raises ProgrammingError once the connection is closed or forked."""
-        cdef ReadState state = self.state
-        cdef uint64_t seq
+        cdef ReadState state = self.state       # before the sequence: see the module docstring
         if not self.usable:
             raise ProgrammingError(self.unusable_message)
-        seq = self.writer.last_sequence
-        if not PyBytes_CheckExact(key):
-            key = as_user_bytes(key, "key")
         self.gets += 1
-        value = state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
-                             PyBytes_GET_SIZE(key), seq, self.row_cache)
+        value = self.read(state, key, self.writer.last_sequence)
         return default if value is None else value
 
     def get(self, key, sequence=None):
         """The value of key visible at sequence (default: the latest), or None."""
-        cdef ReadState state = self.state       # before the sequence: see the module docstring
-        cdef uint64_t seq
-        if sequence is None:
-            seq = self.writer.last_sequence
-        else:
-            seq = sequence if sequence < MAX_SEQUENCE else MAX_SEQUENCE
-        if not PyBytes_CheckExact(key):
-            key = as_user_bytes(key, "key")
+        cdef ReadState state = self.state
         self.gets += 1
-        return state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
-                            PyBytes_GET_SIZE(key), seq, self.row_cache)
+        return self.read(state, key, self.sequence_of(sequence))
 
     def get_many(self, keys, sequence=None):
         """[get(k) for k in keys], every key read at one sequence and one state."""
         cdef ReadState state = self.state
-        cdef uint64_t seq
-        cdef list out = []
-        if sequence is None:
-            seq = self.writer.last_sequence
-        else:
-            seq = sequence if sequence < MAX_SEQUENCE else MAX_SEQUENCE
-        for key in keys:
-            if not PyBytes_CheckExact(key):
-                key = as_user_bytes(key, "key")
-            out.append(state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
-                                    PyBytes_GET_SIZE(key), seq, self.row_cache))
+        cdef uint64_t seq = self.sequence_of(sequence)
+        cdef list out = [self.read(state, key, seq) for key in keys]
         self.gets += len(out)
         return out
+
+    cdef inline uint64_t sequence_of(self, object sequence) except? 0:
+        # The read sequence: the latest when None, else sequence clamped to the maximum.
+        if sequence is None:
+            return self.writer.last_sequence
+        return sequence if sequence < MAX_SEQUENCE else MAX_SEQUENCE

@@ -88,13 +88,6 @@ cdef object found_value(Found* f):
     return value
 
 
-cdef inline int release_found(Found* f) noexcept nogil:
-    if f.handle != NULL:
-        cache_release(f.handle)
-        f.handle = NULL
-    return 0
-
-
 # -- C: blocks and point lookups over a TableReader ---------------------------
 
 cdef CacheHandle* table_finish_block(TableReader* t, unsigned char* buf, size_t got, uint64_t offset,

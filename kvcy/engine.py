@@ -243,9 +243,14 @@ class Engine:
         mems = (self.writer.mem,) + tuple(reversed(self.imm))
         version = self.versions.current
         self._read_state_c = ReadState(mems, version, self.table_cache.find_table)
-        self.read_state = (mems, version)
         if self.reader is not None:
             self.reader.state = self._read_state_c
+
+    @property
+    def read_state(self):
+        """(memtables, Version) of the published state, for iterators."""
+        state = self._read_state_c
+        return state.mems, state.version
 
     def _after_version_change(self):
         with self._state_lock:
