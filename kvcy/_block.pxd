@@ -76,6 +76,8 @@ cdef void cursor_init(BlockCursor* c, const unsigned char* data, uint32_t restar
 cdef void cursor_free(BlockCursor* c) noexcept nogil
 cdef int cursor_seek(BlockCursor* c, const unsigned char* ukey, size_t ulen,
                      uint64_t tag) noexcept nogil
+cdef int cursor_seek_to_first(BlockCursor* c) noexcept nogil
+cdef int cursor_parse_next(BlockCursor* c) noexcept nogil
 cdef object cursor_exception(const BlockCursor* c)
 
 

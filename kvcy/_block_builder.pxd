@@ -15,6 +15,14 @@
 cimport cython
 from libc.stdint cimport uint32_t
 
+# Why BlockBuilder.append refused an entry (0: it did not).
+cdef enum:
+    BUILD_OK = 0
+    BUILD_NO_MEMORY = -1
+    BUILD_TOO_BIG = -2           # the block would pass 4 GiB
+    BUILD_FINISHED = -3          # finish() was called and reset() was not
+    BUILD_OUT_OF_ORDER = -4      # KVCY_DEBUG only: key not after the last one
+
 
 @cython.final
 cdef class BlockBuilder:
@@ -32,6 +40,10 @@ cdef class BlockBuilder:
     cdef size_t last_cap         # bytes allocated for last
     cdef bint finished           # finish() was called; add() refuses until reset()
 
+    cdef int append(self, const unsigned char* key, size_t key_len,
+                    const unsigned char* value, size_t value_len) noexcept nogil
     cdef int add_raw(self, const unsigned char* key, size_t key_len,
                      const unsigned char* value, size_t value_len) except -1
-    cdef size_t size_estimate(self) noexcept
+    cdef void finish_into(self, unsigned char* p) noexcept nogil
+    cdef void clear(self) noexcept nogil
+    cdef size_t size_estimate(self) noexcept nogil

@@ -31,11 +31,10 @@ from kvcy.errors import ProgrammingError
 cdef size_t MAX_BLOCK = 0xFFFFFFFFu
 
 
-
-
-cdef void* _grown(void* buf, size_t* cap, size_t need, size_t item) except NULL:
+cdef void* _grown(void* buf, size_t* cap, size_t need, size_t item) noexcept nogil:
     # buf with room for `need` items of `item` bytes (capacity at least
-    # doubled when it grows); *cap is updated.  REQUIRES: buf is not NULL.
+    # doubled when it grows; *cap updated), or NULL with buf untouched when
+    # memory runs out.  REQUIRES: buf is not NULL.
     cdef size_t n = cap[0] * 2
     cdef void* grown
     if need <= cap[0]:
@@ -44,24 +43,19 @@ cdef void* _grown(void* buf, size_t* cap, size_t need, size_t item) except NULL:
         n = need
     grown = realloc(buf, n * item)
     if grown == NULL:
-        raise MemoryError()
+        return NULL
     cap[0] = n
     return grown
 
 
-cdef int _check_order(const unsigned char* last, size_t last_len,
-                      const unsigned char* key, size_t key_len) except -1:
-    # KVCY_DEBUG only: key must be an internal key sorting after last.
+cdef bint _out_of_order(const unsigned char* last, size_t last_len,
+                        const unsigned char* key, size_t key_len) noexcept nogil:
+    # KVCY_DEBUG only: True unless key is an internal key sorting after last.
     if key_len < TAG_BYTES:
-        raise ProgrammingError("BlockBuilder.add: key of %d bytes is not an internal key"
-                               % key_len)
-    if last_len >= TAG_BYTES and compare_internal(
-            last, last_len - TAG_BYTES, load_fixed64(last + last_len - TAG_BYTES),
-            key, key_len - TAG_BYTES, load_fixed64(key + key_len - TAG_BYTES)) >= 0:
-        raise ProgrammingError("BlockBuilder.add: key %r does not sort after the last key %r"
-                               % (PyBytes_FromStringAndSize(<const char*>key, key_len),
-                                  PyBytes_FromStringAndSize(<const char*>last, last_len)))
-    return 0
+        return True
+    return last_len >= TAG_BYTES and compare_internal(
+        last, last_len - TAG_BYTES, load_fixed64(last + last_len - TAG_BYTES),
+        key, key_len - TAG_BYTES, load_fixed64(key + key_len - TAG_BYTES)) >= 0
 
 
 cdef class BlockBuilder:
@@ -88,37 +82,42 @@ cdef class BlockBuilder:
 
     def reset(self):
         """Forget every entry; the builder is ready for a new block."""
-        self.size = 0
-        self.restarts[0] = 0
-        self.num_restarts = 1
-        self.counter = 0
-        self.count_ = 0
-        self.last_len = 0
-        self.finished = False
+        self.clear()
 
-    cdef size_t size_estimate(self) noexcept:
+    cdef size_t size_estimate(self) noexcept nogil:
         return self.size + self.num_restarts * 4 + 4
 
-    cdef int add_raw(self, const unsigned char* key, size_t key_len,
-                     const unsigned char* value, size_t value_len) except -1:
+    cdef int append(self, const unsigned char* key, size_t key_len,
+                    const unsigned char* value, size_t value_len) noexcept nogil:
+        # add() in C, without the GIL: 0, or one of BUILD_* with the builder
+        # unchanged.
         cdef size_t shared = 0, non_shared, limit
         cdef unsigned char* p
+        cdef void* grown
         if self.finished:
-            raise ProgrammingError("BlockBuilder.add() after finish(); call reset() first")
-        if KVCY_DEBUG:
-            _check_order(self.last, self.last_len if self.count_ else 0, key, key_len)
+            return BUILD_FINISHED
+        if KVCY_DEBUG and _out_of_order(self.last, self.last_len if self.count_ else 0,
+                                        key, key_len):
+            return BUILD_OUT_OF_ORDER
         # Refuse anything the 32-bit lengths and offsets could not describe;
         # 15 is the most three varint32s take, 4 a new restart slot.
         if (key_len > MAX_BLOCK or value_len > MAX_BLOCK
                 or key_len + value_len + 19 > MAX_BLOCK - self.size_estimate()):
-            raise ValueError("block would exceed %d bytes" % MAX_BLOCK)
-        # Grow every buffer before changing anything, so a MemoryError leaves
-        # the builder as it was.
-        self.restarts = <uint32_t*>_grown(self.restarts, &self.restarts_cap,
-                                          self.num_restarts + 1, sizeof(uint32_t))
-        self.buf = <unsigned char*>_grown(self.buf, &self.capacity,
-                                          self.size + 15 + key_len + value_len, 1)
-        self.last = <unsigned char*>_grown(self.last, &self.last_cap, key_len, 1)
+            return BUILD_TOO_BIG
+        # Grow every buffer before changing anything, so running out of
+        # memory leaves the builder as it was.
+        grown = _grown(self.restarts, &self.restarts_cap, self.num_restarts + 1, sizeof(uint32_t))
+        if grown == NULL:
+            return BUILD_NO_MEMORY
+        self.restarts = <uint32_t*>grown
+        grown = _grown(self.buf, &self.capacity, self.size + 15 + key_len + value_len, 1)
+        if grown == NULL:
+            return BUILD_NO_MEMORY
+        self.buf = <unsigned char*>grown
+        grown = _grown(self.last, &self.last_cap, key_len, 1)
+        if grown == NULL:
+            return BUILD_NO_MEMORY
+        self.last = <unsigned char*>grown
         if self.counter < self.restart_interval:
             limit = key_len if key_len < self.last_len else self.last_len
             while shared < limit and self.last[shared] == key[shared]:
@@ -145,6 +144,45 @@ cdef class BlockBuilder:
         self.counter += 1
         self.count_ += 1
         return 0
+
+    cdef int add_raw(self, const unsigned char* key, size_t key_len,
+                     const unsigned char* value, size_t value_len) except -1:
+        cdef int r = self.append(key, key_len, value, value_len)
+        if r == 0:
+            return 0
+        if r == BUILD_FINISHED:
+            raise ProgrammingError("BlockBuilder.add() after finish(); call reset() first")
+        if r == BUILD_OUT_OF_ORDER:
+            if key_len < TAG_BYTES:
+                raise ProgrammingError("BlockBuilder.add: key of %d bytes is not an internal key"
+                                       % key_len)
+            raise ProgrammingError("BlockBuilder.add: key %r does not sort after the last key %r"
+                                   % (PyBytes_FromStringAndSize(<const char*>key, key_len),
+                                      PyBytes_FromStringAndSize(<const char*>self.last,
+                                                                self.last_len)))
+        if r == BUILD_TOO_BIG:
+            raise ValueError("block would exceed %d bytes" % MAX_BLOCK)
+        raise MemoryError()
+
+    cdef void finish_into(self, unsigned char* p) noexcept nogil:
+        # Write the block (size_estimate() bytes) to p; add() is refused until reset.
+        cdef size_t i
+        if self.size:
+            memcpy(p, self.buf, self.size)
+        p += self.size
+        for i in range(self.num_restarts):
+            p = put_fixed32(p, self.restarts[i])
+        put_fixed32(p, <uint32_t>self.num_restarts)
+        self.finished = True
+
+    cdef void clear(self) noexcept nogil:
+        self.size = 0
+        self.restarts[0] = 0
+        self.num_restarts = 1
+        self.counter = 0
+        self.count_ = 0
+        self.last_len = 0
+        self.finished = False
 
     def add(self, key, value):
         """Append an entry.  REQUIRES: key sorts after every key added since reset()."""
@@ -184,15 +222,7 @@ cdef class BlockBuilder:
         same bytes.
         """
         cdef bytes out = PyBytes_FromStringAndSize(NULL, self.size_estimate())
-        cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
-        cdef size_t i
-        if self.size:
-            memcpy(p, self.buf, self.size)
-        p += self.size
-        for i in range(self.num_restarts):
-            p = put_fixed32(p, self.restarts[i])
-        put_fixed32(p, <uint32_t>self.num_restarts)
-        self.finished = True
+        self.finish_into(<unsigned char*>PyBytes_AS_STRING(out))
         return out
 
     def empty(self):

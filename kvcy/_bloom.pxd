@@ -76,6 +76,7 @@ cdef class BloomFilterBuilder:
     cdef size_t count_           # used slots of hashes
     cdef size_t capacity         # allocated slots of hashes
 
+    cdef int append(self, const unsigned char* key, size_t n) noexcept nogil
     cdef int add_raw(self, const unsigned char* key, size_t n) except -1
 
 

@@ -68,18 +68,24 @@ cdef class BloomFilterBuilder:
     def __dealloc__(self):
         free(self.hashes)
 
-    cdef int add_raw(self, const unsigned char* key, size_t n) except -1:
+    cdef int append(self, const unsigned char* key, size_t n) noexcept nogil:
+        # add_raw without the GIL: 0, or -1 when memory runs out.
         cdef size_t cap
         cdef uint32_t* grown
         if self.count_ == self.capacity:
             cap = self.capacity * 2
             grown = <uint32_t*>realloc(self.hashes, cap * sizeof(uint32_t))
             if grown == NULL:
-                raise MemoryError()
+                return -1
             self.hashes = grown
             self.capacity = cap
         self.hashes[self.count_] = bloom_hash_raw(key, n)
         self.count_ += 1
+        return 0
+
+    cdef int add_raw(self, const unsigned char* key, size_t n) except -1:
+        if self.append(key, n) < 0:
+            raise MemoryError()
         return 0
 
     def add_key(self, key):

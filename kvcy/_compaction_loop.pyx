@@ -1,45 +1,116 @@
 # cython: language_level=3, embedsignature=True
-"""The inner loop of a compaction, in C: merge, drop, cut output files.
+"""The inner loop of a compaction, in C and without the GIL: merge, drop, cut.
 
-Walks a merged stream of internal entries (newest first per user key) and
-decides for each entry, without creating Python objects:
+Merges the input runs (kvcy._table_scan: each level-0 table alone, a deeper
+level's tables as one run) into one stream of internal entries, newest first
+per user key, and decides for each entry:
   * an entry is dropped when a newer entry of the same user key exists that
     every live snapshot can see (its sequence <= smallest_snapshot): no
     reader can ever see the older one again;
   * a tombstone is dropped when it is itself visible to every snapshot and
-    no deeper level may hold the key (is_base_level(user_key), a Python
-    callback called once per such tombstone), since there is nothing left
-    for it to hide;
-  * everything else goes to the current output table.
+    no level below the output holds a file whose range includes its key,
+    since there is nothing left for it to hide (checked in C against the
+    deeper levels' key ranges, with one cursor per level that only moves
+    forward, as the keys do: LevelDB's IsBaseLevelForKey);
+  * everything else goes to the current output table (TableBuilder.append,
+    which builds, compresses, checksums and writes blocks without the GIL).
 An output table is closed once it reaches target_file_bytes, but only
 between two user keys, so every version of a user key lands in one file and
-files of a level never share a user key.  Python is called back to open and
-close output files and, every few thousand entries, to ask whether to stop
-(the database is closing).
+files of a level never share a user key.
+
+The GIL is taken only to open and close an output file (Python callbacks),
+for a block that must be read through a Python file object, and about every
+STOP_CHECK_SECONDS to ask whether to stop (the database is closing).  With
+few inputs a linear scan for the smallest key beats a heap (LevelDB's
+MergingIterator does the same).
 """
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from kvcy._coding cimport load_fixed64
-from kvcy._dbformat cimport KIND_DELETE, MAX_SEQUENCE, compare_user_keys
-from kvcy._iterator cimport InternalIterator
+from kvcy._dbformat cimport (KIND_DELETE, MAX_SEQUENCE, TAG_BYTES, compare_user_keys,
+                             compare_internal)
 from kvcy._table_builder cimport TableBuilder
+from kvcy._table_scan cimport TableRun, RunState, run_first, run_next
 
 cdef enum:
-    STOP_CHECK_ENTRIES = 4096
+    STOP_CHECK_ENTRIES = 4096    # look at the clock this often
+
+cdef double STOP_CHECK_SECONDS = 0.1
 
 
-def run_compaction_loop(InternalIterator it not None, uint64_t smallest_snapshot,
-                        is_base_level, open_output, close_output,
-                        uint64_t target_file_bytes, should_stop=None):
-    """Merge it into output tables; returns (entries_in, entries_dropped, stopped).
+# The key ranges of one level below the output, for the tombstone rule.
+cdef struct LevelRanges:
+    const unsigned char** smallest   # user keys (bytes kept alive by the caller's lists)
+    size_t* smallest_len
+    const unsigned char** largest
+    size_t* largest_len
+    size_t count
+    size_t cursor                    # first file whose largest key >= the last key asked
 
-    open_output() -> TableBuilder; close_output(builder) finishes and records
-    it.  is_base_level(user_key) -> True iff no level below the output may
-    hold user_key.  should_stop() -> True to abandon the compaction.
+
+cdef bint is_base_level(LevelRanges* levels, size_t n, const unsigned char* ukey,
+                        size_t ulen) noexcept nogil:
+    # True iff no deeper level has a file whose range includes ukey.
+    # REQUIRES: successive calls ask for non-decreasing keys.
+    cdef size_t i
+    cdef LevelRanges* lv
+    for i in range(n):
+        lv = &levels[i]
+        while lv.cursor < lv.count and compare_user_keys(
+                lv.largest[lv.cursor], lv.largest_len[lv.cursor], ukey, ulen) < 0:
+            lv.cursor += 1
+        if lv.cursor < lv.count and compare_user_keys(
+                lv.smallest[lv.cursor], lv.smallest_len[lv.cursor], ukey, ulen) <= 0:
+            return False
+    return True
+
+
+cdef double now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline int pick_smallest(RunState** runs, size_t n) noexcept nogil:
+    # Index of the run on the smallest internal key, -1 when all ended.
+    cdef int best = -1
+    cdef size_t i
+    cdef RunState* b = NULL
+    cdef RunState* r
+    for i in range(n):
+        r = runs[i]
+        if not r.valid:
+            continue
+        if b == NULL or compare_internal(
+                r.data.key, r.data.key_len - TAG_BYTES,
+                load_fixed64(r.data.key + r.data.key_len - TAG_BYTES),
+                b.data.key, b.data.key_len - TAG_BYTES,
+                load_fixed64(b.data.key + b.data.key_len - TAG_BYTES)) < 0:
+            best = <int>i
+            b = r
+    return best
+
+
+def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list deeper_levels not None,
+                        open_output, close_output, uint64_t target_file_bytes,
+                        should_stop=None):
+    """Merge the TableRuns into output tables; returns (entries_in,
+    entries_dropped, stopped).
+
+    deeper_levels: for each level below the output, a list of
+    (smallest_user_key, largest_user_key) bytes pairs of its files in key
+    order.  open_output() -> TableBuilder; close_output(builder) finishes
+    and records it.  should_stop() -> True to abandon the compaction.
     """
+    cdef size_t nruns = len(runs), nlevels = len(deeper_levels), i, j, nfiles
+    cdef RunState** states = <RunState**>malloc((nruns or 1) * sizeof(RunState*))
+    cdef LevelRanges* levels = <LevelRanges*>malloc((nlevels or 1) * sizeof(LevelRanges))
+    cdef LevelRanges* lv
+    cdef RunState* src
     cdef unsigned char* cur = NULL          # the current user key
     cdef size_t cur_len = 0, cur_cap = 0
     cdef bint has_current = False
@@ -50,54 +121,137 @@ def run_compaction_loop(InternalIterator it not None, uint64_t smallest_snapshot
     cdef unsigned char* grown
     cdef TableBuilder builder = None
     cdef unsigned long long entries = 0, dropped = 0
-    cdef bint drop, stopped = False
+    cdef bint drop, stopped = False, no_memory = False, check_stop = should_stop is not None
+    cdef int best, r
+    cdef double last_check
+    cdef TableRun failed_run = None
+    cdef object exc = None
+    if states == NULL or levels == NULL:
+        free(states)
+        free(levels)
+        raise MemoryError()
+    for j in range(nlevels):
+        levels[j].smallest = levels[j].largest = NULL
+        levels[j].smallest_len = levels[j].largest_len = NULL
     try:
-        it.c_seek_to_first()
-        while it.is_valid():
-            key = it.key_ptr()
-            klen = it.key_len()
-            if klen < 8:
-                raise ValueError("internal key shorter than its tag")
-            ulen = klen - 8
-            tag = load_fixed64(key + ulen)
-            seq = tag >> 8
-            entries += 1
-            if not has_current or compare_user_keys(key, ulen, cur, cur_len) != 0:
-                if ulen > cur_cap:
-                    grown = <unsigned char*>realloc(cur, ulen + 64)
-                    if grown == NULL:
-                        raise MemoryError()
-                    cur = grown
-                    cur_cap = ulen + 64
-                if ulen:
-                    memcpy(cur, key, ulen)
-                cur_len = ulen
-                has_current = True
-                last_seq_for_key = MAX_SEQUENCE + 1
-                # A user-key boundary: the only place an output may end.
-                if builder is not None and builder.offset >= target_file_bytes:
-                    close_output(builder)
-                    builder = None
-                if should_stop is not None and entries % STOP_CHECK_ENTRIES == 0 and should_stop():
-                    stopped = True
+        for i in range(nruns):
+            states[i] = &(<TableRun?>runs[i]).s
+        for j in range(nlevels):
+            files = deeper_levels[j]
+            nfiles = len(files)
+            lv = &levels[j]
+            lv.cursor = 0
+            lv.smallest = <const unsigned char**>malloc((nfiles or 1) * sizeof(void*))
+            lv.largest = <const unsigned char**>malloc((nfiles or 1) * sizeof(void*))
+            lv.smallest_len = <size_t*>malloc((nfiles or 1) * sizeof(size_t))
+            lv.largest_len = <size_t*>malloc((nfiles or 1) * sizeof(size_t))
+            lv.count = nfiles
+            if (lv.smallest == NULL or lv.largest == NULL or lv.smallest_len == NULL
+                    or lv.largest_len == NULL):
+                raise MemoryError()
+            for i in range(nfiles):
+                small, large = files[i]
+                lv.smallest[i] = <const unsigned char*>PyBytes_AS_STRING(<bytes?>small)
+                lv.smallest_len[i] = PyBytes_GET_SIZE(small)
+                lv.largest[i] = <const unsigned char*>PyBytes_AS_STRING(<bytes?>large)
+                lv.largest_len[i] = PyBytes_GET_SIZE(large)
+        with nogil:
+            last_check = now()
+            for i in range(nruns):
+                if run_first(states[i]) < 0:
+                    with gil:
+                        failed_run = <TableRun>runs[i]
                     break
-            drop = False
-            if last_seq_for_key <= smallest_snapshot:
-                drop = True                  # shadowed by a newer entry every snapshot sees
-            elif ((tag & 0xFF) == KIND_DELETE and seq <= smallest_snapshot
-                  and is_base_level(PyBytes_FromStringAndSize(<const char*>key, ulen))):
-                drop = True                  # nothing below for the tombstone to hide
-            last_seq_for_key = seq
-            if drop:
-                dropped += 1
-            else:
-                if builder is None:
-                    builder = open_output()
-                builder.add_raw(key, klen, it.value_ptr(), it.value_len())
-            it.c_next()
+            while failed_run is None:
+                best = pick_smallest(states, nruns)
+                if best < 0:
+                    break
+                src = states[best]
+                key = src.data.key
+                klen = src.data.key_len
+                ulen = klen - TAG_BYTES
+                tag = load_fixed64(key + ulen)
+                seq = tag >> 8
+                entries += 1
+                if not has_current or compare_user_keys(key, ulen, cur, cur_len) != 0:
+                    if ulen > cur_cap:
+                        grown = <unsigned char*>realloc(cur, ulen + 64)
+                        if grown == NULL:
+                            no_memory = True
+                            break
+                        cur = grown
+                        cur_cap = ulen + 64
+                    if ulen:
+                        memcpy(cur, key, ulen)
+                    cur_len = ulen
+                    has_current = True
+                    last_seq_for_key = MAX_SEQUENCE + 1
+                    # A user-key boundary: the only place an output may end.
+                    if builder is not None and builder.offset >= target_file_bytes:
+                        with gil:
+                            try:
+                                close_output(builder)
+                            except BaseException as e:
+                                exc = e
+                            builder = None
+                        if exc is not None:
+                            break
+                    if check_stop and entries % STOP_CHECK_ENTRIES == 0 \
+                            and now() - last_check >= STOP_CHECK_SECONDS:
+                        last_check = now()
+                        with gil:
+                            try:
+                                stopped = bool(should_stop())
+                            except BaseException as e:
+                                exc = e
+                        if stopped or exc is not None:
+                            break
+                drop = False
+                if last_seq_for_key <= smallest_snapshot:
+                    drop = True              # shadowed by a newer entry every snapshot sees
+                elif ((tag & 0xFF) == KIND_DELETE and seq <= smallest_snapshot
+                      and is_base_level(levels, nlevels, key, ulen)):
+                    drop = True              # nothing below for the tombstone to hide
+                last_seq_for_key = seq
+                if drop:
+                    dropped += 1
+                else:
+                    if builder is None:
+                        with gil:
+                            try:
+                                builder = open_output()
+                            except BaseException as e:
+                                exc = e
+                        if exc is not None:
+                            break
+                    if builder.append(key, klen, src.data.value, src.data.value_len) < 0:
+                        with gil:
+                            try:
+                                builder.raise_error()
+                            except BaseException as e:
+                                exc = e
+                        break
+                r = run_next(src)
+                if r < 0:
+                    with gil:
+                        failed_run = <TableRun>runs[best]
+                    break
+        if exc is not None:
+            raise exc
+        if failed_run is not None:
+            raise failed_run.error_exception()
+        if no_memory:
+            raise MemoryError()
         if builder is not None and not stopped:
             close_output(builder)
             builder = None
         return entries, dropped, stopped
     finally:
         free(cur)
+        for j in range(nlevels):
+            free(levels[j].smallest)
+            free(levels[j].largest)
+            free(levels[j].smallest_len)
+            free(levels[j].largest_len)
+        free(levels)
+        free(states)

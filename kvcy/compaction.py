@@ -1,9 +1,11 @@
 """Running a compaction plan: merge the inputs into new tables one level down.
 
-The inputs (from compaction_picker) are read through a merging iterator and
-handed to the C loop in kvcy._compaction_loop, which drops what no reader
-can see any more and cuts output tables at target_file_bytes on user-key
-boundaries.  The outputs are written and synced before one VersionEdit
+The inputs (from compaction_picker) are read as sorted runs of tables
+(kvcy._table_scan: each level-0 table alone, a deeper level's tables as one
+run) by the C loop in kvcy._compaction_loop, which merges them, drops what
+no reader can see any more and cuts output tables at target_file_bytes on
+user-key boundaries, all without the GIL, so a compaction runs on the
+second core beside the writers.  The outputs are written and synced before one VersionEdit
 deletes the inputs and adds the outputs; until that edit is in the
 MANIFEST the outputs are orphans that the next open deletes, so a crash
 mid-compaction loses nothing.  A plan whose single input overlaps nothing
@@ -12,12 +14,11 @@ below is applied as a trivial move (the file changes level, no bytes move).
 Thread-safety: run by the background thread (or by compact_range under the
 engine's compaction lock); it pins the Version it compacts.
 """
-import bisect
 import time
 
 from kvcy import filename
 from kvcy._compaction_loop import run_compaction_loop
-from kvcy._merge import MergingIterator
+from kvcy._table_scan import TableRun
 from kvcy._table_builder import TableBuilder
 from kvcy.version_edit import FileMetaData, VersionEdit
 from kvcy.version_set import internal_sort_key
@@ -71,22 +72,28 @@ class _Outputs:
                 vset.pending_outputs.discard(number)
 
 
-def _base_level_checker(version, output_level):
-    """is_base_level(user_key): True iff no level below output_level holds a
-    file whose range includes user_key (so a tombstone there hides nothing)."""
-    levels = []
-    for level in range(output_level + 1, len(version.files)):
-        files = version.files[level]
-        if files:
-            levels.append(([f.largest_user for f in files], files))
+def _input_runs(table_cache, c):
+    """The plan's inputs as TableRuns: each level-0 file alone (they may
+    overlap), a deeper level's files as one run in key order."""
+    def tables(files):
+        return [table_cache.find_table(f.number, f.file_size) for f in files]
+    runs = []
+    for level, files in ((c.level, c.inputs[0]), (c.level + 1, c.inputs[1])):
+        if not files:
+            continue
+        if level == 0:
+            runs.extend(TableRun(tables([f])) for f in files)
+        else:
+            ordered = sorted(files, key=lambda f: internal_sort_key(f.smallest))
+            runs.append(TableRun(tables(ordered)))
+    return runs
 
-    def is_base_level(user_key):
-        for largest, files in levels:
-            i = bisect.bisect_left(largest, user_key)
-            if i < len(files) and files[i].smallest_user <= user_key:
-                return False
-        return True
-    return is_base_level
+
+def _deeper_ranges(version, output_level):
+    """For each level below output_level, its files' (smallest, largest)
+    user keys in order: where a tombstone may still hide something."""
+    return [[(f.smallest_user, f.largest_user) for f in files]
+            for files in version.files[output_level + 1:] if files]
 
 
 def run_compaction(engine, c, version, allow_move=True):
@@ -110,13 +117,12 @@ def run_compaction(engine, c, version, allow_move=True):
         engine.info_log.log("moved table %06d from level %d to %d (%d bytes)", meta.number,
                             c.level, c.level + 1, meta.file_size)
         return edit
-    children = [engine.table_cache.iterator(meta) for _, meta in c.all_inputs()]
-    merged = MergingIterator(children)
+    runs = _input_runs(engine.table_cache, c)
     smallest_snapshot = engine.snapshots.oldest(lambda: engine.last_sequence)
     outputs = _Outputs(engine, c.output_level)
     try:
         entries, dropped, stopped = run_compaction_loop(
-            merged, smallest_snapshot, _base_level_checker(version, c.output_level),
+            runs, smallest_snapshot, _deeper_ranges(version, c.output_level),
             outputs.open, outputs.close, options.target_file_bytes,
             lambda: engine.closed)
         if stopped:

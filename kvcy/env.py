@@ -123,6 +123,13 @@ class WritableFile:
     def flush(self):
         """No-op: append() does not buffer.  Kept for API parity."""
 
+    def fileno(self):
+        """The descriptor, for C writers that append without the GIL (they
+        add what they wrote to ``size`` themselves)."""
+        if self._fd < 0:
+            raise _closed("writable file", self.path)
+        return self._fd
+
     def close(self):
         fd, self._fd = self._fd, -1
         if fd >= 0:

@@ -983,3 +983,50 @@ def test_builder_blocks_match_the_python_reference_encoding(tmp_path, compressio
     contents, ctype = compress_block(raw_builder.finish(), compression)
     expected = contents + block_trailer(contents, ctype)
     assert path.read_bytes()[:len(expected)] == expected
+
+
+# -- builder output: the descriptor path and the file-object path ---------------------------
+
+def big_entries(n=6000):
+    # ~600 KiB of poorly compressible values: several output-buffer drains.
+    rng = random.Random(7)
+    return [(ikey(b"key%06d" % i, 9), rng.randbytes(100)) for i in range(n)]
+
+
+def test_builder_writes_the_same_bytes_through_a_descriptor_and_a_file_object(tmp_path):
+    from fault_env import FaultEnv
+    entries = big_entries()
+    sizes = []
+    for env, name in ((ENV, "000001.sst"), (FaultEnv(), "000002.sst")):
+        path = str(tmp_path / name)
+        file = env.new_writable_file(path)
+        assert (getattr(file, "fileno", None) is not None) == (env is ENV)
+        builder = TableBuilder(file, Options(), path)
+        for k, v in entries:
+            builder.add(k, v)
+        size = builder.finish()
+        assert file.size == size == os.path.getsize(path)
+        file.close()
+        sizes.append(size)
+    assert (tmp_path / "000001.sst").read_bytes() == (tmp_path / "000002.sst").read_bytes()
+    check_table(open_table(tmp_path / "000001.sst"), entries)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_builder_write_error_is_sticky_and_names_the_file(tmp_path):
+    from kvcy.errors import OperationalError
+    path = str(tmp_path / "000001.sst")
+    file = ENV.new_writable_file(path)
+    full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(full, file.fileno())          # every write now fails with ENOSPC
+    os.close(full)
+    builder = TableBuilder(file, Options(), path)
+    with pytest.raises(OperationalError) as info:
+        for k, v in big_entries():
+            builder.add(k, v)
+    assert path in str(info.value) and "ENOSPC" in str(info.value)
+    with pytest.raises(OperationalError):
+        builder.add(ikey(b"zzz", 1), b"v")      # sticky: the builder refuses more
+    with pytest.raises(OperationalError):
+        builder.finish()
+    file.close()
