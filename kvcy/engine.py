@@ -25,7 +25,6 @@ Thread-safety: any number of readers and writers may call in.  Writers are
 serialized by the write lock; the memtable list and the current Version are
 replaced (never mutated) so readers take no lock.
 """
-import os
 import threading
 import time
 
@@ -43,6 +42,7 @@ from kvcy.snapshot import SnapshotList
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.flush import write_level0_table
 from kvcy.log_writer import LogWriter
+from kvcy.obsolete_files import delete_obsolete_files
 from kvcy.table_cache import TableCache
 from kvcy.version_edit import VersionEdit
 
@@ -258,7 +258,8 @@ class Engine:
         self._update_write_throttle()
         if self.background is not None:
             self.background.notify()
-        self.delete_obsolete_files()
+        delete_obsolete_files(self.env, self.dbpath, self.versions, self.table_cache,
+                              self.info_log)
 
     def compact_range(self, start=None, stop=None):
         """Compact every file overlapping user keys [start, stop] down through
@@ -336,35 +337,6 @@ class Engine:
                           "in %.3fs", imm.log_number, number, len(imm),
                           meta.file_size if meta else 0, time.monotonic() - started)
         self._after_version_change()
-
-    def delete_obsolete_files(self):
-        """Delete logs older than the log number and tables no live Version lists."""
-        vset = self.versions
-        # List first: a table created after the listing cannot be mistaken for
-        # garbage, and one listed here is either live or pending by now (its
-        # number enters pending_outputs before its file is created).
-        names = self.env.get_children(self.dbpath)
-        with vset.lock:
-            live = vset.live_files()
-            log_number = vset.log_number
-            manifest = vset.manifest_number
-            next_number = vset.next_file_number
-        for name in names:
-            parsed = filename.parse_file_name(name)
-            if parsed is None:
-                continue
-            kind, number = parsed
-            if ((kind == "log" and number < log_number)
-                    or (kind == "sst" and number not in live and number < next_number)
-                    or (kind == "manifest" and number < manifest)):
-                try:
-                    self.env.remove_file(os.path.join(self.dbpath, name))
-                except OperationalError as exc:
-                    self.info_log.log("could not delete obsolete %s: %s", name, exc)
-                    continue
-                if kind == "sst":
-                    self.table_cache.evict(number)
-                self.info_log.log("deleted obsolete file %s", name)
 
     def flush(self, wait=True):
         """Switch a non-empty memtable and wait until every memtable is in a table."""
