@@ -1,22 +1,60 @@
-"""The background thread: flushes immutable memtables, runs timed flushes.
+"""The background thread: flushes immutable memtables, compacts, runs timed flushes.
 
 One daemon thread per writable database.  It sleeps on a condition until
 work is scheduled (a memtable switch, conn.flush(), a compaction trigger)
-or the flush_interval timer comes due, then asks the engine to do the work.
+or the flush_interval timer comes due, then works one round: it flushes
+every waiting memtable, oldest first, compacts while a level needs it and
+no memtable waits, and switches a memtable that has waited flush_interval.
 An exception in background work is latched as the engine's background
 error: writes fail with OperationalError naming it from then on, reads keep
 working, and nothing already stored is lost (the WAL still holds every
 write not yet in a table).
 
-Thread-safety: schedule() and stop() may be called from any thread.
+The engine imports this module, never the reverse.  The worker gets the
+parts it shares with the engine (env, VersionSet, write path, stats, info
+log, compaction lock) and an EngineHooks of the engine steps it calls
+back: the memtable list, the published read state and the background
+error stay the engine's to change.
+
+Thread-safety: schedule(), notify(), wait_for() and stop() may be called
+from any thread; the work runs in the worker's thread only.
 """
 import threading
 import time
+from dataclasses import dataclass
+from typing import Callable
+
+from kvcy.compaction_picker import pick_compaction
+from kvcy.flush import write_level0_table
+from kvcy.version_edit import VersionEdit
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineHooks:
+    """What background work may ask of the engine: its own steps, passed in
+    at construction so that this module never imports the engine."""
+
+    immutables: Callable             # () -> the immutable memtables now, oldest first
+    background_error: Callable       # () -> the latched background error, or None
+    set_background_error: Callable   # (exc): latch exc; later writes fail naming it
+    switch_memtable: Callable        # (): REQUIRES write lock; memtable -> immutable
+    drop_flushed_memtable: Callable  # (): the oldest immutable one is in a table now
+    after_version_change: Callable   # (): publish, wake waiters, delete obsolete files
+    run_compaction: Callable         # (c, version): kvcy.compaction.run_compaction
 
 
 class BackgroundWorker:
-    def __init__(self, engine, name="kvcy-background"):
-        self.engine = engine
+    def __init__(self, *, dbpath, env, options, versions, stats, info_log, writer,
+                 compaction_lock, hooks, name="kvcy-background"):
+        self.dbpath = dbpath
+        self.env = env
+        self.options = options
+        self.versions = versions
+        self.stats = stats
+        self.info_log = info_log
+        self.writer = writer                 # WritePath: mem, closed, try_acquire/release
+        self.compaction_lock = compaction_lock
+        self.hooks = hooks
         self.cv = threading.Condition()      # guards pending/stopping; waiters for progress
         self.pending = False
         self.stopping = False
@@ -32,13 +70,13 @@ class BackgroundWorker:
             self.cv.notify_all()
 
     def _tick_seconds(self):
-        interval = self.engine.options.flush_interval
+        interval = self.options.flush_interval
         if interval <= 0:
             return None
         return max(min(interval / 4.0, 1.0), 0.01)
 
     def _run(self):
-        engine = self.engine
+        hooks = self.hooks
         while True:
             with self.cv:
                 if not self.pending and not self.stopping:
@@ -48,10 +86,10 @@ class BackgroundWorker:
                 self.pending = False
                 self.busy = True
             try:
-                if engine.background_error is None:
-                    engine.background_work()
+                if hooks.background_error() is None:
+                    self._work()
             except BaseException as exc:        # latched, see module docstring
-                engine.set_background_error(exc)
+                hooks.set_background_error(exc)
             finally:
                 with self.cv:
                     self.busy = False
@@ -78,3 +116,78 @@ class BackgroundWorker:
             self.cv.notify_all()
         if self.thread.is_alive() and self.thread is not threading.current_thread():
             self.thread.join()
+
+    # -- the work (in the worker's thread) ---------------------------------
+
+    def _work(self):
+        """One round: flush waiting memtables, compact, timed flushes."""
+        hooks = self.hooks
+        writer = self.writer
+        while hooks.immutables() and hooks.background_error() is None and not writer.closed:
+            self._flush_oldest()
+        while hooks.background_error() is None and not writer.closed and not hooks.immutables():
+            if not self._compact_once():
+                break
+        self._maybe_timed_switch()
+
+    def _compact_once(self):
+        """Run the compaction the current Version needs most; False if none."""
+        with self.compaction_lock:
+            version = self.versions.current
+            c = pick_compaction(version, self.options, self.versions.compact_pointers)
+            if c is None:
+                return False
+            self.hooks.run_compaction(c, version)
+            del version, c              # unpin the inputs so they can be deleted now
+        self.hooks.after_version_change()
+        return True
+
+    def _maybe_timed_switch(self):
+        interval = self.options.flush_interval
+        writer = self.writer
+        mem = writer.mem
+        if (interval <= 0 or len(mem) == 0 or mem.created is None
+                or time.monotonic() - mem.created < interval
+                or mem.data_bytes < self.options.memtable_min_bytes):
+            return
+        if not writer.try_acquire():
+            return            # a writer holds the lock; try again at the next tick
+        try:
+            if not writer.closed and len(writer.mem):
+                self.hooks.switch_memtable()
+        finally:
+            writer.release()
+
+    def _flush_oldest(self):
+        hooks = self.hooks
+        imm = hooks.immutables()[0]
+        vset = self.versions
+        with vset.lock:
+            number = vset.new_file_number()
+            vset.pending_outputs.add(number)
+        try:
+            started = time.monotonic()
+            meta = write_level0_table(self.dbpath, self.env, self.options, imm, number)
+            # Logs before the next memtable's log hold nothing more once this is recorded.
+            waiting = hooks.immutables()
+            next_log = waiting[1].log_number if len(waiting) > 1 else self.writer.mem.log_number
+            # An empty memtable adds nothing; the history still ends where it did.
+            last = imm.last_sequence if len(imm) else vset.last_sequence
+            edit = VersionEdit(log_number=next_log, last_sequence=last)
+            if meta is not None:
+                edit.add_file(0, meta)
+                self.env.sync_dir(self.dbpath)     # the table's name must outlive a power loss
+            with vset.lock:
+                vset.log_and_apply(edit)
+        finally:
+            with vset.lock:
+                vset.pending_outputs.discard(number)
+        hooks.drop_flushed_memtable()
+        stats = self.stats
+        stats.flushes += 1
+        if meta is not None:
+            stats.flush_bytes += meta.file_size
+        self.info_log.log("flushed memtable of log %06d to table %06d: %d entries, %d bytes "
+                          "in %.3fs", imm.log_number, number, len(imm),
+                          meta.file_size if meta else 0, time.monotonic() - started)
+        hooks.after_version_change()

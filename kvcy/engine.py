@@ -17,6 +17,10 @@ in the same step), and only then the last sequence: every compaction
 installed in that Version started before, so it kept every entry visible at
 that sequence.
 
+Background work (flushes, compactions, timed flushes) runs in
+kvcy/background.py, which calls back only through the EngineHooks passed
+in here; kvcy/obsolete_files.py deletes the files a change made obsolete.
+
 Errors: a failed WAL append or sync, or a failed background flush, is
 latched; later writes raise OperationalError naming it, reads keep working,
 and reopening recovers every acknowledged write.
@@ -25,7 +29,6 @@ Thread-safety: any number of readers and writers may call in.  Writers are
 serialized by the write lock; the memtable list and the current Version are
 replaced (never mutated) so readers take no lock.
 """
-import os
 import threading
 import time
 
@@ -33,18 +36,17 @@ from kvcy._memtable import MemTable
 from kvcy._read_path import ReadPath, ReadState
 from kvcy._write_path import WritePath
 from kvcy import filename
-from kvcy.background import BackgroundWorker
+from kvcy.background import BackgroundWorker, EngineHooks
 from kvcy.cache import BlockCache, RowCache
 from kvcy._db_iter import DBIterator
 from kvcy._merge import LevelIterator, MergingIterator
 from kvcy.compaction import run_compaction
-from kvcy.compaction_picker import overlapping, pick_compaction, plan
+from kvcy.compaction_picker import overlapping, plan
 from kvcy.snapshot import SnapshotList
 from kvcy.errors import OperationalError, ProgrammingError
-from kvcy.flush import write_level0_table
 from kvcy.log_writer import LogWriter
+from kvcy.obsolete_files import delete_obsolete_files
 from kvcy.table_cache import TableCache
-from kvcy.version_edit import VersionEdit
 
 
 class Engine:
@@ -90,7 +92,18 @@ class Engine:
         self.background = None
         self._update_write_throttle()
         if not self.readonly:
-            self.background = BackgroundWorker(self)
+            self.background = BackgroundWorker(
+                dbpath=dbpath, env=env, options=options, versions=versions, stats=stats,
+                info_log=info_log, writer=writer, compaction_lock=self.compaction_lock,
+                hooks=EngineHooks(
+                    immutables=lambda: self.imm,
+                    background_error=lambda: self.background_error,
+                    set_background_error=self.set_background_error,
+                    switch_memtable=self._switch_memtable,
+                    drop_flushed_memtable=self._drop_flushed_memtable,
+                    after_version_change=self._after_version_change,
+                    # run_compaction still takes the engine itself.
+                    run_compaction=lambda c, version: run_compaction(self, c, version)))
             self.background.start()
             self.background.schedule()     # compactions the opened Version may need
 
@@ -215,28 +228,7 @@ class Engine:
                           len(old), old.memory_usage(), number)
         self.background.schedule()
 
-    # -- background work ---------------------------------------------------
-
-    def background_work(self):
-        """Run by the background thread: flush waiting memtables, compact, timed flushes."""
-        while self.imm and self.background_error is None and not self.writer.closed:
-            self._flush_oldest()
-        while self.background_error is None and not self.writer.closed and not self.imm:
-            if not self._compact_once():
-                break
-        self._maybe_timed_switch()
-
-    def _compact_once(self):
-        """Run the compaction the current Version needs most; False if none."""
-        with self.compaction_lock:
-            version = self.versions.current
-            c = pick_compaction(version, self.options, self.versions.compact_pointers)
-            if c is None:
-                return False
-            run_compaction(self, c, version)
-            del version, c              # unpin the inputs so they can be deleted now
-        self._after_version_change()
-        return True
+    # -- published state (also changed by background work) ----------------
 
     def _publish_state(self):
         """REQUIRES: _state_lock held.  Readers see memtables and Version change together."""
@@ -252,13 +244,23 @@ class Engine:
         state = self._read_state_c
         return state.mems, state.version
 
+    def _drop_flushed_memtable(self):
+        """The oldest immutable memtable is in a table of the current Version now."""
+        with self._state_lock:
+            self.imm = self.imm[1:]
+            self._publish_state()
+        self._update_write_throttle()
+
     def _after_version_change(self):
         with self._state_lock:
             self._publish_state()
         self._update_write_throttle()
         if self.background is not None:
             self.background.notify()
-        self.delete_obsolete_files()
+        delete_obsolete_files(self.env, self.dbpath, self.versions, self.table_cache,
+                              self.info_log)
+
+    # -- flush and compaction on request (in the caller's thread) ----------
 
     def compact_range(self, start=None, stop=None):
         """Compact every file overlapping user keys [start, stop] down through
@@ -286,85 +288,6 @@ class Engine:
             self._after_version_change()
         if self.background_error is not None:
             self._check_writable()
-
-    def _maybe_timed_switch(self):
-        interval = self.options.flush_interval
-        mem = self.writer.mem
-        if (interval <= 0 or len(mem) == 0 or mem.created is None
-                or time.monotonic() - mem.created < interval
-                or mem.data_bytes < self.options.memtable_min_bytes):
-            return
-        if not self.writer.try_acquire():
-            return            # a writer holds the lock; try again at the next tick
-        try:
-            if not self.writer.closed and len(self.writer.mem):
-                self._switch_memtable()
-        finally:
-            self.writer.release()
-
-    def _flush_oldest(self):
-        imm = self.imm[0]
-        vset = self.versions
-        with vset.lock:
-            number = vset.new_file_number()
-            vset.pending_outputs.add(number)
-        try:
-            started = time.monotonic()
-            meta = write_level0_table(self.dbpath, self.env, self.options, imm, number)
-            # Logs before the next memtable's log hold nothing more once this is recorded.
-            next_log = self.imm[1].log_number if len(self.imm) > 1 else self.writer.mem.log_number
-            # An empty memtable adds nothing; the history still ends where it did.
-            last = imm.last_sequence if len(imm) else vset.last_sequence
-            edit = VersionEdit(log_number=next_log, last_sequence=last)
-            if meta is not None:
-                edit.add_file(0, meta)
-                self.env.sync_dir(self.dbpath)     # the table's name must outlive a power loss
-            with vset.lock:
-                vset.log_and_apply(edit)
-        finally:
-            with vset.lock:
-                vset.pending_outputs.discard(number)
-        with self._state_lock:
-            self.imm = self.imm[1:]
-            self._publish_state()
-        self._update_write_throttle()
-        stats = self.stats
-        stats.flushes += 1
-        if meta is not None:
-            stats.flush_bytes += meta.file_size
-        self.info_log.log("flushed memtable of log %06d to table %06d: %d entries, %d bytes "
-                          "in %.3fs", imm.log_number, number, len(imm),
-                          meta.file_size if meta else 0, time.monotonic() - started)
-        self._after_version_change()
-
-    def delete_obsolete_files(self):
-        """Delete logs older than the log number and tables no live Version lists."""
-        vset = self.versions
-        # List first: a table created after the listing cannot be mistaken for
-        # garbage, and one listed here is either live or pending by now (its
-        # number enters pending_outputs before its file is created).
-        names = self.env.get_children(self.dbpath)
-        with vset.lock:
-            live = vset.live_files()
-            log_number = vset.log_number
-            manifest = vset.manifest_number
-            next_number = vset.next_file_number
-        for name in names:
-            parsed = filename.parse_file_name(name)
-            if parsed is None:
-                continue
-            kind, number = parsed
-            if ((kind == "log" and number < log_number)
-                    or (kind == "sst" and number not in live and number < next_number)
-                    or (kind == "manifest" and number < manifest)):
-                try:
-                    self.env.remove_file(os.path.join(self.dbpath, name))
-                except OperationalError as exc:
-                    self.info_log.log("could not delete obsolete %s: %s", name, exc)
-                    continue
-                if kind == "sst":
-                    self.table_cache.evict(number)
-                self.info_log.log("deleted obsolete file %s", name)
 
     def flush(self, wait=True):
         """Switch a non-empty memtable and wait until every memtable is in a table."""

@@ -26,6 +26,7 @@ import time
 import pytest
 
 import kvcy
+import kvcy.background
 import kvcy.engine
 from kvcy import OperationalError
 from kvcy.compaction_picker import pick_compaction
@@ -272,13 +273,13 @@ def test_deleting_a_range_then_compact_range_keeps_the_rest(db_path):
 @pytest.mark.parametrize("call", ["flush", "compact_range"])
 def test_writes_made_while_flushes_were_queued_are_flushed_too(db_path, monkeypatch, call):
     gate = threading.Event()
-    real_write = kvcy.engine.write_level0_table
+    real_write = kvcy.background.write_level0_table
 
     def gated_write(*args, **kwargs):
         gate.wait(10)
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(kvcy.engine, "write_level0_table", gated_write)
+    monkeypatch.setattr(kvcy.background, "write_level0_table", gated_write)
     options = dict(NO_AUTO_COMPACTION, memtable_max_bytes=MEMTABLE, max_immutable_memtables=1)
     with kvcy.connect(db_path, **options) as conn:
         keys = [b"k%04d" % i for i in range(1000)]
@@ -747,7 +748,7 @@ def test_cleanup_after_compact_range_spares_a_table_written_meanwhile(db_path, m
     written = threading.Event()
     release = threading.Event()
     gated = []
-    real_write = kvcy.engine.write_level0_table
+    real_write = kvcy.background.write_level0_table
 
     def gated_write(*args, **kwargs):
         meta = real_write(*args, **kwargs)
@@ -757,7 +758,7 @@ def test_cleanup_after_compact_range_spares_a_table_written_meanwhile(db_path, m
             release.wait(10)
         return meta
 
-    monkeypatch.setattr(kvcy.engine, "write_level0_table", gated_write)
+    monkeypatch.setattr(kvcy.background, "write_level0_table", gated_write)
     conn = kvcy.connect(db_path, env=env, **dict(NO_AUTO_COMPACTION, memtable_max_bytes=MEMTABLE))
     try:
         for batch in range(2):

@@ -15,9 +15,10 @@ read-only open sees the tables and writes nothing; a reopen leaves no
 orphan table and no old MANIFEST.
 
 Slow flushes and failing flushes are made by replacing
-kvcy.engine.write_level0_table (the name the engine calls) or by a FaultEnv
-that fails only operations on chosen files.  Waiting is always a poll with
-a deadline, never a bare sleep standing in for an assertion.
+kvcy.background.write_level0_table (the name the background worker calls)
+or by a FaultEnv that fails only operations on chosen files.  Waiting is
+always a poll with a deadline, never a bare sleep standing in for an
+assertion.
 """
 import errno
 import os
@@ -28,7 +29,7 @@ import time
 import pytest
 
 import kvcy
-import kvcy.engine
+import kvcy.background
 from kvcy import OperationalError
 from kvcy import filename
 
@@ -153,15 +154,15 @@ def is_manifest(name):
 
 
 class GatedFlush:
-    """Replaces kvcy.engine.write_level0_table: each flush waits for the
+    """Replaces kvcy.background.write_level0_table: each flush waits for the
     gate (or raises `error` after it opens, if set)."""
 
     def __init__(self, monkeypatch):
-        self.real = kvcy.engine.write_level0_table
+        self.real = kvcy.background.write_level0_table
         self.gate = threading.Event()
         self.started = 0
         self.error = None
-        monkeypatch.setattr(kvcy.engine, "write_level0_table", self)
+        monkeypatch.setattr(kvcy.background, "write_level0_table", self)
 
     def __call__(self, *args, **kwargs):
         self.started += 1
@@ -525,7 +526,7 @@ def test_a_failed_background_flush_is_latched(db_path, monkeypatch, failure):
         wait_until(lambda: flushed(conn), what="the healthy flushes")
         arm = FLUSH_FAILURES[failure]
         if arm == "patch":
-            monkeypatch.setattr(kvcy.engine, "write_level0_table", _raise_enospc)
+            monkeypatch.setattr(kvcy.background, "write_level0_table", _raise_enospc)
         else:
             env.fail(arm[0], arm[1], errno.ENOSPC)
         with pytest.raises(OperationalError) as info:
@@ -565,7 +566,7 @@ def test_a_failed_background_flush_is_latched(db_path, monkeypatch, failure):
 def test_the_next_write_after_a_failed_background_flush_raises(db_path, monkeypatch):
     with kvcy.connect(db_path) as conn:
         conn.put(b"a", b"1")
-        monkeypatch.setattr(kvcy.engine, "write_level0_table", _raise_enospc)
+        monkeypatch.setattr(kvcy.background, "write_level0_table", _raise_enospc)
         conn.flush(wait=False)
         wait_until(lambda: conn.stats()["background_error"] is not None,
                    what="the background error")

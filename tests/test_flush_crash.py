@@ -32,7 +32,7 @@ import time
 import pytest
 
 import kvcy
-import kvcy.engine
+import kvcy.background
 from kvcy import OperationalError
 from kvcy import filename
 
@@ -393,13 +393,13 @@ def test_the_crash_point_is_reached_in_a_flush(tmp_path, point):
 def test_synced_writes_made_while_a_flush_runs_survive_power_loss(tmp_path, monkeypatch):
     path = tmp_path / "db"
     gate = threading.Event()
-    real = kvcy.engine.write_level0_table
+    real = kvcy.background.write_level0_table
 
     def gated(*args, **kwargs):
         gate.wait(timeout=30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kvcy.engine, "write_level0_table", gated)
+    monkeypatch.setattr(kvcy.background, "write_level0_table", gated)
     env = PowerLossEnv()
     model = {}
     conn = kvcy.connect(path, env=env)
