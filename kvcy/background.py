@@ -35,6 +35,7 @@ class EngineHooks:
     at construction so that this module never imports the engine."""
 
     immutables: Callable             # () -> the immutable memtables now, oldest first
+    memtables: Callable              # () -> (immutables, current memtable), read together
     background_error: Callable       # () -> the latched background error, or None
     set_background_error: Callable   # (exc): latch exc; later writes fail naming it
     switch_memtable: Callable        # (): REQUIRES write lock; memtable -> immutable
@@ -169,8 +170,11 @@ class BackgroundWorker:
             started = time.monotonic()
             meta = write_level0_table(self.dbpath, self.env, self.options, imm, number)
             # Logs before the next memtable's log hold nothing more once this is recorded.
-            waiting = hooks.immutables()
-            next_log = waiting[1].log_number if len(waiting) > 1 else self.writer.mem.log_number
+            # Read together (under the engine's state lock): a memtable switch
+            # between two separate reads could skip the log of the memtable it
+            # made immutable, and that log would be deleted unflushed.
+            waiting, mem = hooks.memtables()
+            next_log = waiting[1].log_number if len(waiting) > 1 else mem.log_number
             # An empty memtable adds nothing; the history still ends where it did.
             last = imm.last_sequence if len(imm) else vset.last_sequence
             edit = VersionEdit(log_number=next_log, last_sequence=last)

@@ -97,6 +97,7 @@ class Engine:
                 info_log=info_log, writer=writer, compaction_lock=self.compaction_lock,
                 hooks=EngineHooks(
                     immutables=lambda: self.imm,
+                    memtables=self._memtables,
                     background_error=lambda: self.background_error,
                     set_background_error=self.set_background_error,
                     switch_memtable=self._switch_memtable,
@@ -243,6 +244,11 @@ class Engine:
         """(memtables, Version) of the published state, for iterators."""
         state = self._read_state_c
         return state.mems, state.version
+
+    def _memtables(self):
+        """(immutable memtables, current memtable), as one memtable switch left them."""
+        with self._state_lock:
+            return self.imm, self.writer.mem
 
     def _drop_flushed_memtable(self):
         """The oldest immutable memtable is in a table of the current Version now."""
