@@ -12,9 +12,13 @@ mid-compaction loses nothing.  A plan whose single input overlaps nothing
 below is applied as a trivial move (the file changes level, no bytes move).
 
 Thread-safety: run by the background thread (or by compact_range under the
-engine's compaction lock); it pins the Version it compacts.
+engine's compaction lock); it pins the Version it compacts.  It sees the
+database only through a CompactionContext: the parts it reads and writes,
+and two callables for what only the engine knows.
 """
 import time
+from dataclasses import dataclass
+from typing import Callable, Any
 
 from kvcy import filename
 from kvcy._compaction_loop import run_compaction_loop
@@ -24,26 +28,41 @@ from kvcy.version_edit import FileMetaData, VersionEdit
 from kvcy.version_set import internal_sort_key
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CompactionContext:
+    """What a compaction needs of the database it runs in."""
+
+    dbpath: str
+    env: Any
+    options: Any
+    versions: Any                    # VersionSet: file numbers, pending outputs, log_and_apply
+    table_cache: Any                 # opens the input tables
+    stats: Any
+    info_log: Any
+    smallest_snapshot: Callable      # () -> sequence of the oldest live snapshot (or the last)
+    closing: Callable                # () -> True once the database is closing
+
+
 class _Outputs:
     """Output tables of one compaction: open, finish and sync them."""
 
-    def __init__(self, engine, level):
-        self.engine = engine
+    def __init__(self, ctx, level):
+        self.ctx = ctx
         self.level = level
         self.files = []           # FileMetaData of finished outputs
         self.numbers = []         # every number taken, finished or not
         self._open = {}           # id(builder) -> (number, file)
 
     def open(self):
-        engine = self.engine
-        vset = engine.versions
+        ctx = self.ctx
+        vset = ctx.versions
         with vset.lock:
             number = vset.new_file_number()
             vset.pending_outputs.add(number)
         self.numbers.append(number)
-        path = filename.table_file_name(engine.dbpath, number)
-        file = engine.env.new_writable_file(path)
-        builder = TableBuilder(file, engine.options, path)
+        path = filename.table_file_name(ctx.dbpath, number)
+        file = ctx.env.new_writable_file(path)
+        builder = TableBuilder(file, ctx.options, path)
         self._open[id(builder)] = (number, file)
         return builder
 
@@ -66,7 +85,7 @@ class _Outputs:
         self._open.clear()
 
     def release(self):
-        vset = self.engine.versions
+        vset = self.ctx.versions
         with vset.lock:
             for number in self.numbers:
                 vset.pending_outputs.discard(number)
@@ -96,12 +115,12 @@ def _deeper_ranges(version, output_level):
             for files in version.files[output_level + 1:] if files]
 
 
-def run_compaction(engine, c, version, allow_move=True):
+def run_compaction(ctx, c, version, allow_move=True):
     """Execute plan c, made from `version`; returns the VersionEdit applied.
     allow_move=False rewrites even a plan that could move its file down."""
-    options = engine.options
-    vset = engine.versions
-    stats = engine.stats
+    options = ctx.options
+    vset = ctx.versions
+    stats = ctx.stats
     started = time.monotonic()
     edit = VersionEdit()
     # The next compaction of this level starts after this range (round robin).
@@ -114,23 +133,23 @@ def run_compaction(engine, c, version, allow_move=True):
         with vset.lock:
             vset.log_and_apply(edit)
         stats.trivial_moves += 1
-        engine.info_log.log("moved table %06d from level %d to %d (%d bytes)", meta.number,
+        ctx.info_log.log("moved table %06d from level %d to %d (%d bytes)", meta.number,
                             c.level, c.level + 1, meta.file_size)
         return edit
-    runs = _input_runs(engine.table_cache, c)
-    smallest_snapshot = engine.snapshots.oldest(lambda: engine.last_sequence)
-    outputs = _Outputs(engine, c.output_level)
+    runs = _input_runs(ctx.table_cache, c)
+    smallest_snapshot = ctx.smallest_snapshot()
+    outputs = _Outputs(ctx, c.output_level)
     try:
         entries, dropped, stopped = run_compaction_loop(
             runs, smallest_snapshot, _deeper_ranges(version, c.output_level),
             outputs.open, outputs.close, options.target_file_bytes,
-            lambda: engine.closed)
+            ctx.closing)
         if stopped:
             outputs.abandon()
-            engine.info_log.log("compaction %r abandoned: the database is closing", c)
+            ctx.info_log.log("compaction %r abandoned: the database is closing", c)
             return None
         if outputs.files:
-            engine.env.sync_dir(engine.dbpath)   # the outputs' names outlive a power loss
+            ctx.env.sync_dir(ctx.dbpath)   # the outputs' names outlive a power loss
         for level, meta in c.all_inputs():
             edit.delete_file(level, meta.number)
         for meta in outputs.files:
@@ -148,7 +167,7 @@ def run_compaction(engine, c, version, allow_move=True):
     stats.compaction_bytes_read += read
     stats.compaction_bytes_written += written
     stats.compaction_entries_dropped += dropped
-    engine.info_log.log("compacted %s: %d entries in, %d dropped, %d bytes -> %d bytes in %d "
+    ctx.info_log.log("compacted %s: %d entries in, %d dropped, %d bytes -> %d bytes in %d "
                         "tables at level %d, %.3fs", c, entries, dropped, read, written,
                         len(outputs.files), c.output_level, time.monotonic() - started)
     return edit

@@ -40,7 +40,7 @@ from kvcy.background import BackgroundWorker, EngineHooks
 from kvcy.cache import BlockCache, RowCache
 from kvcy._db_iter import DBIterator
 from kvcy._merge import LevelIterator, MergingIterator
-from kvcy.compaction import run_compaction
+from kvcy.compaction import CompactionContext, run_compaction
 from kvcy.compaction_picker import overlapping, plan
 from kvcy.snapshot import SnapshotList
 from kvcy.errors import OperationalError, ProgrammingError
@@ -91,6 +91,11 @@ class Engine:
         self.get_many = self.reader.get_many
         self.background = None
         self._update_write_throttle()
+        self.compaction_context = CompactionContext(
+            dbpath=dbpath, env=env, options=options, versions=versions,
+            table_cache=self.table_cache, stats=stats, info_log=info_log,
+            smallest_snapshot=lambda: self.snapshots.oldest(lambda: self.last_sequence),
+            closing=lambda: self.closed)
         if not self.readonly:
             self.background = BackgroundWorker(
                 dbpath=dbpath, env=env, options=options, versions=versions, stats=stats,
@@ -103,8 +108,8 @@ class Engine:
                     switch_memtable=self._switch_memtable,
                     drop_flushed_memtable=self._drop_flushed_memtable,
                     after_version_change=self._after_version_change,
-                    # run_compaction still takes the engine itself.
-                    run_compaction=lambda c, version: run_compaction(self, c, version)))
+                    run_compaction=lambda c, version: run_compaction(
+                        self.compaction_context, c, version)))
             self.background.start()
             self.background.schedule()     # compactions the opened Version may need
 
@@ -289,7 +294,7 @@ class Engine:
                 c = plan(version, self.options, level, files, "manual L%d" % level)
                 # A manual compaction rewrites even a lone file: moving it down
                 # would keep the tombstones and old versions it was asked to drop.
-                run_compaction(self, c, version, allow_move=False)
+                run_compaction(self.compaction_context, c, version, allow_move=False)
                 del version, c, files
             self._after_version_change()
         if self.background_error is not None:
