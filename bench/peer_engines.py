@@ -15,8 +15,9 @@ workload is one loop written once:
                       database; done() releases what get needed
     close()
 
-Optional: table_bytes_written() (flush + compaction bytes, for wamp) and
-IN_MEMORY (no files; disk figures do not apply).
+Optional: table_bytes_written() (flush + compaction bytes, for wamp),
+stall_seconds() (time writes spent waiting for flushes and compactions so
+far) and IN_MEMORY (no files; disk figures do not apply).
 
 CONFIG says how each engine is configured, and CANNOT says what of the common
 setting (snappy compression, 10-bit bloom filters, an 8 MiB block cache,
@@ -86,6 +87,9 @@ class KvcyAdapter(PlyvelStyleAdapter):
     def table_bytes_written(self):
         s = self.db.stats()
         return s["flush_bytes"] + s["compaction_bytes_written"]
+
+    def stall_seconds(self):
+        return self.db.stats()["stall_seconds"]
 
     def close(self):
         self.db.close()

@@ -23,6 +23,8 @@ Workloads (N = --num keys, R = --ops operations, default min(N, 100000)):
     readseq        a full scan in key order after the reopen; entries/s
     seekrandom     R/10 seeks to random existing keys, each reading 10 entries
                    from there, on one iterator; seeks/s
+    stall_fillrandom, stall_overwrite   (kvcy) seconds its writes waited for
+                   flushes and compactions during fillrandom and overwrite
     samp           bytes on disk per byte of live user data, after a close
                    (lower is better); disk_bytes is the size itself
     deleterandom   reopen, then R deletes of random existing keys
@@ -86,7 +88,7 @@ ALL_WORKLOADS = ("fillseq,fillbatch,fillrandom,wamp,overwrite,readrandom,readmis
                  "fillsync_threads")
 SYNC_PUTS = 2000                 # fsynced puts per fillsync_threads workload
 # Figures where less is better; everything else is ops/s.
-LOWER_IS_BETTER = ("wamp", "samp", "disk_bytes")
+LOWER_IS_BETTER = ("wamp", "samp", "disk_bytes", "stall_fillrandom", "stall_overwrite")
 CHECK_PROBES = 1000              # keys read back, untimed, to check each workload's data
 
 
@@ -241,6 +243,9 @@ def run_once(adapter, data, workloads, threads, notes):
             out["fillrandom"] = rate
         if "wamp" in workloads and hasattr(adapter, "table_bytes_written"):
             out["wamp"] = adapter.table_bytes_written() / (num * (KEY_BYTES + VALUE_BYTES))
+        stalled = getattr(adapter, "stall_seconds", None)
+        if stalled is not None and "fillrandom" in workloads:
+            out["stall_fillrandom"] = stalled()
 
         if "overwrite" in workloads:
             pairs = [(data.keys[i], data.new_values[i]) for i in data.sample["overwrite"]]
@@ -249,6 +254,8 @@ def run_once(adapter, data, workloads, threads, notes):
                 for k, v in pairs:
                     put(k, v)
             out["overwrite"] = timed(overwrite, ops)
+            if stalled is not None:
+                out["stall_overwrite"] = stalled() - out.get("stall_fillrandom", 0.0)
         overwritten = "overwrite" in workloads
 
         get = adapter.get
@@ -421,7 +428,7 @@ def package_versions():
 def fmt(figure, value):
     if value is None:
         return "-"
-    if figure in ("wamp", "samp"):
+    if figure in ("wamp", "samp") or figure.startswith("stall_"):
         return "%.2f" % value
     return format(int(round(value)), ",")
 
@@ -514,7 +521,7 @@ def main(argv=None):
         gc.unfreeze()
         del data
 
-    figures = list(workloads) + ["disk_bytes"]
+    figures = list(workloads) + ["disk_bytes", "stall_fillrandom", "stall_overwrite"]
     figures = [f for f in figures if any(f in samples[n] for n in names)]
     medians = {n: {f: statistics.median(samples[n][f]) for f in figures if f in samples[n]}
                for n in names}
