@@ -42,16 +42,13 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
                                PyThread_acquire_lock, PyThread_release_lock,
                                NOWAIT_LOCK, WAIT_LOCK)
 
-from kvcy._coding cimport put_fixed32, put_fixed64, put_varint32, get_varint32
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._log_record cimport LogFramer
 from kvcy._memtable cimport MemTable
-from kvcy._write_batch cimport WriteBatch, BATCH_HEADER_BYTES
-from kvcy.errors import CorruptionError, DataError, OperationalError
-from kvcy import options as _options
-
-cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
-cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
+from kvcy._coding cimport get_varint32
+from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, put_batch_header,
+                                put_batch_record, record_bound, set_batch_sequence)
+from kvcy.errors import CorruptionError, OperationalError
 
 
 cdef inline bint check_sync(object sync) except -1:
@@ -403,7 +400,7 @@ cdef class WritePath:
             m = leader
             while True:
                 if m.count:
-                    put_fixed64(m.rep, m.sequence)
+                    set_batch_sequence(m.rep, m.sequence)
                     piece = self.framer.frame_raw(m.rep, m.rep_len)
                     records += 1
                     if framed is None:
@@ -515,34 +512,16 @@ cdef class WritePath:
                 raise TypeError("a put needs a value")
             vlen = PyBytes_GET_SIZE(value)
             vp = <const unsigned char*>PyBytes_AS_STRING(value)
-        elif kind != KIND_DELETE:
-            raise ValueError("unknown entry kind %d" % kind)
-        if klen > MAX_KEY:
-            raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
-                            % (klen, MAX_KEY))
-        if vlen > MAX_VALUE:
-            raise DataError("value of %d bytes exceeds the limit of %d bytes (MAX_VALUE_BYTES)"
-                            % (vlen, MAX_VALUE))
-        cap = 12 + 11 + klen + vlen
+        check_entry(kind, klen, vlen)
+        cap = BATCH_HEADER_BYTES + record_bound(klen, vlen)
         if cap > sizeof(small):
             buf = <unsigned char*>malloc(cap)
             if buf == NULL:
                 raise MemoryError()
         try:
-            # The batch rep: sequence (the leader fills it in), count 1, one
-            # record (see _write_batch.pxd).
-            p = put_fixed64(buf, 0)
-            p = put_fixed32(p, 1)
-            p[0] = <unsigned char>kind
-            p = put_varint32(p + 1, <uint32_t>klen)
-            if klen:
-                memcpy(p, kp, klen)
-            p += klen
-            if kind == KIND_VALUE:
-                p = put_varint32(p, <uint32_t>vlen)
-                if vlen:
-                    memcpy(p, vp, vlen)
-                p += vlen
+            # A one-entry batch rep; the leader fills in the sequence.
+            p = put_batch_header(buf, 0, 1)
+            p = put_batch_record(p, kind, kp, klen, vp, vlen)
             init_writer(&w, do_sync)
             w.rep = buf
             w.rep_len = p - buf
