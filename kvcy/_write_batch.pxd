@@ -10,12 +10,14 @@
 # Not thread-safe: one thread builds a batch, then hands it to the engine.
 #
 # The grammar is coded once, by the inline helpers below: every writer of a
-# rep (WriteBatch, encode_single, kvcy._write_path's one-entry fast path)
-# goes through them, and every entry is checked by check_entry before it is
-# encoded.
+# rep (WriteBatch, encode_single, kvcy._write_path's one-entry fast path) and
+# every reader of one (check_rep, apply_batch, iterate_batch, the write
+# path's memtable inserts through insert_records) goes through them, and
+# every entry is checked by check_entry before it is encoded.
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
-from kvcy._coding cimport put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64
+from kvcy._coding cimport (put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64,
+                           get_varint32)
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE
 from kvcy._memtable cimport MemTable
 
@@ -24,6 +26,22 @@ cdef enum:
     BATCH_COUNT_OFFSET = 8           # where count starts in the header
     RECORD_OVERHEAD_BYTES = 11       # a record's bytes besides key and value, at most:
                                      # the kind byte and two varint32 lengths
+
+# What get_batch_record found wrong (BatchRecord.problem when it returns NULL).
+cdef enum:
+    RECORD_BAD_KEY = 1               # the key length is malformed or runs past the rep
+    RECORD_BAD_VALUE = 2             # the value length is malformed or runs past the rep
+    RECORD_BAD_KIND = 3              # the kind byte is neither KIND_VALUE nor KIND_DELETE
+
+# One decoded record; key and value point into the rep.
+cdef struct BatchRecord:
+    int kind                         # KIND_VALUE or KIND_DELETE
+    const unsigned char* key
+    uint32_t key_len
+    const unsigned char* value       # NULL for a delete
+    uint32_t value_len               # 0 for a delete
+    int problem                      # a RECORD_BAD_* code, set only when decoding failed
+
 
 # -- the header ---------------------------------------------------------------
 
@@ -72,6 +90,33 @@ cdef inline unsigned char* put_batch_record(unsigned char* dst, int kind,
         dst += value_len
     return dst
 
+cdef inline const unsigned char* get_batch_record(const unsigned char* p,
+                                                  const unsigned char* limit,
+                                                  BatchRecord* r) noexcept nogil:
+    # Decode the record at p into r; returns the pointer just past it, or
+    # NULL (r.problem says why) when a length runs past limit or the kind is
+    # unknown.  Never reads at or beyond limit.  REQUIRES: p < limit.
+    r.kind = p[0]
+    p = get_varint32(p + 1, limit, &r.key_len)
+    if p == NULL or r.key_len > <size_t>(limit - p):
+        r.problem = RECORD_BAD_KEY
+        return NULL
+    r.key = p
+    p += r.key_len
+    if r.kind == KIND_VALUE:
+        p = get_varint32(p, limit, &r.value_len)
+        if p == NULL or r.value_len > <size_t>(limit - p):
+            r.problem = RECORD_BAD_VALUE
+            return NULL
+        r.value = p
+        return p + r.value_len
+    if r.kind != KIND_DELETE:
+        r.problem = RECORD_BAD_KIND
+        return NULL
+    r.value = NULL
+    r.value_len = 0
+    return p
+
 
 # -- checked entry points -----------------------------------------------------
 
@@ -79,6 +124,13 @@ cdef inline unsigned char* put_batch_record(unsigned char* dst, int kind,
 # KIND_VALUE/KIND_DELETE, DataError for a key or value over MAX_KEY_BYTES /
 # MAX_VALUE_BYTES.  Every encoder calls it before encoding.
 cdef int check_entry(int kind, size_t key_len, size_t value_len) except -1
+
+# Insert the records of rep[BATCH_HEADER_BYTES:rep_len] into mem, the first
+# at sequence.  Each record is checked as it is inserted, and a bad one
+# raises CorruptionError after the ones before it went in: a rep that must
+# not be half applied is checked whole (check_rep) first.
+cdef int insert_records(MemTable mem, const unsigned char* rep, size_t rep_len,
+                        uint64_t sequence) except -1
 
 cdef class WriteBatch:
     cdef unsigned char* buf      # the rep, header included

@@ -1,7 +1,7 @@
 # cython: language_level=3, embedsignature=True
 """WriteBatch building, decoding, and applying a batch to a memtable.
 
-The byte grammar is encoded once, by the inline helpers of _write_batch.pxd,
+The byte grammar is coded once, in the inline helpers of _write_batch.pxd,
 which kvcy._write_path uses too.  Limits (kvcy.options.MAX_KEY_BYTES,
 MAX_VALUE_BYTES, MAX_BATCH_BYTES) are checked as entries are added, by
 check_entry (which the write path's one-entry fast path calls as well), so
@@ -15,7 +15,7 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyByte
                             PyBytes_CheckExact)
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
-from kvcy._coding cimport get_varint32, view_ptr
+from kvcy._coding cimport view_ptr
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._memtable cimport MemTable
 from kvcy.errors import CorruptionError, DataError
@@ -193,42 +193,57 @@ def encode_single(uint64_t sequence, int kind, const unsigned char[::1] key not 
             free(buf)
 
 
+cdef int raise_bad_record(const BatchRecord* r, uint32_t index) except -1:
+    # The boundary where get_batch_record's sentinel becomes CorruptionError.
+    if r.problem == RECORD_BAD_KEY:
+        raise CorruptionError("write batch record %d: bad key length" % index)
+    if r.problem == RECORD_BAD_VALUE:
+        raise CorruptionError("write batch record %d: bad value length" % index)
+    raise CorruptionError("write batch record %d: unknown kind %d" % (index, r.kind))
+
+
 cdef Py_ssize_t check_rep(const unsigned char* base, size_t n) except -1:
     # Validate a rep; returns the entry count or raises CorruptionError.
     cdef const unsigned char* p
     cdef const unsigned char* limit = base + n
-    cdef uint32_t count, found = 0, klen, vlen
-    cdef int kind
+    cdef uint32_t count, found = 0
+    cdef BatchRecord r
     if n < BATCH_HEADER_BYTES:
         raise CorruptionError("write batch of %d bytes is shorter than its 12-byte header" % n)
-    count = load_fixed32(base + 8)
+    count = batch_count(base)
     p = base + BATCH_HEADER_BYTES
     while p < limit:
-        kind = p[0]
-        p = get_varint32(p + 1, limit, &klen)
-        if p == NULL or klen > <size_t>(limit - p):
-            raise CorruptionError("write batch record %d: bad key length" % found)
-        p += klen
-        if kind == KIND_VALUE:
-            p = get_varint32(p, limit, &vlen)
-            if p == NULL or vlen > <size_t>(limit - p):
-                raise CorruptionError("write batch record %d: bad value length" % found)
-            p += vlen
-        elif kind != KIND_DELETE:
-            raise CorruptionError("write batch record %d: unknown kind %d" % (found, kind))
+        p = get_batch_record(p, limit, &r)
+        if p == NULL:
+            raise_bad_record(&r, found)
         found += 1
     if found != count:
         raise CorruptionError("write batch header says %d records, found %d" % (count, found))
-    if count and load_fixed64(base) > MAX_SEQUENCE - (count - 1):
+    if count and batch_sequence(base) > MAX_SEQUENCE - (count - 1):
         raise CorruptionError("write batch sequence numbers exceed the 56-bit maximum")
     return count
 
 
+cdef int insert_records(MemTable mem, const unsigned char* rep, size_t rep_len,
+                        uint64_t sequence) except -1:
+    cdef const unsigned char* p = rep + BATCH_HEADER_BYTES
+    cdef const unsigned char* limit = rep + rep_len
+    cdef uint32_t index = 0
+    cdef BatchRecord r
+    while p < limit:
+        p = get_batch_record(p, limit, &r)
+        if p == NULL:
+            raise_bad_record(&r, index)
+        mem.add_raw(sequence + index, r.kind, r.key, r.key_len, r.value, r.value_len)
+        index += 1
+    return 0
+
+
 def batch_header(const unsigned char[::1] rep not None):
     """(sequence, count) of a rep, validating the whole rep first."""
-    cdef size_t n = rep.shape[0]
-    cdef Py_ssize_t count = check_rep(view_ptr(rep), n)
-    return load_fixed64(&rep[0]), count
+    cdef const unsigned char* base = view_ptr(rep)
+    cdef Py_ssize_t count = check_rep(base, rep.shape[0])
+    return batch_sequence(base), count
 
 
 def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
@@ -240,25 +255,9 @@ def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
     cdef size_t n = rep.shape[0]
     cdef const unsigned char* base = view_ptr(rep)
     cdef Py_ssize_t count = check_rep(base, n)
-    cdef const unsigned char* limit = base + n
-    cdef const unsigned char* p = base + BATCH_HEADER_BYTES
-    cdef const unsigned char* key
-    cdef uint64_t seq = load_fixed64(base)
-    cdef uint32_t klen, vlen
-    cdef int kind
-    while p < limit:
-        kind = p[0]
-        p = get_varint32(p + 1, limit, &klen)
-        key = p
-        p += klen
-        if kind == KIND_VALUE:
-            p = get_varint32(p, limit, &vlen)
-            mem.add_raw(seq, kind, key, klen, p, vlen)
-            p += vlen
-        else:
-            mem.add_raw(seq, kind, key, klen, NULL, 0)
-        seq += 1
-    return <object>load_fixed64(base) + count - 1
+    cdef uint64_t seq = batch_sequence(base)
+    insert_records(mem, base, n, seq)
+    return <object>seq + count - 1
 
 
 def iterate_batch(const unsigned char[::1] rep not None):
@@ -268,20 +267,13 @@ def iterate_batch(const unsigned char[::1] rep not None):
     check_rep(base, n)
     cdef const unsigned char* limit = base + n
     cdef const unsigned char* p = base + BATCH_HEADER_BYTES
-    cdef const unsigned char* key
-    cdef uint32_t klen, vlen
-    cdef int kind
+    cdef BatchRecord r
     out = []
     while p < limit:
-        kind = p[0]
-        p = get_varint32(p + 1, limit, &klen)
-        key = p
-        p += klen
-        if kind == KIND_VALUE:
-            p = get_varint32(p, limit, &vlen)
-            out.append((kind, PyBytes_FromStringAndSize(<const char*>key, klen),
-                        PyBytes_FromStringAndSize(<const char*>p, vlen)))
-            p += vlen
-        else:
-            out.append((kind, PyBytes_FromStringAndSize(<const char*>key, klen), None))
+        p = get_batch_record(p, limit, &r)
+        if p == NULL:
+            raise_bad_record(&r, len(out))
+        out.append((r.kind, PyBytes_FromStringAndSize(<const char*>r.key, r.key_len),
+                    None if r.value == NULL
+                    else PyBytes_FromStringAndSize(<const char*>r.value, r.value_len)))
     return out

@@ -45,10 +45,10 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._log_record cimport LogFramer
 from kvcy._memtable cimport MemTable
-from kvcy._coding cimport get_varint32
-from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, put_batch_header,
-                                put_batch_record, record_bound, set_batch_sequence)
-from kvcy.errors import CorruptionError, OperationalError
+from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, insert_records,
+                                put_batch_header, put_batch_record, record_bound,
+                                set_batch_sequence)
+from kvcy.errors import OperationalError
 
 
 cdef inline bint check_sync(object sync) except -1:
@@ -452,42 +452,17 @@ cdef class WritePath:
 
     cdef int _insert(self, Writer* m) except -1:
         # Insert m's entries into the memtable at m.sequence onwards and count them.
-        cdef const unsigned char* p
-        cdef const unsigned char* limit
-        cdef const unsigned char* key
-        cdef uint32_t klen, vlen
-        cdef uint64_t seq = m.sequence
-        cdef int kind
-        cdef MemTable mem = self.mem
         if m.kind >= 0:
-            mem.add_raw(seq, m.kind, m.key, m.key_len, m.value, m.value_len)
+            self.mem.add_raw(m.sequence, m.kind, m.key, m.key_len, m.value, m.value_len)
             if m.kind == KIND_VALUE:
                 self.puts += 1
             else:
                 self.deletes += 1
         else:
             # The rep came from a WriteBatch, which checked it as it grew;
-            # the checks here only keep a bad rep from reading out of bounds.
-            p = m.rep + BATCH_HEADER_BYTES
-            limit = m.rep + m.rep_len
-            while p < limit:
-                kind = p[0]
-                p = get_varint32(p + 1, limit, &klen)
-                if p == NULL or klen > <size_t>(limit - p):
-                    raise CorruptionError("malformed write batch")
-                key = p
-                p += klen
-                if kind == KIND_VALUE:
-                    p = get_varint32(p, limit, &vlen)
-                    if p == NULL or vlen > <size_t>(limit - p):
-                        raise CorruptionError("malformed write batch")
-                    mem.add_raw(seq, kind, key, klen, p, vlen)
-                    p += vlen
-                elif kind == KIND_DELETE:
-                    mem.add_raw(seq, kind, key, klen, NULL, 0)
-                else:
-                    raise CorruptionError("malformed write batch: kind %d" % kind)
-                seq += 1
+            # insert_records checks each record only to keep a bad rep from
+            # reading out of bounds.
+            insert_records(self.mem, m.rep, m.rep_len, m.sequence)
             self.batches += 1
             self.batch_entries += m.count
         self.bytes_written += m.data_bytes
