@@ -1,20 +1,21 @@
 # cython: language_level=3, embedsignature=True
 """WriteBatch building, decoding, and applying a batch to a memtable.
 
-Limits (kvcy.options.MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_BATCH_BYTES) are
-checked as entries are added, so an oversized entry is refused before the
-batch ever reaches the WAL.  apply_batch() validates the whole rep before it
-inserts anything, so a damaged rep is never half applied.
+The byte grammar is coded once, in the inline helpers of _write_batch.pxd,
+which kvcy._write_path uses too.  Limits (kvcy.options.MAX_KEY_BYTES,
+MAX_VALUE_BYTES, MAX_BATCH_BYTES) are checked as entries are added, by
+check_entry (which the write path's one-entry fast path calls as well), so
+an oversized entry is refused before the batch ever reaches the WAL.
+apply_batch() validates the whole rep before it inserts anything, so a
+damaged rep is never half applied.
 """
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
-from kvcy._coding cimport (put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64,
-                           get_varint32, view_ptr)
+from kvcy._coding cimport view_ptr
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._memtable cimport MemTable
 from kvcy.errors import CorruptionError, DataError
@@ -23,8 +24,6 @@ from kvcy import options as _options
 cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
 cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
 cdef size_t MAX_BATCH = _options.MAX_BATCH_BYTES
-
-
 
 
 cdef inline bytes as_bytes(object obj, str what):
@@ -41,7 +40,9 @@ cdef inline bytes as_bytes(object obj, str what):
                     % (what, type(obj).__name__))
 
 
-cdef int check_entry(size_t key_len, size_t value_len) except -1:
+cdef int check_entry(int kind, size_t key_len, size_t value_len) except -1:
+    if kind != KIND_VALUE and kind != KIND_DELETE:
+        raise ValueError("unknown entry kind %d" % kind)
     if key_len > MAX_KEY:
         raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
                         % (key_len, MAX_KEY))
@@ -62,8 +63,7 @@ cdef class WriteBatch:
         self.size = BATCH_HEADER_BYTES
         self.count_ = 0
         self.data_bytes_ = 0
-        put_fixed64(self.buf, 0)
-        put_fixed32(self.buf + 8, 0)
+        put_batch_header(self.buf, 0, 0)
 
     def __dealloc__(self):
         free(self.buf)
@@ -89,23 +89,13 @@ cdef class WriteBatch:
     cdef int append_record(self, int kind, const unsigned char* key, size_t key_len,
                            const unsigned char* value, size_t value_len) except -1:
         cdef unsigned char* p
-        check_entry(key_len, value_len)
-        self.reserve(1 + 5 + key_len + 5 + value_len)
-        p = self.buf + self.size
-        p[0] = <unsigned char>kind
-        p = put_varint32(p + 1, <uint32_t>key_len)
-        if key_len:
-            memcpy(p, key, key_len)
-        p += key_len
-        if kind == KIND_VALUE:
-            p = put_varint32(p, <uint32_t>value_len)
-            if value_len:
-                memcpy(p, value, value_len)
-            p += value_len
+        check_entry(kind, key_len, value_len)
+        self.reserve(record_bound(key_len, value_len))
+        p = put_batch_record(self.buf + self.size, kind, key, key_len, value, value_len)
         self.size = p - self.buf
         self.count_ += 1
         self.data_bytes_ += key_len + value_len
-        put_fixed32(self.buf + 8, self.count_)
+        set_batch_count(self.buf, self.count_)
         return 0
 
     def put(self, key, value):
@@ -145,17 +135,16 @@ cdef class WriteBatch:
         self.size = BATCH_HEADER_BYTES
         self.count_ = 0
         self.data_bytes_ = 0
-        put_fixed64(self.buf, 0)
-        put_fixed32(self.buf + 8, 0)
+        put_batch_header(self.buf, 0, 0)
 
     def set_sequence(self, uint64_t sequence):
         if sequence > MAX_SEQUENCE:
             raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
-        put_fixed64(self.buf, sequence)
+        set_batch_sequence(self.buf, sequence)
 
     @property
     def sequence(self):
-        return load_fixed64(self.buf)
+        return batch_sequence(self.buf)
 
     @property
     def count(self):
@@ -186,71 +175,75 @@ def encode_single(uint64_t sequence, int kind, const unsigned char[::1] key not 
     cdef unsigned char small[512]
     cdef unsigned char* buf = small
     cdef unsigned char* p
-    cdef size_t cap = BATCH_HEADER_BYTES + 11 + klen + vlen
-    check_entry(klen, vlen)
+    cdef size_t cap = BATCH_HEADER_BYTES + record_bound(klen, vlen)
+    check_entry(kind, klen, vlen)
     if sequence > MAX_SEQUENCE:
         raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
-    if kind != KIND_VALUE and kind != KIND_DELETE:
-        raise ValueError("unknown entry kind %d" % kind)
     if cap > sizeof(small):
         buf = <unsigned char*>malloc(cap)
         if buf == NULL:
             raise MemoryError()
     try:
-        p = put_fixed64(buf, sequence)
-        p = put_fixed32(p, 1)
-        p[0] = <unsigned char>kind
-        p = put_varint32(p + 1, <uint32_t>klen)
-        if klen:
-            memcpy(p, &key[0], klen)
-        p += klen
-        if kind == KIND_VALUE:
-            p = put_varint32(p, <uint32_t>vlen)
-            if vlen:
-                memcpy(p, &value[0], vlen)
-            p += vlen
+        p = put_batch_header(buf, sequence, 1)
+        p = put_batch_record(p, kind, view_ptr(key), klen,
+                             view_ptr(value) if vlen else NULL, vlen)
         return PyBytes_FromStringAndSize(<const char*>buf, p - buf)
     finally:
         if buf != small:
             free(buf)
 
 
+cdef int raise_bad_record(const BatchRecord* r, uint32_t index) except -1:
+    # The boundary where get_batch_record's sentinel becomes CorruptionError.
+    if r.problem == RECORD_BAD_KEY:
+        raise CorruptionError("write batch record %d: bad key length" % index)
+    if r.problem == RECORD_BAD_VALUE:
+        raise CorruptionError("write batch record %d: bad value length" % index)
+    raise CorruptionError("write batch record %d: unknown kind %d" % (index, r.kind))
+
+
 cdef Py_ssize_t check_rep(const unsigned char* base, size_t n) except -1:
     # Validate a rep; returns the entry count or raises CorruptionError.
     cdef const unsigned char* p
     cdef const unsigned char* limit = base + n
-    cdef uint32_t count, found = 0, klen, vlen
-    cdef int kind
+    cdef uint32_t count, found = 0
+    cdef BatchRecord r
     if n < BATCH_HEADER_BYTES:
         raise CorruptionError("write batch of %d bytes is shorter than its 12-byte header" % n)
-    count = load_fixed32(base + 8)
+    count = batch_count(base)
     p = base + BATCH_HEADER_BYTES
     while p < limit:
-        kind = p[0]
-        p = get_varint32(p + 1, limit, &klen)
-        if p == NULL or klen > <size_t>(limit - p):
-            raise CorruptionError("write batch record %d: bad key length" % found)
-        p += klen
-        if kind == KIND_VALUE:
-            p = get_varint32(p, limit, &vlen)
-            if p == NULL or vlen > <size_t>(limit - p):
-                raise CorruptionError("write batch record %d: bad value length" % found)
-            p += vlen
-        elif kind != KIND_DELETE:
-            raise CorruptionError("write batch record %d: unknown kind %d" % (found, kind))
+        p = get_batch_record(p, limit, &r)
+        if p == NULL:
+            raise_bad_record(&r, found)
         found += 1
     if found != count:
         raise CorruptionError("write batch header says %d records, found %d" % (count, found))
-    if count and load_fixed64(base) > MAX_SEQUENCE - (count - 1):
+    if count and batch_sequence(base) > MAX_SEQUENCE - (count - 1):
         raise CorruptionError("write batch sequence numbers exceed the 56-bit maximum")
     return count
 
 
+cdef int insert_records(MemTable mem, const unsigned char* rep, size_t rep_len,
+                        uint64_t sequence) except -1:
+    cdef const unsigned char* p = rep + BATCH_HEADER_BYTES
+    cdef const unsigned char* limit = rep + rep_len
+    cdef uint32_t index = 0
+    cdef BatchRecord r
+    while p < limit:
+        p = get_batch_record(p, limit, &r)
+        if p == NULL:
+            raise_bad_record(&r, index)
+        mem.add_raw(sequence + index, r.kind, r.key, r.key_len, r.value, r.value_len)
+        index += 1
+    return 0
+
+
 def batch_header(const unsigned char[::1] rep not None):
     """(sequence, count) of a rep, validating the whole rep first."""
-    cdef size_t n = rep.shape[0]
-    cdef Py_ssize_t count = check_rep(view_ptr(rep), n)
-    return load_fixed64(&rep[0]), count
+    cdef const unsigned char* base = view_ptr(rep)
+    cdef Py_ssize_t count = check_rep(base, rep.shape[0])
+    return batch_sequence(base), count
 
 
 def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
@@ -262,25 +255,9 @@ def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
     cdef size_t n = rep.shape[0]
     cdef const unsigned char* base = view_ptr(rep)
     cdef Py_ssize_t count = check_rep(base, n)
-    cdef const unsigned char* limit = base + n
-    cdef const unsigned char* p = base + BATCH_HEADER_BYTES
-    cdef const unsigned char* key
-    cdef uint64_t seq = load_fixed64(base)
-    cdef uint32_t klen, vlen
-    cdef int kind
-    while p < limit:
-        kind = p[0]
-        p = get_varint32(p + 1, limit, &klen)
-        key = p
-        p += klen
-        if kind == KIND_VALUE:
-            p = get_varint32(p, limit, &vlen)
-            mem.add_raw(seq, kind, key, klen, p, vlen)
-            p += vlen
-        else:
-            mem.add_raw(seq, kind, key, klen, NULL, 0)
-        seq += 1
-    return <object>load_fixed64(base) + count - 1
+    cdef uint64_t seq = batch_sequence(base)
+    insert_records(mem, base, n, seq)
+    return <object>seq + count - 1
 
 
 def iterate_batch(const unsigned char[::1] rep not None):
@@ -290,20 +267,13 @@ def iterate_batch(const unsigned char[::1] rep not None):
     check_rep(base, n)
     cdef const unsigned char* limit = base + n
     cdef const unsigned char* p = base + BATCH_HEADER_BYTES
-    cdef const unsigned char* key
-    cdef uint32_t klen, vlen
-    cdef int kind
+    cdef BatchRecord r
     out = []
     while p < limit:
-        kind = p[0]
-        p = get_varint32(p + 1, limit, &klen)
-        key = p
-        p += klen
-        if kind == KIND_VALUE:
-            p = get_varint32(p, limit, &vlen)
-            out.append((kind, PyBytes_FromStringAndSize(<const char*>key, klen),
-                        PyBytes_FromStringAndSize(<const char*>p, vlen)))
-            p += vlen
-        else:
-            out.append((kind, PyBytes_FromStringAndSize(<const char*>key, klen), None))
+        p = get_batch_record(p, limit, &r)
+        if p == NULL:
+            raise_bad_record(&r, len(out))
+        out.append((r.kind, PyBytes_FromStringAndSize(<const char*>r.key, r.key_len),
+                    None if r.value == NULL
+                    else PyBytes_FromStringAndSize(<const char*>r.value, r.value_len)))
     return out

@@ -18,7 +18,7 @@ cdef enum:
 # group), so the leader may read and write it while the writer waits.
 cdef struct Writer:
     Writer* next                     # next in the queue (guarded by queue_lock)
-    unsigned char* rep               # the batch rep; the leader writes the sequence into bytes 0..7
+    unsigned char* rep               # the batch rep; the leader stamps its sequence (set_batch_sequence)
     size_t rep_len                   # bytes in rep
     uint32_t count                   # entries (0: an empty batch, a sync barrier at most)
     int kind                         # KIND_VALUE / KIND_DELETE: one entry at key/value; -1: a batch

@@ -42,16 +42,13 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
                                PyThread_acquire_lock, PyThread_release_lock,
                                NOWAIT_LOCK, WAIT_LOCK)
 
-from kvcy._coding cimport put_fixed32, put_fixed64, put_varint32, get_varint32
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._log_record cimport LogFramer
 from kvcy._memtable cimport MemTable
-from kvcy._write_batch cimport WriteBatch, BATCH_HEADER_BYTES
-from kvcy.errors import CorruptionError, DataError, OperationalError
-from kvcy import options as _options
-
-cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
-cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
+from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, insert_records,
+                                put_batch_header, put_batch_record, record_bound,
+                                set_batch_sequence)
+from kvcy.errors import OperationalError
 
 
 cdef inline bint check_sync(object sync) except -1:
@@ -403,7 +400,7 @@ cdef class WritePath:
             m = leader
             while True:
                 if m.count:
-                    put_fixed64(m.rep, m.sequence)
+                    set_batch_sequence(m.rep, m.sequence)
                     piece = self.framer.frame_raw(m.rep, m.rep_len)
                     records += 1
                     if framed is None:
@@ -455,42 +452,17 @@ cdef class WritePath:
 
     cdef int _insert(self, Writer* m) except -1:
         # Insert m's entries into the memtable at m.sequence onwards and count them.
-        cdef const unsigned char* p
-        cdef const unsigned char* limit
-        cdef const unsigned char* key
-        cdef uint32_t klen, vlen
-        cdef uint64_t seq = m.sequence
-        cdef int kind
-        cdef MemTable mem = self.mem
         if m.kind >= 0:
-            mem.add_raw(seq, m.kind, m.key, m.key_len, m.value, m.value_len)
+            self.mem.add_raw(m.sequence, m.kind, m.key, m.key_len, m.value, m.value_len)
             if m.kind == KIND_VALUE:
                 self.puts += 1
             else:
                 self.deletes += 1
         else:
             # The rep came from a WriteBatch, which checked it as it grew;
-            # the checks here only keep a bad rep from reading out of bounds.
-            p = m.rep + BATCH_HEADER_BYTES
-            limit = m.rep + m.rep_len
-            while p < limit:
-                kind = p[0]
-                p = get_varint32(p + 1, limit, &klen)
-                if p == NULL or klen > <size_t>(limit - p):
-                    raise CorruptionError("malformed write batch")
-                key = p
-                p += klen
-                if kind == KIND_VALUE:
-                    p = get_varint32(p, limit, &vlen)
-                    if p == NULL or vlen > <size_t>(limit - p):
-                        raise CorruptionError("malformed write batch")
-                    mem.add_raw(seq, kind, key, klen, p, vlen)
-                    p += vlen
-                elif kind == KIND_DELETE:
-                    mem.add_raw(seq, kind, key, klen, NULL, 0)
-                else:
-                    raise CorruptionError("malformed write batch: kind %d" % kind)
-                seq += 1
+            # insert_records checks each record only to keep a bad rep from
+            # reading out of bounds.
+            insert_records(self.mem, m.rep, m.rep_len, m.sequence)
             self.batches += 1
             self.batch_entries += m.count
         self.bytes_written += m.data_bytes
@@ -515,34 +487,16 @@ cdef class WritePath:
                 raise TypeError("a put needs a value")
             vlen = PyBytes_GET_SIZE(value)
             vp = <const unsigned char*>PyBytes_AS_STRING(value)
-        elif kind != KIND_DELETE:
-            raise ValueError("unknown entry kind %d" % kind)
-        if klen > MAX_KEY:
-            raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
-                            % (klen, MAX_KEY))
-        if vlen > MAX_VALUE:
-            raise DataError("value of %d bytes exceeds the limit of %d bytes (MAX_VALUE_BYTES)"
-                            % (vlen, MAX_VALUE))
-        cap = 12 + 11 + klen + vlen
+        check_entry(kind, klen, vlen)
+        cap = BATCH_HEADER_BYTES + record_bound(klen, vlen)
         if cap > sizeof(small):
             buf = <unsigned char*>malloc(cap)
             if buf == NULL:
                 raise MemoryError()
         try:
-            # The batch rep: sequence (the leader fills it in), count 1, one
-            # record (see _write_batch.pxd).
-            p = put_fixed64(buf, 0)
-            p = put_fixed32(p, 1)
-            p[0] = <unsigned char>kind
-            p = put_varint32(p + 1, <uint32_t>klen)
-            if klen:
-                memcpy(p, kp, klen)
-            p += klen
-            if kind == KIND_VALUE:
-                p = put_varint32(p, <uint32_t>vlen)
-                if vlen:
-                    memcpy(p, vp, vlen)
-                p += vlen
+            # A one-entry batch rep; the leader fills in the sequence.
+            p = put_batch_header(buf, 0, 1)
+            p = put_batch_record(p, kind, kp, klen, vp, vlen)
             init_writer(&w, do_sync)
             w.rep = buf
             w.rep_len = p - buf
