@@ -13,13 +13,19 @@ random bytes twice), as bench/peers.py.  Setup is never timed.
   Every timed call does the same amount of work whatever the size:
   GETS gets, SCAN_PAIRS pairs scanned, SEEKS seeks of SEEK_NEXTS pairs.
 - Writes: put and put_many (1,000-pair batches) of `size` keys in random
-  order into a new, empty database; each sample gets its own database.
+  order into a new, empty database, put in key order (fillseq), and, on a
+  database filled with those keys in setup, overwrite (new values) and
+  delete of every key in random order; each sample gets its own database.
+- SyncWrites: SYNC_PUTS puts with sync=True from 1, 2, 4 and 8 threads
+  sharing one new database (group commit), and track_wal_syncs: the fsyncs
+  those puts made (fewer than the puts once groups form).
 """
 import itertools
 import os
 import random
 import shutil
 import tempfile
+import threading
 
 import kvcy
 
@@ -30,6 +36,7 @@ SCAN_PAIRS = 10_000
 SEEKS = 1_000
 SEEK_NEXTS = 10
 BATCH_PAIRS = 1_000
+SYNC_PUTS = 2_000
 SEED = 301
 
 
@@ -121,10 +128,16 @@ class Writes:
         keys, values = _keys(size), _values(rng, size)
         order = list(range(size))
         rng.shuffle(order)
+        self.sorted_pairs = list(zip(keys, values))
         self.pairs = [(keys[i], values[i]) for i in order]
         self.batches = [self.pairs[i:i + BATCH_PAIRS] for i in range(0, size, BATCH_PAIRS)]
         self.tmp = tempfile.mkdtemp(prefix="kvcy-asv-")
         self.conn = kvcy.connect(os.path.join(self.tmp, "db"))
+        self.new_values = [v[::-1] for _, v in self.pairs]
+
+    def _fill(self):
+        for batch in self.batches:
+            self.conn.put_many(batch)
 
     def teardown(self, size):
         self.conn.close()
@@ -139,3 +152,67 @@ class Writes:
         put_many = self.conn.put_many
         for batch in self.batches:
             put_many(batch)
+
+    def time_put_sequential(self, size):
+        put = self.conn.put
+        for k, v in self.sorted_pairs:
+            put(k, v)
+
+    def setup_filled(self, size):
+        self.setup(size)
+        self._fill()
+
+    def time_overwrite(self, size):
+        put = self.conn.put
+        for (k, _), v in zip(self.pairs, self.new_values):
+            put(k, v)
+    time_overwrite.setup = setup_filled
+
+    def time_delete(self, size):
+        delete = self.conn.delete
+        for k, _ in self.pairs:
+            delete(k)
+    time_delete.setup = setup_filled
+
+
+class SyncWrites:
+    """sync=True puts from several threads: what group commit is for."""
+    params = [1, 2, 4, 8]
+    param_names = ["threads"]
+    timeout = 120
+    number = 1
+    repeat = (1, 5, 30.0)
+    warmup_time = 0
+
+    def setup(self, threads):
+        self.tmp = tempfile.mkdtemp(prefix="kvcy-asv-")
+        self.conn = kvcy.connect(os.path.join(self.tmp, "db"))
+        value = b"v" * 100
+        per = SYNC_PUTS // threads
+        self.work = [[(b"t%02d-%08d" % (t, i), value) for i in range(per)]
+                     for t in range(threads)]
+
+    def teardown(self, threads):
+        self.conn.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _run(self):
+        put = self.conn.put
+
+        def writer(pairs):
+            for k, v in pairs:
+                put(k, v, sync=True)
+        workers = [threading.Thread(target=writer, args=(w,)) for w in self.work]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
+    def time_sync_puts(self, threads):
+        self._run()
+
+    def track_wal_syncs(self, threads):
+        before = self.conn.stats()["wal_syncs"]
+        self._run()
+        return self.conn.stats()["wal_syncs"] - before
+    track_wal_syncs.unit = "fsyncs"
