@@ -58,6 +58,8 @@ cdef class WritePath:
     cdef public bint slowdown        # level 0 is deep: every write calls make_room
     cdef public object make_room     # engine callback, run with the lock held, when the memtable is full
     cdef public object check_state   # engine callback raising the right error when not writable
+    cdef public bint usable          # False once the connection closed (or forked): put() raises
+    cdef public str unusable_message # the ProgrammingError's text then
     # counters (read by Stats)
     cdef public unsigned long long puts, deletes, batches, batch_entries
     cdef public unsigned long long wal_records, wal_bytes, wal_syncs, bytes_written
@@ -69,6 +71,7 @@ cdef class WritePath:
     cdef void queue_acquire(self) noexcept
     cdef int _ready(self) except -1
     cdef int _commit(self, Writer* w) except -1
+    cdef int _write_one(self, int kind, bytes key, bytes value, object sync) except -1
     cdef int _enqueue(self, Writer* w) except -1
     cdef int _lead(self, Writer* w) except -1
     cdef void _gather(self, int target) noexcept

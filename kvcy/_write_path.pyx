@@ -48,7 +48,8 @@ from kvcy._memtable cimport MemTable
 from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, insert_records,
                                 put_batch_header, put_batch_record, record_bound,
                                 set_batch_sequence)
-from kvcy.errors import OperationalError
+from kvcy.dbformat import as_user_bytes
+from kvcy.errors import OperationalError, ProgrammingError
 
 
 cdef inline bint check_sync(object sync) except -1:
@@ -119,6 +120,8 @@ cdef class WritePath:
         self.wake_spare = 0
         self.error = None
         self.closed = False
+        self.usable = True
+        self.unusable_message = "cannot operate on a closed database"
 
     def __dealloc__(self):
         cdef int i
@@ -470,8 +473,31 @@ cdef class WritePath:
 
     # -- entry points --------------------------------------------------------
 
+    def put(self, key, value, *, sync=None):
+        """Connection.put itself (one call from Python into C): store value
+        under key; sync=True fsyncs before returning.  Raises
+        ProgrammingError once the connection is closed or forked."""
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
+        if type(key) is not bytes:
+            key = as_user_bytes(key, "key")
+        if type(value) is not bytes:
+            value = as_user_bytes(value, "value")
+        self._write_one(KIND_VALUE, key, value, sync)
+
+    def delete(self, key, *, sync=None):
+        """Connection.delete itself: remove key (a no-op when it is absent)."""
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
+        if type(key) is not bytes:
+            key = as_user_bytes(key, "key")
+        self._write_one(KIND_DELETE, key, None, sync)
+
     def write_one(self, int kind, bytes key not None, bytes value, sync=None):
         """Put (KIND_VALUE) or delete (KIND_DELETE) one key as a one-entry batch."""
+        self._write_one(kind, key, value, sync)
+
+    cdef int _write_one(self, int kind, bytes key, bytes value, object sync) except -1:
         cdef size_t klen = PyBytes_GET_SIZE(key)
         cdef size_t vlen = 0
         cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
@@ -511,6 +537,7 @@ cdef class WritePath:
         finally:
             if buf != small:
                 free(buf)
+        return 0
 
     def write_batch(self, WriteBatch batch not None, sync=None):
         """Apply batch atomically: one WAL record, then every entry in the memtable."""

@@ -39,8 +39,9 @@ def _after_fork_in_child():
     for conn in list(_live):
         conn._usable = False
         conn._forked = True
-        conn._engine.reader.usable = False
-        conn._engine.reader.unusable_message = _forked_message(conn._pid)
+        for path in (conn._engine.reader, conn._engine.writer):
+            path.usable = False
+            path.unusable_message = _forked_message(conn._pid)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -64,6 +65,9 @@ class Connection:
             # (A read-only connection keeps the method, which refreshes and
             # retries when the writer deleted a table it still listed.)
             self.get = self._engine.reader.lookup
+            # Likewise put() and delete() are the C write path's own methods.
+            self.put = self._engine.writer.put
+            self.delete = self._engine.writer.delete
         self._usable = True
         _live.add(self)
 
@@ -245,6 +249,7 @@ class Connection:
         self._usable = False
         if self._engine is not None:
             self._engine.reader.usable = False     # the C get() checks this flag
+            self._engine.writer.usable = False     # and the C put() and delete() this one
         for child in list(self._children):
             try:
                 child.close()

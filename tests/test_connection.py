@@ -485,6 +485,17 @@ def test_unknown_option_raises_programming_error_naming_it(db_path):
     assert not db_path.exists()      # options are checked before anything is created
 
 
+def test_every_call_after_close_raises_programming_error(db_path):
+    conn = kvcy.connect(db_path)
+    conn.put(b"k", b"v")
+    conn.close()
+    for call in (lambda: conn.get(b"k"), lambda: conn.put(b"k", b"v"),
+                 lambda: conn.delete(b"k"), lambda: conn.put_many([(b"k", b"v")]),
+                 lambda: conn.get_many([b"k"]), lambda: conn.scan()):
+        with pytest.raises(ProgrammingError, match="closed"):
+            call()
+
+
 def test_use_after_fork_in_child_raises(db_path):
     conn = kvcy.connect(db_path)
     try:
@@ -498,12 +509,14 @@ def test_use_after_fork_in_child_raises(db_path):
                     status = 1
                 except ProgrammingError as exc:
                     status = 2 if "fork" in str(exc) else 3
-                if status == 2:
-                    try:
-                        conn.put(b"k", b"child")
-                        status = 4
-                    except ProgrammingError:
-                        pass
+                for write in (lambda: conn.put(b"k", b"child"), lambda: conn.delete(b"k")):
+                    if status == 2:
+                        try:
+                            write()
+                            status = 4
+                        except ProgrammingError as exc:
+                            if "fork" not in str(exc):
+                                status = 6
                 if status == 2:
                     conn.close()      # must not release the parent's lock
                     status = 0
