@@ -48,6 +48,8 @@ cdef class WritePath:
     cdef LogFramer framer            # framing state of the current WAL
     cdef object append               # the current WAL file's append(bytes)
     cdef object sync_file            # the current WAL file's sync()
+    cdef object log_file             # the current WAL file (an env WritableFile)
+    cdef int log_fd                  # its descriptor, written directly; -1: use append()
     cdef public MemTable mem         # the mutable memtable
     cdef public uint64_t last_sequence   # last sequence published to readers
     cdef public object error         # latched write error (None when healthy)
@@ -72,6 +74,7 @@ cdef class WritePath:
     cdef int _ready(self) except -1
     cdef int _commit(self, Writer* w) except -1
     cdef int _write_one(self, int kind, bytes key, bytes value, object sync) except -1
+    cdef int _append_log(self, bytes data) except -1
     cdef int _enqueue(self, Writer* w) except -1
     cdef int _lead(self, Writer* w) except -1
     cdef void _gather(self, int target) noexcept

@@ -392,6 +392,37 @@ def test_failure_fails_every_member_and_later_writes(db_path, op):
             assert all(m in (None, b"m") for m in members)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("size", [100, 200_000])     # below and above the GIL-release size
+def test_wal_written_through_its_descriptor_reports_a_full_disk(db_path, size):
+    # The WAL of a PosixEnv file is written with write(2) from C; a failure
+    # there must surface as WritableFile.append's would, and be latched.
+    conn = kvcy.connect(db_path, **BIG_MEMTABLE)
+    try:
+        conn.put(b"before", b"1")
+        log = conn._engine.log.file
+        wal_size = log.size
+        assert wal_size == os.path.getsize(log.path)     # C writes keep size exact
+        saved = os.dup(log.fileno())
+        full = os.open("/dev/full", os.O_WRONLY)
+        os.dup2(full, log.fileno())
+        os.close(full)
+        try:
+            with pytest.raises(OperationalError) as info:
+                conn.put(b"k", b"v" * size)
+        finally:
+            os.dup2(saved, log.fileno())
+            os.close(saved)
+        assert log.path in str(info.value) and "ENOSPC" in str(info.value)
+        with pytest.raises(OperationalError):
+            conn.put(b"later", b"2")                 # latched until reopen
+        assert conn.get(b"before") == b"1" and conn.get(b"k") is None
+    finally:
+        conn.close()
+    with kvcy.connect(db_path) as conn:
+        assert conn.get(b"before") == b"1" and conn.get(b"k") is None
+
+
 def test_close_while_writers_are_queued(db_path):
     conn = kvcy.connect(db_path, sync=True)
     acked = {}
