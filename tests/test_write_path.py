@@ -393,7 +393,7 @@ def test_failure_fails_every_member_and_later_writes(db_path, op):
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-@pytest.mark.parametrize("size", [100, 200_000])     # below and above the GIL-release size
+@pytest.mark.parametrize("size", [100, 200_000])
 def test_wal_written_through_its_descriptor_reports_a_full_disk(db_path, size):
     # The WAL of a PosixEnv file is written with write(2) from C; a failure
     # there must surface as WritableFile.append's would, and be latched.
