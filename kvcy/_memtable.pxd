@@ -10,6 +10,11 @@ from kvcy._arena cimport Arena
 from kvcy._iterator cimport InternalIterator
 from kvcy._skiplist cimport SkipList, SkipNode
 
+# Newest entry of key with sequence <= `sequence` in the memtable whose
+# skiplist has this head and height, or NULL; needs no GIL (see _skiplist.pxd).
+cdef SkipNode* memtable_find(SkipNode* head, const int* height, const unsigned char* key,
+                             size_t key_len, uint64_t sequence) noexcept nogil
+
 cdef class MemTable:
     cdef Arena arena             # owns every entry
     cdef SkipList table          # ordered index of entries

@@ -18,11 +18,19 @@ from kvcy._coding cimport load_fixed64, view_ptr
 from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
 from kvcy._iterator cimport InternalIterator
-from kvcy._skiplist cimport SkipList, SkipNode, node_value
+from kvcy._skiplist cimport SkipList, SkipNode, node_value, next_node, skiplist_seek
 from kvcy.dbformat import DELETED
 from kvcy.errors import CorruptionError
 
 
+
+
+cdef SkipNode* memtable_find(SkipNode* head, const int* height, const unsigned char* key,
+                             size_t key_len, uint64_t sequence) noexcept nogil:
+    cdef SkipNode* n = skiplist_seek(head, height, key, key_len, pack_tag(sequence, KIND_FOR_SEEK))
+    if n != NULL and compare_user_keys(n.key, n.key_len, key, key_len) == 0:
+        return n
+    return NULL
 
 
 cdef class MemTable:
@@ -48,10 +56,7 @@ cdef class MemTable:
     cdef SkipNode* lookup(self, const unsigned char* key, size_t key_len,
                           uint64_t sequence) noexcept:
         # Newest entry of key with sequence <= `sequence`, or NULL.
-        cdef SkipNode* n = self.table.seek(key, key_len, pack_tag(sequence, KIND_FOR_SEEK), NULL)
-        if n != NULL and compare_user_keys(n.key, n.key_len, key, key_len) == 0:
-            return n
-        return NULL
+        return memtable_find(self.table.head, &self.table.height, key, key_len, sequence)
 
     def add(self, uint64_t sequence, int kind, const unsigned char[::1] key not None,
             const unsigned char[::1] value=None):
@@ -149,7 +154,7 @@ cdef class MemTableIterator(InternalIterator):
     cdef int c_next(self) except -1:
         if self.node == NULL:
             raise ValueError("next() on an invalid iterator")
-        self.node = self.node.next[0]
+        self.node = next_node(self.node, 0)
         return 0
 
     cdef int c_prev(self) except -1:

@@ -2,6 +2,7 @@
 # ReadPath: point reads of the engine in C, the twin of _write_path.  See
 # kvcy/_read_path.pyx.
 from libc.stdint cimport uint64_t
+from kvcy._skiplist cimport SkipNode
 from kvcy._table cimport TableReader, Found, ReadError
 from kvcy._write_path cimport WritePath
 
@@ -15,8 +16,15 @@ cdef struct FileSlot:
     bint needs_gil                   # the table reads through a Python file object
 
 
+# A memtable's skiplist as the search without the GIL reads it.
+cdef struct MemRef:
+    SkipNode* head
+    const int* height
+
 cdef class ReadState:
     cdef readonly tuple mems         # the mutable memtable, then immutable ones newest first
+    cdef MemRef* memrefs             # their skiplists (alive as long as mems holds them)
+    cdef Py_ssize_t num_mems
     cdef readonly object version     # the Version whose files the slots describe
     cdef list metas                  # FileMetaData per slot
     cdef list keys                   # the key bytes the slots point into

@@ -14,12 +14,12 @@ sequence (the writer's last_sequence) only after the state, so every
 compaction installed in that Version started earlier and kept every entry
 visible at that sequence.
 
-Memtables are read with the GIL (the skiplist's readers rely on it).  The
-table part is C: for each candidate table the bloom probe, index
-search, block cache, pread, CRC32C, decompression and block search are C
-(kvcy._table.table_lookup).  Only the returned value is made with the GIL
-held: the whole table search, cached blocks included, runs in parallel
-with other threads.  (Searching cached blocks with the GIL held and
+The whole search runs in C without the GIL, released once per get: the
+memtables (the skiplist's readers need no lock: kvcy/_skiplist.pxd), then
+for each candidate table the bloom probe, index search, block cache,
+pread, CRC32C, decompression and block search (kvcy._table.table_lookup).
+Only the returned value is made with the GIL held, so gets from several
+threads run in parallel from the memtable to the block search.  (Searching cached blocks with the GIL held and
 releasing it only for block reads was tried: it saves a GIL release per
 get, but measured 1.0-1.2x one thread's rate with 2 and 4 threads, against
 1.8-2.5x when the whole search runs without the GIL.)  The search stops and takes the GIL back only to open a table (the
@@ -38,7 +38,7 @@ from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport uint64_t
 
 from kvcy._dbformat cimport KIND_DELETE, MAX_SEQUENCE, compare_user_keys
-from kvcy._memtable cimport MemTable
+from kvcy._memtable cimport MemTable, memtable_find
 from kvcy._skiplist cimport SkipNode, node_value
 from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
                           found_value)
@@ -69,10 +69,17 @@ cdef class ReadState:
         cdef int level
         cdef FileSlot* s
         self.mems = tuple(mems)
-        for mem in self.mems:
+        self.num_mems = len(self.mems)
+        self.memrefs = <MemRef*>PyMem_Malloc(sizeof(MemRef) * (self.num_mems or 1))
+        if self.memrefs == NULL:
+            raise MemoryError()
+        for i, mem in enumerate(self.mems):
             if not isinstance(mem, MemTable):
                 raise TypeError("memtables must be kvcy._memtable.MemTable, not %s"
                                 % type(mem).__name__)
+            self.memrefs[i].head = (<MemTable>mem).table.head
+            self.memrefs[i].height = &(<MemTable>mem).table.height
+        i = 0
         self.version = version
         self.find_table = find_table
         files = version.files
@@ -108,6 +115,7 @@ cdef class ReadState:
         self.level_start[self.num_levels] = i
 
     def __dealloc__(self):
+        PyMem_Free(self.memrefs)
         PyMem_Free(self.slots)
         PyMem_Free(self.level_start)
 
@@ -202,17 +210,33 @@ cdef class ReadState:
         cdef int level = 0, r
         cdef Py_ssize_t index = 0
         cdef Table table
-        for mem in self.mems:
-            n = (<MemTable>mem).lookup(key, klen, sequence)
-            if n != NULL:
-                return memtable_answer(n)
-        if self.num_slots == 0:
-            return None
+        cdef Py_ssize_t j
+        cdef bint first = True
         err.code = READ_OK
+        n = NULL
         while True:
             with nogil:
-                r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
+                if first:
+                    # The memtables, then the tables: one GIL release per get.
+                    for j in range(self.num_mems):
+                        n = memtable_find(self.memrefs[j].head, self.memrefs[j].height,
+                                          key, klen, sequence)
+                        if n != NULL:
+                            break
+                    r = 0
+                    found.kind = -1
+                    if n == NULL and self.num_slots:
+                        r = self.search(key, klen, sequence, &level, &index, all_gil, &found,
+                                        &err)
+                else:
+                    r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
+            if first:
+                first = False
+                if n != NULL:
+                    return memtable_answer(n)
             if r == 0:
+                if found.kind < 0:
+                    return None
                 value = found_value(&found)
                 return None if value is DELETED else value
             table = self.open_slot(index)

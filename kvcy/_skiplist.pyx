@@ -19,6 +19,21 @@ cdef inline int node_compare(const SkipNode* n, const unsigned char* key, size_t
     return compare_internal(n.key, n.key_len, n.tag, key, key_len, tag)
 
 
+cdef SkipNode* skiplist_seek(SkipNode* head, const int* height, const unsigned char* key,
+                             size_t key_len, uint64_t tag) noexcept nogil:
+    cdef SkipNode* x = head
+    cdef SkipNode* nxt
+    cdef int level = load_relaxed_int(height) - 1
+    while True:
+        nxt = next_node(x, level)
+        if nxt != NULL and node_compare(nxt, key, key_len, tag) < 0:
+            x = nxt
+        elif level == 0:
+            return nxt
+        else:
+            level -= 1
+
+
 cdef class SkipList:
     def __cinit__(self, Arena arena):
         cdef int i
@@ -57,7 +72,7 @@ cdef class SkipList:
         cdef SkipNode* nxt
         cdef int level = self.height - 1
         while True:
-            nxt = x.next[level]
+            nxt = next_node(x, level)
             if nxt != NULL and node_compare(nxt, key, key_len, tag) < 0:
                 x = nxt
             else:
@@ -74,7 +89,7 @@ cdef class SkipList:
         cdef SkipNode* nxt
         cdef int level = self.height - 1
         while True:
-            nxt = x.next[level]
+            nxt = next_node(x, level)
             if nxt != NULL and node_compare(nxt, key, key_len, tag) < 0:
                 x = nxt
             else:
@@ -87,7 +102,7 @@ cdef class SkipList:
         cdef SkipNode* nxt
         cdef int level = self.height - 1
         while True:
-            nxt = x.next[level]
+            nxt = next_node(x, level)
             if nxt != NULL:
                 x = nxt
             else:
@@ -96,7 +111,7 @@ cdef class SkipList:
                 level -= 1
 
     cdef SkipNode* first(self) noexcept:
-        return self.head.next[0]
+        return next_node(self.head, 0)
 
     cdef SkipNode* insert(self, const unsigned char* key, size_t key_len, uint64_t tag,
                           const unsigned char* value, size_t value_len) except NULL:
@@ -110,7 +125,7 @@ cdef class SkipList:
         if height > self.height:
             for i in range(self.height, height):
                 prev[i] = self.head
-            self.height = height
+            store_relaxed_int(&self.height, height)
         node_bytes = sizeof(SkipNode) + (height - 1) * sizeof(SkipNode*)
         node = <SkipNode*>self.arena.allocate_aligned(node_bytes + key_len + 8 + value_len)
         data = (<unsigned char*>node) + node_bytes
@@ -125,7 +140,8 @@ cdef class SkipList:
         node.tag = tag
         node.height = height
         for i in range(height):
+            # The node is private until the release store publishes it.
             node.next[i] = prev[i].next[i]
-            prev[i].next[i] = node
+            store_release(<void**>&prev[i].next[i], <void*>node)
         self.count += 1
         return node

@@ -804,3 +804,69 @@ def test_reads_after_close_raise_programming_error(tmp_path):
     conn.close()                                          # idempotent
     with pytest.raises(ProgrammingError):
         conn.get(b"key00001")
+
+
+# -- (f) the memtable searched without the GIL while the writer inserts ----------------------
+
+def test_gets_without_the_gil_while_the_writer_inserts_into_the_memtable(tmp_path):
+    # Readers search the mutable memtable without the GIL while the writer
+    # links new nodes into it (release stores, acquire loads): an
+    # acknowledged key must always be found with its value, any other key
+    # found whole or not at all.  One memtable: nothing is flushed.
+    n = 60_000
+    rng = random.Random(11)
+    order = list(range(n))
+    rng.shuffle(order)                    # inserts land all over the list
+    keys = [b"mt%07d" % i for i in range(n)]
+    value = [b"v%07d-" % i * (1 + i % 7) for i in range(n)]
+    acked = [0]                           # order[:acked[0]] are acknowledged
+    done = threading.Event()
+    errors = []
+    checks = [0, 0, 0]
+    conn = kvcy.connect(str(tmp_path / "db"), memtable_max_bytes=64 << 20)
+
+    def writer():
+        try:
+            for j, i in enumerate(order):
+                conn.put(keys[i], value[i])
+                acked[0] = j + 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    def reader(r):
+        rr = random.Random(r)
+        try:
+            while not done.is_set():
+                upto = acked[0]
+                if upto:
+                    i = order[rr.randrange(upto)]
+                    got = conn.get(keys[i])
+                    assert got == value[i], (i, got)
+                i = rr.randrange(n)
+                got = conn.get(keys[i])
+                assert got is None or got == value[i], (i, got)
+                checks[r] += 1
+        except BaseException as exc:
+            errors.append(exc)
+            done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        threads = [threading.Thread(target=reader, args=(r,)) for r in range(3)]
+        threads.append(threading.Thread(target=writer))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads), "a thread hung"
+        if errors:
+            raise errors[0]
+        assert min(checks) > 100, checks
+        assert conn.stats()["flushes"] == 0
+        assert conn.get_many(keys[:100]) == value[:100]
+    finally:
+        sys.setswitchinterval(old)
+        conn.close()
