@@ -111,10 +111,13 @@ cdef class BloomFilterBuilder:
         bits = nbytes * 8
         out = PyBytes_FromStringAndSize(NULL, nbytes + 1)
         array = <unsigned char*>PyBytes_AS_STRING(out)
-        memset(array, 0, nbytes)
-        array[nbytes] = <unsigned char>self.k
-        for i in range(self.count_):
-            _set_probes(array, bits, self.hashes[i], self.k)
+        # A table's filter takes a few probes per key: without the GIL, so a
+        # flush or compaction finishing a table does not hold up the writers.
+        with nogil:
+            memset(array, 0, nbytes)
+            array[nbytes] = <unsigned char>self.k
+            for i in range(self.count_):
+                _set_probes(array, bits, self.hashes[i], self.k)
         self.count_ = 0
         return out
 

@@ -396,7 +396,9 @@ cdef class TableBuilder:
             raise ProgrammingError("TableBuilder.finish() called twice")
         if self.error:
             self.raise_error()
-        if self.flush_block() < 0:
+        with nogil:
+            r = self.flush_block()
+        if r < 0:
             self.raise_error()
         props = self.props
         props.num_entries = self.num_entries_
