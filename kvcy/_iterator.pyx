@@ -1,7 +1,7 @@
 # cython: language_level=3, embedsignature=True
 """InternalIterator: the internal-iterator protocol, and its trivial members.
 
-Every internal iterator (MemTableIterator, BlockIterator, TwoLevelIterator,
+Every internal iterator (MemTableIterator, BlockIterator, TableIterator,
 LevelIterator, MergingIterator) subclasses InternalIterator and implements
 its cdef face (see kvcy/_iterator.pxd); Cython callers drive each other
 through that face without making a Python object per entry.  The Python

@@ -1,8 +1,6 @@
 # cython: language_level=3
 # MergingIterator: the union of N internal iterators in internal-key order
-# (LevelDB's merger.cc); LevelIterator: the concatenation of one level's
-# sorted, disjoint table files (LevelDB's level file iterator under a
-# two-level iterator).  See kvcy/_merge.pyx.
+# (LevelDB's merger.cc).  See kvcy/_merge.pyx.
 from cpython.ref cimport PyObject
 from libc.stdint cimport uint64_t
 from kvcy._iterator cimport InternalIterator
@@ -44,30 +42,3 @@ cdef class MergingIterator(InternalIterator):
     cdef void find_largest(self) noexcept
     cdef int switch_to_forward(self) except -1
     cdef int switch_to_reverse(self) except -1
-
-
-cdef class LevelIterator(InternalIterator):
-    cdef list files              # FileMetaData of one level L1+: sorted by smallest, disjoint
-    cdef list largest            # their largest internal keys (bytes), for the binary search
-    cdef object open_table_iterator  # callable: FileMetaData -> InternalIterator
-    cdef Py_ssize_t index        # file data_iter belongs to; -1 when none
-    cdef InternalIterator data_iter  # iterator of files[index]; None when none is open
-    cdef dict recent             # file index -> its iterator, the last few opened (seeks revisit them)
-
-    cdef bint is_valid(self) noexcept
-    cdef const unsigned char* key_ptr(self) noexcept
-    cdef size_t key_len(self) noexcept
-    cdef const unsigned char* value_ptr(self) noexcept
-    cdef size_t value_len(self) noexcept
-    cdef int c_seek_to_first(self) except -1
-    cdef int c_seek_to_last(self) except -1
-    cdef int c_seek(self, const unsigned char* target, size_t n) except -1
-    cdef int c_next(self) except -1
-    cdef int c_prev(self) except -1
-    cdef object c_status(self)
-
-    cdef Py_ssize_t find_file(self, const unsigned char* target, size_t n) except -2
-    cdef int open_file(self, Py_ssize_t i) except -1
-    cdef int skip_empty_forward(self) except -1
-    cdef int skip_empty_backward(self) except -1
-    cdef int fail_reset(self, object exc) except -1

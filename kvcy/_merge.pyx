@@ -1,5 +1,5 @@
 # cython: language_level=3, embedsignature=True
-"""MergingIterator and LevelIterator: iterators made of other iterators.
+"""MergingIterator: the union of several iterators in internal-key order.
 
 MergingIterator(children) yields the union of its children's entries in
 internal-key order (LevelDB's merger.cc), forward and backward, switching
@@ -8,20 +8,13 @@ cached in a C array, refreshed only when that child moves, so a step costs
 one move of one child plus a linear scan of the C array for the new
 smallest (or largest) key: no Python object per entry.  A linear scan is
 what LevelDB does too; the engine merges at most a few memtables, the L0
-files and one LevelIterator per deeper level.
+files and one LevelIterator (kvcy._two_level) per deeper level.
 
 Order among children: internal keys are unique within a child, and across
 children only an identical entry can repeat (the same user key, sequence and
 kind).  Equal keys are ordered by child index, lower index (newer) first, so
 the merged sequence is sorted by (internal key, child index) and a reverse
 scan yields exactly the reverse of a forward scan.
-
-LevelIterator(files, open_table_iterator) concatenates the sorted, disjoint
-files of one level L1+ (FileMetaData with .smallest/.largest internal keys):
-a seek binary-searches the files by largest key, next/prev cross file
-boundaries, and a file is opened (open_table_iterator(meta), which returns
-an InternalIterator, for example TableCache.iterator) only when the
-iteration reaches it; the last few opened are kept for later seeks.  Files that turn out empty are skipped both ways.
 
 Errors are sticky: a child that raised (corruption, a failed read) leaves
 the iterator invalid, status() returns the error and every later move
@@ -32,8 +25,6 @@ Thread-safety: one thread at a time.
 cimport cython
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from cpython.ref cimport PyObject
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExact
 from libc.stdint cimport uint64_t
 
 from kvcy._coding cimport load_fixed64
@@ -250,183 +241,3 @@ cdef class MergingIterator(InternalIterator):
     @property
     def num_children(self):
         return self.n
-
-
-# -- LevelIterator ------------------------------------------------------------
-
-# Table iterators a LevelIterator keeps after moving on: random seeks come
-# back to the same files, and reopening one costs Python calls (table cache)
-# and new iterator objects.  Each kept iterator pins at most one block.
-cdef enum:
-    LEVEL_RECENT_ITERATORS = 8
-
-@cython.final
-cdef class LevelIterator(InternalIterator):
-    """The entries of one level's sorted, disjoint files, each opened when reached."""
-
-    def __cinit__(self, files, open_table_iterator):
-        files = list(files)
-        largest = []
-        for meta in files:
-            key = meta.largest
-            if not PyBytes_CheckExact(key) or PyBytes_GET_SIZE(key) < TAG_BYTES:
-                raise TypeError("FileMetaData.largest must be an internal key (bytes), not %r"
-                                % (key,))
-            largest.append(key)
-        if not callable(open_table_iterator):
-            raise TypeError("open_table_iterator must be callable")
-        self.files = files
-        self.largest = largest
-        self.open_table_iterator = open_table_iterator
-        self.index = -1
-        self.data_iter = None
-        self.recent = {}
-
-    # -- per-entry path: C only ---------------------------------------------
-
-    cdef bint is_valid(self) noexcept:
-        return self.data_iter is not None and self.data_iter.is_valid()
-
-    cdef const unsigned char* key_ptr(self) noexcept:
-        return self.data_iter.key_ptr()
-
-    cdef size_t key_len(self) noexcept:
-        return self.data_iter.key_len()
-
-    cdef const unsigned char* value_ptr(self) noexcept:
-        return self.data_iter.value_ptr()
-
-    cdef size_t value_len(self) noexcept:
-        return self.data_iter.value_len()
-
-    cdef int c_next(self) except -1:
-        if self.data_iter is None or not self.data_iter.is_valid():
-            return self.raise_invalid("next")
-        self.data_iter.c_next()
-        if self.data_iter.is_valid():
-            return 0
-        return self.skip_empty_forward()
-
-    cdef int c_prev(self) except -1:
-        if self.data_iter is None or not self.data_iter.is_valid():
-            return self.raise_invalid("prev")
-        self.data_iter.c_prev()
-        if self.data_iter.is_valid():
-            return 0
-        return self.skip_empty_backward()
-
-    # -- file changes and seeks: may call into Python ------------------------
-
-    cdef object c_status(self):
-        cdef object status
-        if self.status_ is None and self.data_iter is not None:
-            status = self.data_iter.c_status()
-            if status is not None:
-                self.status_ = status
-        return self.status_
-
-    cdef int fail_reset(self, object exc) except -1:
-        self.data_iter = None
-        self.index = -1
-        self.recent.clear()              # an iterator that failed is never reused
-        return self.fail(exc)
-
-    cdef Py_ssize_t find_file(self, const unsigned char* target, size_t n) except -2:
-        # Index of the first file whose largest key is >= target; len(files) if none.
-        cdef Py_ssize_t lo = 0, hi = PyList_GET_SIZE(self.largest), mid
-        cdef object key
-        while lo < hi:
-            mid = lo + (hi - lo) // 2
-            key = <object>PyList_GET_ITEM(self.largest, mid)
-            if compare_internal(<const unsigned char*>PyBytes_AS_STRING(key),
-                                PyBytes_GET_SIZE(key) - TAG_BYTES,
-                                load_fixed64(<const unsigned char*>PyBytes_AS_STRING(key)
-                                             + PyBytes_GET_SIZE(key) - TAG_BYTES),
-                                target, n - TAG_BYTES, load_fixed64(target + n - TAG_BYTES)) < 0:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
-
-    cdef int open_file(self, Py_ssize_t i) except -1:
-        # data_iter := an iterator over files[i] (reused if already open); None
-        # when i lies outside the level.
-        if i < 0 or i >= PyList_GET_SIZE(self.files):
-            self.data_iter = None
-            self.index = -1
-            return 0
-        if i == self.index and self.data_iter is not None:
-            return 0
-        self.data_iter = None
-        self.index = -1
-        it = self.recent.get(i)
-        if it is None:
-            it = self.open_table_iterator(self.files[i])
-            if not isinstance(it, InternalIterator):
-                raise TypeError("open_table_iterator must return an InternalIterator, not %s"
-                                % type(it).__name__)
-            if len(self.recent) >= LEVEL_RECENT_ITERATORS:
-                del self.recent[next(iter(self.recent))]     # the one opened longest ago
-            self.recent[i] = it
-        self.data_iter = it
-        self.index = i
-        return 0
-
-    cdef int skip_empty_forward(self) except -1:
-        try:
-            while self.data_iter is not None and not self.data_iter.is_valid():
-                self.open_file(self.index + 1)
-                if self.data_iter is not None:
-                    self.data_iter.c_seek_to_first()
-        except Exception as exc:
-            return self.fail_reset(exc)
-        return 0
-
-    cdef int skip_empty_backward(self) except -1:
-        try:
-            while self.data_iter is not None and not self.data_iter.is_valid():
-                self.open_file(self.index - 1)
-                if self.data_iter is not None:
-                    self.data_iter.c_seek_to_last()
-        except Exception as exc:
-            return self.fail_reset(exc)
-        return 0
-
-    cdef int c_seek_to_first(self) except -1:
-        if self.c_status() is not None:
-            return self.fail_reset(self.status_)
-        try:
-            self.open_file(0)
-            if self.data_iter is not None:
-                self.data_iter.c_seek_to_first()
-        except Exception as exc:
-            return self.fail_reset(exc)
-        return self.skip_empty_forward()
-
-    cdef int c_seek_to_last(self) except -1:
-        if self.c_status() is not None:
-            return self.fail_reset(self.status_)
-        try:
-            self.open_file(PyList_GET_SIZE(self.files) - 1)
-            if self.data_iter is not None:
-                self.data_iter.c_seek_to_last()
-        except Exception as exc:
-            return self.fail_reset(exc)
-        return self.skip_empty_backward()
-
-    cdef int c_seek(self, const unsigned char* target, size_t n) except -1:
-        if self.c_status() is not None:
-            return self.fail_reset(self.status_)
-        if n < TAG_BYTES:
-            raise ValueError("seek target must be an internal key (user key + 8-byte tag)")
-        try:
-            self.open_file(self.find_file(target, n))
-            if self.data_iter is not None:
-                self.data_iter.c_seek(target, n)
-        except Exception as exc:
-            return self.fail_reset(exc)
-        return self.skip_empty_forward()
-
-    @property
-    def num_files(self):
-        return len(self.files)

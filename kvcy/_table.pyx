@@ -60,7 +60,7 @@ cdef uint64_t TRAILER_BYTES = _format.BLOCK_TRAILER_BYTES
 cdef uint64_t MAX_BLOCK_BYTES = _format.MAX_BLOCK_BYTES
 cdef int NO_COMPRESSION = _format.NO_COMPRESSION
 cdef int SNAPPY_COMPRESSION = _format.SNAPPY_COMPRESSION
-_TwoLevelIterator = None
+_TableIterator = None
 
 # Newest entry of a key in a table, whatever the reader's sequence (row cache).
 cdef uint64_t NEWEST = MAX_SEQUENCE
@@ -538,12 +538,12 @@ cdef class Table:
                                      PyBytes_GET_SIZE(value))
 
     def iterator(self):
-        """A TwoLevelIterator (kvcy._two_level) over every entry, not yet positioned."""
-        global _TwoLevelIterator
-        if _TwoLevelIterator is None:
+        """A TableIterator (kvcy._two_level) over every entry, not yet positioned."""
+        global _TableIterator
+        if _TableIterator is None:
             # kvcy._two_level cimports this module, so it is imported on first use.
-            from kvcy._two_level import TwoLevelIterator as _TwoLevelIterator
-        return _TwoLevelIterator(self)
+            from kvcy._two_level import TableIterator as _TableIterator
+        return _TableIterator(self)
 
     def approximate_offset_of(self, ikey):
         it = self.index.iterator()

@@ -1,16 +1,17 @@
 # cython: language_level=3
-# TwoLevelIterator: a table's entries, read through its index block and then
-# one data block at a time (LevelDB's two_level_iterator.cc, specialised to
-# tables).  See kvcy/_two_level.pyx.
+# TwoLevelIterator: an index whose entries each lead to a child iterator
+# (LevelDB's TwoLevelIterator), in its two uses: TableIterator (a table's
+# index block -> its data blocks) and LevelIterator (a level's sorted file
+# list -> each file's TableIterator).  See kvcy/_two_level.pyx.
 from kvcy._block cimport BlockIterator
 from kvcy._iterator cimport InternalIterator
 
+cdef enum:
+    LEVEL_RECENT_ITERATORS = 8   # table iterators a LevelIterator keeps for later seeks
+
 
 cdef class TwoLevelIterator(InternalIterator):
-    cdef object table            # has .index (a Block) and block_from_index_value(bytes) -> Block
-    cdef BlockIterator index_iter    # over the index block: separator key -> encoded handle
-    cdef BlockIterator data_iter     # over the current data block; None when none is loaded
-    cdef bytes data_handle       # index value that data_iter was loaded from; None with it
+    cdef InternalIterator data_iter  # the child the index is on; None when none is loaded
 
     cdef bint is_valid(self) noexcept
     cdef const unsigned char* key_ptr(self) noexcept
@@ -24,7 +25,35 @@ cdef class TwoLevelIterator(InternalIterator):
     cdef int c_prev(self) except -1
     cdef object c_status(self)
 
-    cdef int load_block(self) except -1
+    # What each index provides.
+    cdef bint index_valid(self) noexcept
+    cdef int index_seek_to_first(self) except -1
+    cdef int index_seek_to_last(self) except -1
+    cdef int index_seek(self, const unsigned char* target, size_t n) except -1
+    cdef int index_next(self) except -1
+    cdef int index_prev(self) except -1
+    cdef object index_status(self)
+    cdef int load_child(self) except -1      # data_iter := the child at the index (None past either end)
+    cdef void drop_child(self)               # forget data_iter (and what a failed child leaves cached)
+    cdef object restate(self, object exc)    # exc as this iterator reports it
+
     cdef int skip_empty_forward(self) except -1
     cdef int skip_empty_backward(self) except -1
     cdef int fail_reset(self, object exc) except -1
+
+
+cdef class TableIterator(TwoLevelIterator):
+    cdef object table            # has .index (a Block) and block_from_index_value(bytes) -> Block
+    cdef BlockIterator index_iter    # over the index block: separator key -> encoded handle
+    cdef bytes data_handle       # index value that data_iter was loaded from; None with it
+
+
+cdef class LevelIterator(TwoLevelIterator):
+    cdef list files              # FileMetaData of one level L1+: sorted by smallest, disjoint
+    cdef list largest            # their largest internal keys (bytes), for the binary search
+    cdef object open_table_iterator  # callable: FileMetaData -> InternalIterator
+    cdef Py_ssize_t position     # the index: a file number in 0..len(files)-1, else off either end
+    cdef Py_ssize_t loaded       # file data_iter belongs to; -1 when none
+    cdef dict recent             # file index -> its iterator, the last few opened (seeks revisit them)
+
+    cdef Py_ssize_t find_file(self, const unsigned char* target, size_t n) except -2

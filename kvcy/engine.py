@@ -39,7 +39,8 @@ from kvcy import filename
 from kvcy.background import BackgroundWorker, EngineHooks
 from kvcy.cache import BlockCache, RowCache
 from kvcy._db_iter import DBIterator
-from kvcy._merge import LevelIterator, MergingIterator
+from kvcy._merge import MergingIterator
+from kvcy._two_level import LevelIterator
 from kvcy.compaction import CompactionContext, run_compaction
 from kvcy.compaction_picker import overlapping, plan
 from kvcy.snapshot import SnapshotList

@@ -21,7 +21,8 @@ from kvcy._block import Block
 from kvcy._block_builder import BlockBuilder
 from kvcy._db_iter import DBIterator, prefix_stop
 from kvcy._iterator import EmptyIterator, ErrorIterator
-from kvcy._merge import LevelIterator, MergingIterator
+from kvcy._merge import MergingIterator
+from kvcy._two_level import LevelIterator
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy.errors import CorruptionError, ProgrammingError
 

@@ -15,8 +15,9 @@ from kvcy._block import Block, BlockIterator
 from kvcy._block_builder import BlockBuilder
 from kvcy._iterator import EmptyIterator, ErrorIterator, InternalIterator
 from kvcy._memtable import MemTable, MemTableIterator
-from kvcy._merge import LevelIterator, MergingIterator
-from kvcy._two_level import TwoLevelIterator
+from kvcy._merge import MergingIterator
+from kvcy._two_level import LevelIterator
+from kvcy._two_level import TableIterator, TwoLevelIterator
 from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, KIND_VALUE, MAX_SEQUENCE
 from kvcy.errors import CorruptionError
 from kvcy.table_format import BlockHandle
@@ -51,7 +52,7 @@ def make(request):
 
 # -- the protocol ---------------------------------------------------------------
 
-@pytest.mark.parametrize("cls", [MemTableIterator, BlockIterator, TwoLevelIterator,
+@pytest.mark.parametrize("cls", [MemTableIterator, BlockIterator, TwoLevelIterator, TableIterator,
                                  MergingIterator, LevelIterator, EmptyIterator, ErrorIterator])
 def test_every_iterator_is_an_internal_iterator_with_the_python_face_inherited(cls):
     assert issubclass(cls, InternalIterator)
@@ -254,7 +255,7 @@ def block_entries(user_keys, seq=1):
 def test_two_level_skips_empty_blocks_both_ways():
     table = FakeTable([(b"0", []), (b"b", block_entries([b"a", b"b"])), (b"b1", []),
                        (b"b2", []), (b"c", block_entries([b"c"])), (b"z", [])])
-    it = TwoLevelIterator(table)
+    it = TableIterator(table)
     want = sorted_entries(block_entries([b"a", b"b", b"c"]))
     assert scan_forward(it) == want
     assert scan_backward(it) == want[::-1]
@@ -267,7 +268,7 @@ def test_two_level_skips_empty_blocks_both_ways():
 def test_two_level_only_loads_a_block_when_it_changes():
     table = FakeTable([(b"c", block_entries([b"a", b"b", b"c"])),
                        (b"e", block_entries([b"d", b"e"]))])
-    it = TwoLevelIterator(table)
+    it = TableIterator(table)
     scan_forward(it)
     assert table.loads == [0, 1]
     it.seek(ikey(b"d", 1))                 # past the end, no block was kept
@@ -284,7 +285,7 @@ def test_two_level_only_loads_a_block_when_it_changes():
 
 def test_two_level_over_an_empty_index():
     table = FakeTable([])
-    it = TwoLevelIterator(table)
+    it = TableIterator(table)
     for move in (it.seek_to_first, it.seek_to_last, lambda: it.seek(ikey(b"a", 1))):
         move()
         assert not it.valid()
@@ -293,7 +294,7 @@ def test_two_level_over_an_empty_index():
 def test_two_level_load_error_is_sticky():
     table = FakeTable([(b"a", block_entries([b"a"])), (b"b", block_entries([b"b"])),
                        (b"c", block_entries([b"c"]))], bad={1})
-    it = TwoLevelIterator(table)
+    it = TableIterator(table)
     it.seek_to_first()
     assert it.user_key() == b"a"
     with pytest.raises(CorruptionError, match="block 1") as info:
@@ -331,7 +332,7 @@ def test_two_level_data_block_corruption_is_sticky():
         def block_from_index_value(self, value):
             return bad_block
 
-    it = TwoLevelIterator(OneBlockTable())
+    it = TableIterator(OneBlockTable())
     it.seek_to_first()
     seen = 0
     with pytest.raises(CorruptionError, match="shared prefix") as info:
@@ -353,6 +354,11 @@ def _index_for(pairs):
     return b.finish()
 
 
+def test_two_level_base_class_is_not_made_directly():
+    with pytest.raises(TypeError, match="TableIterator"):
+        TwoLevelIterator(object())
+
+
 def test_two_level_rejects_a_non_block():
     class Weird:
         index = Block(_index_for([(ikey(b"z", 1), b"h")]))
@@ -360,7 +366,7 @@ def test_two_level_rejects_a_non_block():
         def block_from_index_value(self, value):
             return b"not a block"
 
-    it = TwoLevelIterator(Weird())
+    it = TableIterator(Weird())
     with pytest.raises(TypeError):
         it.seek_to_first()
     assert not it.valid()

@@ -1,4 +1,4 @@
-"""MergingIterator and LevelIterator (kvcy._merge) against a sorted-list model.
+"""MergingIterator (kvcy._merge) and LevelIterator (kvcy._two_level) against a sorted-list model.
 
 The model of a merge is every child's entries sorted by (internal key, child
 index): equal internal keys can only be identical entries, and the newer
@@ -15,7 +15,8 @@ from iterator_helpers import (build_block, build_level, build_memtable, build_ta
                               ikey, order, random_entries, scan_backward, scan_forward,
                               sorted_entries)
 from kvcy._iterator import EmptyIterator, ErrorIterator
-from kvcy._merge import LevelIterator, MergingIterator
+from kvcy._merge import MergingIterator
+from kvcy._two_level import LevelIterator
 from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, MAX_SEQUENCE
 from kvcy.errors import CorruptionError
 from kvcy.table_cache import TableCache
