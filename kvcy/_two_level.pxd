@@ -47,6 +47,8 @@ cdef class TableIterator(TwoLevelIterator):
     cdef BlockIterator index_iter    # over the index block: separator key -> encoded handle
     cdef bytes data_handle       # index value that data_iter was loaded from; None with it
 
+    cdef int step(self, bint forward) except -1
+
 
 cdef class LevelIterator(TwoLevelIterator):
     cdef list files              # FileMetaData of one level L1+: sorted by smallest, disjoint

@@ -215,27 +215,26 @@ cdef class TableIterator(TwoLevelIterator):
         self.data_handle = None
 
     cdef int c_next(self) except -1:
-        # As the base, but a block's corruption is latched here, named with the table.
-        if self.data_iter is None or not self.data_iter.is_valid():
-            return self.raise_invalid("next")
-        try:
-            self.data_iter.c_next()
-        except CorruptionError as exc:
-            return self.fail_reset(exc)
-        if self.data_iter.is_valid():
-            return 0
-        return self.skip_empty_forward()
+        return self.step(True)
 
     cdef int c_prev(self) except -1:
+        return self.step(False)
+
+    cdef int step(self, bint forward) except -1:
+        # As the base's c_next/c_prev, but a block's corruption is latched
+        # here, named with the table.
         if self.data_iter is None or not self.data_iter.is_valid():
-            return self.raise_invalid("prev")
+            return self.raise_invalid("next" if forward else "prev")
         try:
-            self.data_iter.c_prev()
+            if forward:
+                self.data_iter.c_next()
+            else:
+                self.data_iter.c_prev()
         except CorruptionError as exc:
             return self.fail_reset(exc)
         if self.data_iter.is_valid():
             return 0
-        return self.skip_empty_backward()
+        return self.skip_empty_forward() if forward else self.skip_empty_backward()
 
     cdef bint index_valid(self) noexcept:
         return self.index_iter.is_valid()

@@ -626,6 +626,25 @@ def decode(key_index, value):
     return int(version)
 
 
+def run_threads(readers, writer, errors, timeout):
+    """Start readers and the writer with a short switch interval (more
+    interleavings), join them all, and raise the first error any met."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        threads = [threading.Thread(target=reader, args=(n,)) for n, reader in enumerate(readers)]
+        threads.append(threading.Thread(target=writer))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+        assert not any(t.is_alive() for t in threads), "a thread hung"
+    finally:
+        sys.setswitchinterval(old)
+    if errors:
+        raise errors[0]
+
+
 def run_readers_against_writer(path, rounds, options, readers=4):
     keys = [b"key%03d" % i for i in range(N_KEYS)]
     acked = [0] * N_KEYS             # version acknowledged (put returned) per key
@@ -713,24 +732,13 @@ def run_readers_against_writer(path, rounds, options, readers=4):
             done.set()
 
     conn = kvcy.connect(path, **options)
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
     try:
-        threads = [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
-        threads.append(threading.Thread(target=writer))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
-        assert not any(t.is_alive() for t in threads), "a thread hung"
-        if errors:
-            raise errors[0]
+        run_threads([reader] * readers, writer, errors, 300)
         assert min(checks) > 0, checks
         final = conn.get_many(keys)
         assert [decode(i, v) if v is not None else 0 for i, v in enumerate(final)] == acked
         return level_files(conn)
     finally:
-        sys.setswitchinterval(old)
         conn.close()
 
 
@@ -852,21 +860,10 @@ def test_gets_without_the_gil_while_the_writer_inserts_into_the_memtable(tmp_pat
             errors.append(exc)
             done.set()
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
     try:
-        threads = [threading.Thread(target=reader, args=(r,)) for r in range(3)]
-        threads.append(threading.Thread(target=writer))
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        assert not any(t.is_alive() for t in threads), "a thread hung"
-        if errors:
-            raise errors[0]
+        run_threads([reader] * 3, writer, errors, 120)
         assert min(checks) > 100, checks
         assert conn.stats()["flushes"] == 0
         assert conn.get_many(keys[:100]) == value[:100]
     finally:
-        sys.setswitchinterval(old)
         conn.close()

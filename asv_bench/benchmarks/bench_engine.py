@@ -13,9 +13,10 @@ random bytes twice), as bench/peers.py.  Setup is never timed.
   Every timed call does the same amount of work whatever the size:
   GETS gets, SCAN_PAIRS pairs scanned, SEEKS seeks of SEEK_NEXTS pairs.
 - Writes: put and put_many (1,000-pair batches) of `size` keys in random
-  order into a new, empty database, put in key order (fillseq), and, on a
-  database filled with those keys in setup, overwrite (new values) and
-  delete of every key in random order; each sample gets its own database.
+  order into a new, empty database, and put in key order (fillseq).
+  Rewrites: on a database filled with those keys in setup, overwrite (new
+  values) and delete of every key in random order.  Each sample gets its
+  own database.
 - SyncWrites: SYNC_PUTS puts with sync=True from 1, 2, 4 and 8 threads
   sharing one new database (group commit), and track_wal_syncs: the fsyncs
   those puts made (fewer than the puts once groups form).
@@ -42,6 +43,12 @@ SEED = 301
 
 def _keys(num):
     return [b"%016d" % i for i in range(num)]
+
+
+def _new_db():
+    """(temporary directory, a connection to a new database in it)."""
+    tmp = tempfile.mkdtemp(prefix="kvcy-asv-")
+    return tmp, kvcy.connect(os.path.join(tmp, "db"))
 
 
 def _values(rng, num):
@@ -114,14 +121,18 @@ class Reads:
         it.close()
 
 
-class Writes:
-    params = SIZES
-    param_names = ["size"]
-    timeout = 300
+class _OneCallPerSample:
     # One timed call per sample, each on the new database setup() made.
     number = 1
     repeat = (1, 5, 30.0)
     warmup_time = 0
+
+
+class _WriteData(_OneCallPerSample):
+    # `size` keys and values, in random and in key order, and a new database.
+    params = SIZES
+    param_names = ["size"]
+    timeout = 300
 
     def setup(self, size):
         rng = random.Random(SEED)
@@ -131,17 +142,15 @@ class Writes:
         self.sorted_pairs = list(zip(keys, values))
         self.pairs = [(keys[i], values[i]) for i in order]
         self.batches = [self.pairs[i:i + BATCH_PAIRS] for i in range(0, size, BATCH_PAIRS)]
-        self.tmp = tempfile.mkdtemp(prefix="kvcy-asv-")
-        self.conn = kvcy.connect(os.path.join(self.tmp, "db"))
-        self.new_values = [v[::-1] for _, v in self.pairs]
-
-    def _fill(self):
-        for batch in self.batches:
-            self.conn.put_many(batch)
+        self.tmp, self.conn = _new_db()
 
     def teardown(self, size):
         self.conn.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Writes(_WriteData):
+    """Writes into a new, empty database."""
 
     def time_put(self, size):
         put = self.conn.put
@@ -158,35 +167,35 @@ class Writes:
         for k, v in self.sorted_pairs:
             put(k, v)
 
-    def setup_filled(self, size):
-        self.setup(size)
-        self._fill()
+
+class Rewrites(_WriteData):
+    """Writes over every key of a database filled in setup (not timed)."""
+
+    def setup(self, size):
+        super().setup(size)
+        for batch in self.batches:
+            self.conn.put_many(batch)
+        self.new_values = [v[::-1] for _, v in self.pairs]
 
     def time_overwrite(self, size):
         put = self.conn.put
         for (k, _), v in zip(self.pairs, self.new_values):
             put(k, v)
-    time_overwrite.setup = setup_filled
 
     def time_delete(self, size):
         delete = self.conn.delete
         for k, _ in self.pairs:
             delete(k)
-    time_delete.setup = setup_filled
 
 
-class SyncWrites:
+class SyncWrites(_OneCallPerSample):
     """sync=True puts from several threads: what group commit is for."""
     params = [1, 2, 4, 8]
     param_names = ["threads"]
     timeout = 120
-    number = 1
-    repeat = (1, 5, 30.0)
-    warmup_time = 0
 
     def setup(self, threads):
-        self.tmp = tempfile.mkdtemp(prefix="kvcy-asv-")
-        self.conn = kvcy.connect(os.path.join(self.tmp, "db"))
+        self.tmp, self.conn = _new_db()
         value = b"v" * 100
         per = SYNC_PUTS // threads
         self.work = [[(b"t%02d-%08d" % (t, i), value) for i in range(per)]
