@@ -97,14 +97,15 @@ cdef inline int pick_smallest(RunState** runs, size_t n) noexcept nogil:
 
 def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list deeper_levels not None,
                         open_output, close_output, uint64_t target_file_bytes,
-                        should_stop=None):
+                        should_stop=None, double stop_check_seconds=STOP_CHECK_SECONDS):
     """Merge the TableRuns into output tables; returns (entries_in,
     entries_dropped, stopped).
 
     deeper_levels: for each level below the output, a list of
     (smallest_user_key, largest_user_key) bytes pairs of its files in key
     order.  open_output() -> TableBuilder; close_output(builder) finishes
-    and records it.  should_stop() -> True to abandon the compaction.
+    and records it.  should_stop() -> True to abandon the compaction; it is
+    asked at a user-key boundary at most every stop_check_seconds.
     """
     cdef size_t nruns = len(runs), nlevels = len(deeper_levels), i, j, nfiles
     cdef RunState** states = <RunState**>malloc((nruns or 1) * sizeof(RunState*))
@@ -120,7 +121,7 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
     cdef size_t klen, ulen
     cdef unsigned char* grown
     cdef TableBuilder builder = None
-    cdef unsigned long long entries = 0, dropped = 0
+    cdef unsigned long long entries = 0, dropped = 0, since_check = 0
     cdef bint drop, stopped = False, no_memory = False, check_stop = should_stop is not None
     cdef int best, r
     cdef double last_check
@@ -173,6 +174,7 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                 tag = load_fixed64(key + ulen)
                 seq = tag >> 8
                 entries += 1
+                since_check += 1
                 if not has_current or compare_user_keys(key, ulen, cur, cur_len) != 0:
                     if ulen > cur_cap:
                         grown = <unsigned char*>realloc(cur, ulen + 64)
@@ -196,16 +198,19 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                             builder = None
                         if exc is not None:
                             break
-                    if check_stop and entries % STOP_CHECK_ENTRIES == 0 \
-                            and now() - last_check >= STOP_CHECK_SECONDS:
-                        last_check = now()
-                        with gil:
-                            try:
-                                stopped = bool(should_stop())
-                            except BaseException as e:
-                                exc = e
-                        if stopped or exc is not None:
-                            break
+                    # (A count since the last look, not entries % N: with two
+                    # versions per key the boundaries would all be odd.)
+                    if check_stop and since_check >= STOP_CHECK_ENTRIES:
+                        since_check = 0
+                        if now() - last_check >= stop_check_seconds:
+                            last_check = now()
+                            with gil:
+                                try:
+                                    stopped = bool(should_stop())
+                                except BaseException as e:
+                                    exc = e
+                            if stopped or exc is not None:
+                                break
                 drop = False
                 if last_seq_for_key <= smallest_snapshot:
                     drop = True              # shadowed by a newer entry every snapshot sees
@@ -220,8 +225,11 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                         with gil:
                             try:
                                 builder = open_output()
+                                if builder is None:
+                                    raise TypeError("open_output() returned None")
                             except BaseException as e:
                                 exc = e
+                                builder = None
                         if exc is not None:
                             break
                     if builder.append(key, klen, src.data.value, src.data.value_len) < 0:
@@ -247,6 +255,11 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
             builder = None
         return entries, dropped, stopped
     finally:
+        # Give back the blocks the runs hold now, not when the runs are
+        # collected (a traceback may keep them alive for long).
+        for run in runs:
+            if isinstance(run, TableRun):
+                (<TableRun>run).release()
         free(cur)
         for j in range(nlevels):
             free(levels[j].smallest)

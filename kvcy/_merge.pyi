@@ -1,5 +1,5 @@
-"""Merging and level-concatenating internal iterators; see kvcy/_merge.pyx."""
-from typing import Any, Callable, Iterable
+"""The merging internal iterator; see kvcy/_merge.pyx."""
+from typing import Iterable
 
 from kvcy._iterator import InternalIterator
 
@@ -11,11 +11,3 @@ class MergingIterator(InternalIterator):
         the same iterator twice."""
     @property
     def num_children(self) -> int: ...
-
-class LevelIterator(InternalIterator):
-    """The sorted, disjoint files of one level L1+, each opened when reached."""
-    def __init__(self, files: Iterable[Any],
-                 open_table_iterator: Callable[[Any], InternalIterator]) -> None:
-        """files: FileMetaData (.largest internal keys used for the binary search)."""
-    @property
-    def num_files(self) -> int: ...

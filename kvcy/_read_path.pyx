@@ -39,7 +39,7 @@ from libc.stdint cimport uint64_t
 
 from kvcy._dbformat cimport KIND_DELETE, MAX_SEQUENCE, compare_user_keys
 from kvcy._memtable cimport MemTable, memtable_find
-from kvcy._skiplist cimport SkipNode, node_value
+from kvcy._skiplist cimport SkipNode, node_value, load_acquire, store_release
 from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
                           found_value)
 from kvcy._write_path cimport WritePath
@@ -176,11 +176,13 @@ cdef class ReadState:
         # Look key up in slot i (of level L): 0 found, PROBE_MISS not in this
         # table, or search()'s -1 / SEARCH_NEEDS_GIL with (level, index) set.
         cdef FileSlot* s = &self.slots[i]
+        # Acquire: a reader published by open_slot comes with its needs_gil.
+        cdef TableReader* reader = <TableReader*>load_acquire(<void* const*>&s.reader)
         level[0] = L
         index[0] = i
-        if s.reader == NULL or s.needs_gil or all_gil:
+        if reader == NULL or s.needs_gil or all_gil:
             return SEARCH_NEEDS_GIL
-        if table_lookup(s.reader, key, klen, sequence, out, err) < 0:
+        if table_lookup(reader, key, klen, sequence, out, err) < 0:
             return -1
         return 0 if out.kind >= 0 else PROBE_MISS
 
@@ -198,7 +200,8 @@ cdef class ReadState:
                 table = opened
                 self.tables[i] = table
                 s.needs_gil = table.r.fd < 0
-                s.reader = &table.r          # last: C readers test it without the GIL
+                # Last, with a release store: C readers test it without the GIL.
+                store_release(<void**>&s.reader, <void*>&table.r)
         return table
 
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,

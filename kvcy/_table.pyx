@@ -100,6 +100,7 @@ cdef CacheHandle* table_finish_block(TableReader* t, unsigned char* buf, size_t 
     cdef size_t raw_len
     cdef unsigned char* raw
     cdef int code
+    cdef CacheHandle* h
     if got != n:
         free(buf)
         fail(err, READ_TRUNCATED, 0, got)
@@ -149,8 +150,12 @@ cdef CacheHandle* table_finish_block(TableReader* t, unsigned char* buf, size_t 
         err.sub = code
         return NULL
     if t.cache == NULL:
-        return detached_handle(raw, raw_len, restarts, num)
-    return cache_insert(t.cache, t.number, offset, raw, raw_len, restarts, num)
+        h = detached_handle(raw, raw_len, restarts, num)
+    else:
+        h = cache_insert(t.cache, t.number, offset, raw, raw_len, restarts, num)
+    if h == NULL:
+        err.code = READ_NO_MEMORY           # both freed raw
+    return h
 
 
 cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil:

@@ -41,7 +41,7 @@ from kvcy._skiplist cimport SkipNode, node_value
 from kvcy.table_format import (Footer, BlockHandle, NO_COMPRESSION, SNAPPY_COMPRESSION,
                                BLOCK_TRAILER_BYTES)
 from kvcy.table_properties import TableProperties
-from kvcy.env import io_error
+from kvcy.env import WritableFile, io_error
 from kvcy.errors import ProgrammingError
 
 cdef size_t TRAILER = BLOCK_TRAILER_BYTES
@@ -154,8 +154,9 @@ cdef class TableBuilder:
         self.file = file
         self.append_to_file = file.append
         self.path = path or file.path
-        fileno = getattr(file, "fileno", None)
-        self.fd = fileno() if fileno is not None else -1
+        # Only the env's own file is written behind its back: any other (a
+        # test's fault-injecting file, a subclass) sees every append.
+        self.fd = file.fileno() if type(file) is WritableFile else -1
         self.block_size = options.block_size
         self.snappy = options.compression == "snappy"
         self.data_block = BlockBuilder(options.restart_interval)
@@ -183,6 +184,14 @@ cdef class TableBuilder:
             return self.refuse(BUILD_FINISHED)
         if key_len < 8:
             return self.refuse(BUILD_SHORT_KEY)
+        new_user_key = (self.num_entries_ == 0 or self.last_len != key_len
+                        or memcmp(self.last, key, key_len - 8) != 0)
+        if not reserve(&self.last, &self.last_cap, key_len):
+            return self.fail(BUILD_NO_MEMORY)
+        # The data block first: an entry it refuses leaves the builder as it was.
+        r = self.data_block.append(key, key_len, value, value_len)
+        if r < 0:
+            return self.refuse(r) if r != BUILD_NO_MEMORY else self.fail(r)
         if self.pending:
             # The block before this key ends between its last key and this one.
             if not reserve(&self.scratch, &self.scratch_cap, self.last_len):
@@ -194,13 +203,6 @@ cdef class TableBuilder:
             if r < 0:
                 return self.fail(r)
             self.pending = False
-        new_user_key = (self.num_entries_ == 0 or self.last_len != key_len
-                        or memcmp(self.last, key, key_len - 8) != 0)
-        if not reserve(&self.last, &self.last_cap, key_len):
-            return self.fail(BUILD_NO_MEMORY)
-        r = self.data_block.append(key, key_len, value, value_len)
-        if r < 0:
-            return self.refuse(r) if r != BUILD_NO_MEMORY else self.fail(r)
         if new_user_key and self.bloom is not None and self.bloom.append(key, key_len - 8) < 0:
             return self.fail(BUILD_NO_MEMORY)
         tag = load_fixed64(key + key_len - 8)

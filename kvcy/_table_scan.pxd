@@ -1,6 +1,7 @@
 # cython: language_level=3
 # TableRun: reads a sorted run of tables front to back in C, without the GIL,
 # for flushes' and compactions' merge loops.  See kvcy/_table_scan.pyx.
+cimport cython
 from libc.stdint cimport uint64_t
 from kvcy._block cimport BlockCursor
 from kvcy._block_cache cimport CacheHandle
@@ -30,9 +31,11 @@ cdef struct RunState:
     void* owner                  # the TableRun (PyObject*), for reads that need the GIL
 
 
+@cython.no_gc_clear
 cdef class TableRun:
     cdef RunState s
-    cdef readonly list tables    # Table objects, keep readers alive
+    cdef readonly tuple tables   # Table objects, keep readers alive
+    cdef tuple caches            # their BlockCaches: a held block goes back to one at dealloc
     cdef object exception        # what a read with the GIL raised (RUN_PYTHON_ERROR)
 
     cdef CacheHandle* read_with_gil(self, uint64_t offset, uint64_t size) noexcept

@@ -17,17 +17,18 @@ raises for the same damage.  A table read through a Python file object
 
 Not thread-safe: one merge loop owns a TableRun.
 """
+cimport cython
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free
 from cpython.ref cimport PyObject
 
-from kvcy._block cimport (BlockCursor, cursor_init, cursor_free, cursor_seek_to_first,
-                          cursor_parse_next)
+from kvcy._block cimport (BlockCursor, BLOCK_NO_MEMORY, cursor_init, cursor_free,
+                          cursor_seek_to_first, cursor_parse_next)
 from kvcy._block_cache cimport CacheHandle, cache_release
 from kvcy._coding cimport get_varint64, load_fixed64
 from kvcy._dbformat cimport KIND_VALUE, KIND_DELETE, TAG_BYTES
 from kvcy._table cimport (Table, TableReader, ReadError, READ_OK, READ_NEEDS_GIL, READ_CURSOR,
-                          READ_INDEX_VALUE, READ_UNKNOWN_KIND, table_cached_block,
+                          READ_INDEX_VALUE, READ_UNKNOWN_KIND, READ_NO_MEMORY, table_cached_block,
                           table_read_block)
 
 
@@ -39,6 +40,14 @@ cdef int run_fail(RunState* s, int code, bint in_index, int sub, uint64_t a) noe
     s.err.sub = sub
     s.err.a = a
     return -1
+
+
+cdef int run_cursor_fail(RunState* s, bint in_index, const BlockCursor* c) noexcept nogil:
+    # A cursor stopped: corruption at its entry, or (BLOCK_NO_MEMORY) no memory.
+    s.err.offset = 0 if in_index else s.block_offset
+    if c.error == BLOCK_NO_MEMORY:
+        return run_fail(s, READ_NO_MEMORY, in_index, 0, 0)
+    return run_fail(s, READ_CURSOR, in_index, c.error, c.error_offset)
 
 
 cdef void run_drop_block(RunState* s) noexcept nogil:
@@ -59,8 +68,7 @@ cdef int run_open_table(RunState* s, size_t i) noexcept nogil:
     cursor_init(&s.index, s.own.index_base, s.own.index_restarts, s.own.index_num_restarts)
     r = cursor_seek_to_first(&s.index)
     if r < 0:
-        s.err.offset = 0
-        return run_fail(s, READ_CURSOR, True, s.index.error, s.index.error_offset)
+        return run_cursor_fail(s, True, &s.index)
     return r
 
 
@@ -106,8 +114,7 @@ cdef int run_settle(RunState* s, int r) noexcept nogil:
     cdef int kind
     while True:
         if r < 0:
-            s.err.offset = s.block_offset
-            return run_fail(s, READ_CURSOR, False, s.data.error, s.data.error_offset)
+            return run_cursor_fail(s, False, &s.data)
         if r > 0:
             kind = <int>(load_fixed64(s.data.key + s.data.key_len - TAG_BYTES) & 0xFF)
             if kind != KIND_VALUE and kind != KIND_DELETE:
@@ -118,8 +125,7 @@ cdef int run_settle(RunState* s, int r) noexcept nogil:
         run_drop_block(s)
         r = cursor_parse_next(&s.index) if s.index.current < s.index.restarts else 0
         if r < 0:
-            s.err.offset = 0
-            return run_fail(s, READ_CURSOR, True, s.index.error, s.index.error_offset)
+            return run_cursor_fail(s, True, &s.index)
         if r == 0:
             if s.current + 1 >= s.count:
                 s.valid = False
@@ -159,13 +165,18 @@ cdef int run_next(RunState* s) noexcept nogil:
     return run_settle(s, cursor_parse_next(&s.data))
 
 
+@cython.no_gc_clear
 cdef class TableRun:
-    """A sorted run of tables (level 0: one table; deeper: a level's inputs)."""
+    """A sorted run of tables (level 0: one table; deeper: a level's inputs).
+
+    The collector must not clear `tables` or `caches` before __dealloc__
+    gives back the block the run holds: it may be a block of a table's
+    BlockCache, whose mutex lives in that object (as Block does)."""
 
     def __cinit__(self, tables):
         cdef size_t i, n = len(tables)
         cdef Table t
-        self.tables = list(tables)
+        self.tables = tuple(tables)
         self.s.count = n
         self.s.readers = <TableReader**>malloc((n or 1) * sizeof(TableReader*))
         self.s.tables = <void**>malloc((n or 1) * sizeof(void*))
@@ -175,6 +186,7 @@ cdef class TableRun:
             t = <Table?>self.tables[i]
             self.s.readers[i] = &t.r
             self.s.tables[i] = <void*>t
+        self.caches = tuple([(<Table>x).block_cache for x in self.tables])
         self.s.owner = <void*>self
         self.s.error = RUN_OK
         cursor_init(&self.s.index, NULL, 0, 1)
@@ -200,6 +212,11 @@ cdef class TableRun:
         if self.s.error == RUN_PYTHON_ERROR:
             return self.exception
         return (<Table>self.tables[self.s.current]).read_error(&self.s.err)
+
+    def release(self):
+        """Give back the block the run holds (it stays where it is otherwise)."""
+        run_drop_block(&self.s)
+        self.s.valid = False
 
     def entries(self):
         """Every (internal key, value) of the run, in order (for tests)."""

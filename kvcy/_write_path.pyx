@@ -53,7 +53,7 @@ from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, ins
 import os
 
 from kvcy.dbformat import as_user_bytes
-from kvcy.env import io_error
+from kvcy.env import WritableFile, io_error
 from kvcy.errors import OperationalError, ProgrammingError
 
 
@@ -202,10 +202,10 @@ cdef class WritePath:
         # os.write does: holding it across the syscall was measured to
         # starve the background thread's Python steps (it then gets the GIL
         # only every switch interval), which stalled writers behind flushes:
-        # 249k instead of 320-335k random puts/s.  Files without a
-        # descriptor (the tests' fault-injecting ones) go through append().
-        fileno = getattr(file, "fileno", None)
-        self.log_fd = fileno() if fileno is not None else -1
+        # 249k instead of 320-335k random puts/s.  Only the env's own
+        # WritableFile is written behind its back; any other file (the
+        # tests' fault-injecting ones, subclasses) sees every append().
+        self.log_fd = file.fileno() if type(file) is WritableFile else -1
 
     cdef int _append_log(self, bytes data) except -1:
         # Append data to the WAL, as WritableFile.append does (the same error).
