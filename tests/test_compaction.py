@@ -609,6 +609,59 @@ def test_failed_compact_range_raises_and_loses_nothing(db_path):
         check_contents(conn, model)
 
 
+def test_compaction_over_a_damaged_table_raises_and_keeps_the_inputs(db_path):
+    # The C compaction reads its inputs through their descriptors: a damaged
+    # block must stop it with a CorruptionError naming the table, record
+    # nothing, leave every input as it was and no output behind.
+    _level0_tables(db_path, 3)
+    before = ssts(db_path)
+    victim = min(before)
+    path = os.path.join(db_path, "%06d.sst" % victim)
+    with open(path, "r+b") as f:                 # a byte in the first data block
+        f.seek(200)
+        byte = f.read(1)
+        f.seek(200)
+        f.write(bytes([byte[0] ^ 0x55]))
+    images = {n: open(os.path.join(db_path, "%06d.sst" % n), "rb").read() for n in before}
+    with kvcy.connect(db_path, **NO_AUTO_COMPACTION) as conn:
+        with pytest.raises(kvcy.CorruptionError) as info:
+            quiet_compact_range(conn)
+        assert "%06d.sst" % victim in str(info.value)
+        assert level_stats(conn)[0] == 3
+        assert live_numbers(conn) == set(before)
+    with kvcy.connect(db_path, **NO_AUTO_COMPACTION) as conn:
+        assert set(ssts(db_path)) == set(before) == live_numbers(conn)    # no orphan left
+    for n, image in images.items():
+        assert open(os.path.join(db_path, "%06d.sst" % n), "rb").read() == image
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_full_disk_in_a_compaction_output_written_through_its_descriptor(db_path, monkeypatch):
+    # Outputs are written with write(2) from C: a full disk there must raise
+    # OperationalError naming ENOSPC, record nothing and lose nothing.
+    model = _level0_tables(db_path, 3)
+    before = set(ssts(db_path))
+    real_open = PosixEnv.new_writable_file
+
+    def full_tables(self, path):
+        file = real_open(self, path)
+        if path.endswith(".sst"):
+            full = os.open("/dev/full", os.O_WRONLY)
+            os.dup2(full, file.fileno())
+            os.close(full)
+        return file
+    monkeypatch.setattr(PosixEnv, "new_writable_file", full_tables)
+    with kvcy.connect(db_path, **NO_AUTO_COMPACTION) as conn:
+        with pytest.raises(OperationalError, match="ENOSPC"):
+            quiet_compact_range(conn)
+        check_contents(conn, model)
+        assert live_numbers(conn) == before
+    monkeypatch.undo()
+    with kvcy.connect(db_path, **NO_AUTO_COMPACTION) as conn:
+        check_contents(conn, model)
+        assert set(ssts(db_path)) == before == live_numbers(conn)
+
+
 # --- power loss at each point of a compaction -------------------------------------------------
 
 def _manifest(name):
