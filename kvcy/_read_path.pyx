@@ -238,8 +238,6 @@ cdef class ReadState:
                 if n != NULL:
                     return memtable_answer(n)
             if r == 0:
-                if found.kind < 0:
-                    return None
                 value = found_value(&found)
                 return None if value is DELETED else value
             table = self.open_slot(index)

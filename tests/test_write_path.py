@@ -208,20 +208,36 @@ def test_group_commit_with_memtable_switches_and_big_batches(db_path):
 # --- sync=True writers share fsyncs -------------------------------------------
 
 
-class _SlowSyncFile:
-    """A WritableFile whose sync takes at least `delay` seconds (GIL released)."""
+class _WrappedFile:
+    """Delegates every file method to base; subclasses override one."""
 
-    def __init__(self, base, delay):
+    def __init__(self, base):
         self._base = base
-        self._delay = delay
         self.path = base.path
-        self.append = base.append
-        self.flush = base.flush
-        self.close = base.close
 
     @property
     def size(self):
         return self._base.size
+
+    def append(self, data):
+        self._base.append(data)
+
+    def sync(self):
+        self._base.sync()
+
+    def flush(self):
+        self._base.flush()
+
+    def close(self):
+        self._base.close()
+
+
+class _SlowSyncFile(_WrappedFile):
+    """A WritableFile whose sync takes at least `delay` seconds (GIL released)."""
+
+    def __init__(self, base, delay):
+        super().__init__(base)
+        self._delay = delay
 
     def sync(self):
         time.sleep(self._delay)
@@ -273,20 +289,12 @@ def test_single_sync_writer_syncs_every_write(db_path):
 # --- failures fail the whole group, and later writes --------------------------
 
 
-class _GatedFile:
+class _GatedFile(_WrappedFile):
     """Delegates to a FaultEnv file; append() blocks while the env's gate is shut."""
 
     def __init__(self, env, base):
+        super().__init__(base)
         self._env = env
-        self._base = base
-        self.path = base.path
-        self.sync = base.sync
-        self.flush = base.flush
-        self.close = base.close
-
-    @property
-    def size(self):
-        return self._base.size
 
     def append(self, data):
         env = self._env
