@@ -15,8 +15,8 @@ from kvcy._coding cimport put_fixed32, load_fixed32
 from kvcy._crc32c cimport crc32c_extend, crc32c_mask
 
 cdef enum:
-    BLOCK = 32768
-    HEADER = 7
+    BLOCK = LOG_BLOCK_BYTES
+    HEADER = LOG_HEADER_BYTES
     FULL = 1
     FIRST = 2
     MIDDLE = 3
@@ -41,59 +41,65 @@ cdef class LogFramer:
             return self.frame_raw(<const unsigned char*>"", 0)
         return self.frame_raw(&payload[0], payload.shape[0])
 
-    cdef bytes frame_raw(self, const unsigned char* src, size_t left):
-        # Worst case: a header per block touched plus one block of padding.
-        cdef size_t cap = left + (left // (BLOCK - HEADER) + 2) * HEADER + BLOCK
-        cdef unsigned char small[1024]
-        cdef unsigned char* out = small
-        cdef unsigned char* p
+    cdef size_t frame_into(self, const unsigned char* src, size_t left,
+                           unsigned char* out) noexcept nogil:
+        # Frame one record into out, which has room for frame_bound(left)
+        # bytes; returns the bytes written.
+        cdef unsigned char* p = out
         cdef size_t avail, n, offset = <size_t>self.block_offset
         cdef bint begin = True, end
         cdef int rtype
         cdef uint32_t crc
+        while True:
+            avail = BLOCK - offset
+            if avail < HEADER:
+                # Too small for a header: pad the block with zeros.
+                if avail:
+                    memset(p, 0, avail)
+                    p += avail
+                offset = 0
+                avail = BLOCK
+            n = avail - HEADER
+            if n > left:
+                n = left
+            end = n == left
+            if begin and end:
+                rtype = FULL
+            elif begin:
+                rtype = FIRST
+            elif end:
+                rtype = LAST
+            else:
+                rtype = MIDDLE
+            crc = crc32c_mask(crc32c_extend(TYPE_CRC[rtype], src, n))
+            put_fixed32(p, crc)
+            p[4] = <unsigned char>(n & 0xFF)
+            p[5] = <unsigned char>(n >> 8)
+            p[6] = <unsigned char>rtype
+            if n:
+                memcpy(p + HEADER, src, n)
+            p += HEADER + n
+            src += n
+            left -= n
+            offset += HEADER + n
+            begin = False
+            if end:
+                break
+        self.block_offset = offset
+        return <size_t>(p - out)
+
+    cdef bytes frame_raw(self, const unsigned char* src, size_t left):
+        cdef size_t cap = frame_bound(left)
+        cdef unsigned char small[1024]
+        cdef unsigned char* out = small
+        cdef size_t n
         if cap > sizeof(small):
             out = <unsigned char*>malloc(cap)
             if out == NULL:
                 raise MemoryError()
         try:
-            p = out
-            while True:
-                avail = BLOCK - offset
-                if avail < HEADER:
-                    # Too small for a header: pad the block with zeros.
-                    if avail:
-                        memset(p, 0, avail)
-                        p += avail
-                    offset = 0
-                    avail = BLOCK
-                n = avail - HEADER
-                if n > left:
-                    n = left
-                end = n == left
-                if begin and end:
-                    rtype = FULL
-                elif begin:
-                    rtype = FIRST
-                elif end:
-                    rtype = LAST
-                else:
-                    rtype = MIDDLE
-                crc = crc32c_mask(crc32c_extend(TYPE_CRC[rtype], src, n))
-                put_fixed32(p, crc)
-                p[4] = <unsigned char>(n & 0xFF)
-                p[5] = <unsigned char>(n >> 8)
-                p[6] = <unsigned char>rtype
-                if n:
-                    memcpy(p + HEADER, src, n)
-                p += HEADER + n
-                src += n
-                left -= n
-                offset += HEADER + n
-                begin = False
-                if end:
-                    break
-            self.block_offset = offset
-            return PyBytes_FromStringAndSize(<const char*>out, p - out)
+            n = self.frame_into(src, left, out)
+            return PyBytes_FromStringAndSize(<const char*>out, n)
         finally:
             if out != small:
                 free(out)
