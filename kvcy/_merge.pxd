@@ -24,6 +24,7 @@ cdef class MergingIterator(InternalIterator):
     cdef MergeChild* kids        # one slot per child, PyMem_Malloc'd
     cdef Py_ssize_t n            # number of children
     cdef MergeChild* current     # the child holding the current entry; NULL when not valid
+    cdef MergeChild* runner_up   # after a forward step: the child next in order after current
     cdef int direction           # MERGE_FORWARD or MERGE_REVERSE: how the others are placed
 
     cdef bint is_valid(self) noexcept

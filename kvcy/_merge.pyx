@@ -101,15 +101,22 @@ cdef class MergingIterator(InternalIterator):
         return (<InternalIterator>self.current.it).value_len()
 
     cdef void find_smallest(self) noexcept:
-        # current := the valid child with the smallest key, the lowest index among equals.
+        # current := the valid child with the smallest key, the lowest index
+        # among equals; runner_up := the next in that order (NULL if none).
         cdef MergeChild* smallest = NULL
+        cdef MergeChild* second = NULL
         cdef MergeChild* c = self.kids
         cdef MergeChild* end = self.kids + self.n
         while c < end:
-            if c.valid and (smallest == NULL or compare_children(c, smallest) < 0):
-                smallest = c
+            if c.valid:
+                if smallest == NULL or compare_children(c, smallest) < 0:
+                    second = smallest
+                    smallest = c
+                elif second == NULL or compare_children(c, second) < 0:
+                    second = c
             c += 1
         self.current = smallest
+        self.runner_up = second
 
     cdef void find_largest(self) noexcept:
         # current := the valid child with the largest key, the highest index among equals.
@@ -123,13 +130,27 @@ cdef class MergingIterator(InternalIterator):
 
     cdef int c_next(self) except -1:
         cdef MergeChild* c = self.current
+        cdef MergeChild* r
         if c == NULL:
             return self.raise_invalid("next")
         if self.direction != MERGE_FORWARD:
             self.switch_to_forward()
+            self.current = NULL              # stays invalid if a child raises
+            (<InternalIterator>c.it).c_next()
+            refresh(c)
+            self.find_smallest()
+            return 0
         self.current = NULL                  # stays invalid if the child raises
         (<InternalIterator>c.it).c_next()
         refresh(c)
+        # The others did not move: c stays current while it sorts before
+        # the runner-up (one comparison instead of a scan of every child;
+        # long runs come from one child in a scan of a leveled tree).
+        r = self.runner_up
+        if c.valid and (r == NULL or compare_children(c, r) < 0
+                        or (c < r and compare_children(c, r) == 0)):
+            self.current = c
+            return 0
         self.find_smallest()
         return 0
 

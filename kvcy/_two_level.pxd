@@ -7,7 +7,8 @@ from kvcy._block cimport BlockIterator
 from kvcy._iterator cimport InternalIterator
 
 cdef enum:
-    LEVEL_RECENT_ITERATORS = 8   # table iterators a LevelIterator keeps for later seeks
+    LEVEL_RECENT_ITERATORS = 64  # table iterators a LevelIterator keeps for later seeks
+    MAX_HANDLE_BYTES = 20        # an encoded block handle: two varint64s
 
 
 cdef class TwoLevelIterator(InternalIterator):
@@ -45,7 +46,8 @@ cdef class TwoLevelIterator(InternalIterator):
 cdef class TableIterator(TwoLevelIterator):
     cdef object table            # has .index (a Block) and block_from_index_value(bytes) -> Block
     cdef BlockIterator index_iter    # over the index block: separator key -> encoded handle
-    cdef bytes data_handle       # index value that data_iter was loaded from; None with it
+    cdef unsigned char data_handle[MAX_HANDLE_BYTES]   # index value data_iter was loaded from
+    cdef size_t data_handle_len  # its bytes; 0 when no block is loaded
 
     cdef int step(self, bint forward) except -1
 

@@ -13,7 +13,9 @@ One concept (LevelDB's TwoLevelIterator) in two uses:
     The index is the file list, searched by largest key; a child is a
     file's iterator, opened (open_table_iterator(meta), for example
     TableCache.iterator) only when the iteration reaches the file.  The last
-    LEVEL_RECENT_ITERATORS opened are kept, since seeks revisit them.
+    LEVEL_RECENT_ITERATORS opened are kept (without their data blocks),
+    since random seeks revisit them: opening one costs more than a block
+    read from the cache.
 
 The base class moves the index and the child together: the per-entry path
 (key, value, next and prev inside a child) is C only; crossing into the next
@@ -27,12 +29,12 @@ the path of its table.
 Thread-safety: one thread at a time; tables and files may be shared.
 """
 cimport cython
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 
-from kvcy._block cimport Block, BlockIterator
+from kvcy._block cimport Block, BlockIterator, cursor_parse_next
 from kvcy._coding cimport load_fixed64
 from kvcy._dbformat cimport TAG_BYTES, compare_internal
 from kvcy._iterator cimport InternalIterator
@@ -212,9 +214,26 @@ cdef class TableIterator(TwoLevelIterator):
         self.table = table
         self.index_iter = BlockIterator(index)
         self.data_iter = None
-        self.data_handle = None
+        self.data_handle_len = 0
 
     cdef int c_next(self) except -1:
+        # The common step, inside a block, without a try block (which costs
+        # an exception-state save per entry); block ends and errors go the
+        # general way.
+        cdef BlockIterator d
+        cdef int r
+        if self.data_iter is not None:
+            d = <BlockIterator>self.data_iter     # load_child only makes BlockIterators
+            if d.c.current < d.c.restarts and not d.c.error:
+                r = cursor_parse_next(&d.c)
+                if r > 0:
+                    return 0
+                if r == 0:
+                    return self.skip_empty_forward()
+                try:
+                    d.fail_cursor()              # stopped on damage: latch it as step() does
+                except CorruptionError as exc:
+                    return self.fail_reset(exc)
         return self.step(True)
 
     cdef int c_prev(self) except -1:
@@ -259,7 +278,7 @@ cdef class TableIterator(TwoLevelIterator):
 
     cdef void drop_child(self):
         self.data_iter = None
-        self.data_handle = None
+        self.data_handle_len = 0
 
     cdef object restate(self, object exc):
         # Corruption is restated with the table it was found in.
@@ -281,20 +300,22 @@ cdef class TableIterator(TwoLevelIterator):
             return 0
         v = self.index_iter.value_ptr()
         n = self.index_iter.value_len()
-        if (self.data_iter is not None and <size_t>PyBytes_GET_SIZE(self.data_handle) == n
-                and memcmp(PyBytes_AS_STRING(self.data_handle), v, n) == 0):
+        if (self.data_iter is not None and n != 0 and self.data_handle_len == n
+                and memcmp(self.data_handle, v, n) == 0):
             return 0                         # already loaded
         self.drop_child()
-        handle = PyBytes_FromStringAndSize(<const char*>v, n)
         if type(self.table) is Table:
             block = (<Table>self.table).block_for_handle(v, n)     # C block cache, no Python frame
         else:
-            block = self.table.block_from_index_value(handle)
+            block = self.table.block_from_index_value(
+                PyBytes_FromStringAndSize(<const char*>v, n))
         if not isinstance(block, Block):
             raise TypeError("block_from_index_value must return a kvcy._block.Block, not %s"
                             % type(block).__name__)
-        self.data_iter = BlockIterator(block)
-        self.data_handle = handle
+        self.data_iter = BlockIterator.__new__(BlockIterator, block)   # no type call
+        if n <= MAX_HANDLE_BYTES:            # a longer value cannot repeat: never "already loaded"
+            memcpy(self.data_handle, v, n)
+            self.data_handle_len = n
         return 0
 
 
@@ -375,6 +396,10 @@ cdef class LevelIterator(TwoLevelIterator):
             return 0
         if i == self.loaded and self.data_iter is not None:
             return 0
+        if isinstance(self.data_iter, TwoLevelIterator):
+            # The file left behind keeps its iterator for a later seek but
+            # not its data block: one pinned block per level, not per file kept.
+            (<TwoLevelIterator>self.data_iter).drop_child()
         self.data_iter = None
         self.loaded = -1
         it = self.recent.get(i)
