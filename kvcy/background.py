@@ -135,7 +135,7 @@ class BackgroundWorker:
         """Run the compaction the current Version needs most; False if none."""
         with self.compaction_lock:
             version = self.versions.current
-            c = pick_compaction(version, self.options, self.versions.compact_pointers)
+            c = pick_compaction(version, self.options)
             if c is None:
                 return False
             self.hooks.run_compaction(c, version)

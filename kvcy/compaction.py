@@ -123,9 +123,6 @@ def run_compaction(ctx, c, version, allow_move=True):
     stats = ctx.stats
     started = time.monotonic()
     edit = VersionEdit()
-    # The next compaction of this level starts after this range (round robin).
-    edit.compact_pointers.append((c.level, max((f.largest for f in c.inputs[0]),
-                                               key=internal_sort_key)))
     if allow_move and c.is_trivial_move(options):
         meta = c.inputs[0][0]
         edit.delete_file(c.level, meta.number)

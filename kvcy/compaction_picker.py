@@ -7,16 +7,20 @@ Leveled compaction as LevelDB does it:
     level_size_multiplier ** (n - 1);
   * the level with the highest score >= 1 is compacted first.
 For level 0 the plan takes every L0 file overlapping the range it picks;
-for deeper levels it takes the next file after the level's compaction
-pointer (round robin over the key space).  The inputs of level n + 1 are
-the files overlapping the chosen range.  A single input file that overlaps
+for deeper levels it takes the file that overlaps the fewest bytes of
+level n + 1 per byte of its own (RocksDB's kMinOverlappingRatio, its
+default since 6.x): each compaction then rewrites the least data of the
+level below, which lowers write amplification against LevelDB's round
+robin over the key space.  The inputs of level n + 1 are the files
+overlapping the chosen range.  A single input file that overlaps
 nothing in level n + 1 (and little in n + 2) moves down without being
 rewritten.
 
 Nothing here touches files or locks: the caller gives a Version (pinned)
 and the compaction pointers, and runs the plan (compaction.py).
 """
-from kvcy.version_set import internal_sort_key
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 
 # A trivial move is refused when the moved file would overlap more than
 # this many target files' worth of the grandparent level (LevelDB's rule).
@@ -114,7 +118,7 @@ def plan(version, options, level, inputs0, reason, score=0.0):
     return Compaction(level, inputs0, inputs1, grandparents, reason, score)
 
 
-def pick_compaction(version, options, compact_pointers):
+def pick_compaction(version, options):
     """The compaction the Version needs most, or None when no level scores >= 1."""
     scores = level_scores(version, options)
     if not scores:
@@ -126,14 +130,22 @@ def pick_compaction(version, options, compact_pointers):
     if level == 0:
         first = [files[-1]]        # the oldest L0 file; the range grows to its overlaps
     else:
-        pointer = compact_pointers.get(level)
-        first = None
-        if pointer is not None:
-            key = internal_sort_key(pointer)
-            for f in files:
-                if internal_sort_key(f.largest) > key:
-                    first = [f]
-                    break
-        if first is None:
-            first = [files[0]]
+        first = [min_overlap_file(files, version.files[level + 1])]
     return plan(version, options, level, first, "L%d score %.2f" % (level, score), score)
+
+
+def min_overlap_file(files, below):
+    """The file of `files` (one level >= 1) whose overlap with `below` (the
+    next level: sorted, disjoint) is the fewest bytes per byte of its own;
+    ties go to the first in key order."""
+    smallest = [f.smallest_user for f in below]
+    largest = [f.largest_user for f in below]
+    prefix = [0] + list(accumulate(f.file_size for f in below))
+    best, best_ratio = None, None
+    for f in files:
+        lo = bisect_left(largest, f.smallest_user)     # first below-file ending at or after f
+        hi = bisect_right(smallest, f.largest_user)    # past the last starting at or before f's end
+        ratio = (prefix[hi] - prefix[lo]) / max(f.file_size, 1) if hi > lo else 0.0
+        if best_ratio is None or ratio < best_ratio:
+            best, best_ratio = f, ratio
+    return best

@@ -105,8 +105,7 @@ def wait_idle(conn, timeout=30.0):
         with engine.background.cv:
             busy = engine.background.busy or engine.background.pending
         if (not busy and not engine.imm
-                and pick_compaction(engine.versions.current, engine.options,
-                                    engine.versions.compact_pointers) is None):
+                and pick_compaction(engine.versions.current, engine.options) is None):
             return
         assert time.monotonic() < deadline, "compaction did not settle in %.0fs" % timeout
         time.sleep(0.005)

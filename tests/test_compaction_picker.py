@@ -6,13 +6,14 @@ leveled picking is checked without touching a file: level 0 scored by file
 count, deeper levels by bytes against level1_max_bytes * multiplier **
 (n - 1), the highest score >= 1 first, level-0 inputs grown to every
 overlapping level-0 file, the level + 1 and grandparent overlaps, the
-round-robin compaction pointer of levels >= 1 and the trivial-move rule.
+least-overlap choice of levels >= 1 and the trivial-move rule.
 """
 import pytest
 
 from kvcy.compaction_picker import (MAX_GRANDPARENT_OVERLAP_FILES, Compaction,
                                     level0_overlapping, level_scores, max_bytes_for_level,
-                                    overlapping, pick_compaction, plan, user_range)
+                                    min_overlap_file, overlapping, pick_compaction, plan,
+                                    user_range)
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, encode_internal_key
 from kvcy.options import Options
 from kvcy.version_edit import FileMetaData, VersionEdit
@@ -56,7 +57,7 @@ def l0_files(count, size=10):
 def test_empty_version_needs_no_compaction():
     v = make_version({})
     assert level_scores(v, OPTS) == [(0.0, level) for level in range(NUM_LEVELS - 1)]
-    assert pick_compaction(v, OPTS, {}) is None
+    assert pick_compaction(v, OPTS) is None
 
 
 def test_max_bytes_for_level_grows_by_the_multiplier():
@@ -68,8 +69,8 @@ def test_max_bytes_for_level_grows_by_the_multiplier():
 
 def test_level0_is_scored_by_file_count():
     assert level_scores(make_version({0: l0_files(3)}), OPTS)[0] == (0.75, 0)
-    assert pick_compaction(make_version({0: l0_files(3)}), OPTS, {}) is None
-    c = pick_compaction(make_version({0: l0_files(4)}), OPTS, {})
+    assert pick_compaction(make_version({0: l0_files(3)}), OPTS) is None
+    c = pick_compaction(make_version({0: l0_files(4)}), OPTS)
     assert c is not None and c.level == 0 and c.output_level == 1
     assert c.score == 1.0
 
@@ -78,24 +79,24 @@ def test_level0_bytes_do_not_count():
     # One enormous level-0 file: a quarter of the trigger, no compaction.
     v = make_version({0: l0_files(1, size=10 ** 12)})
     assert level_scores(v, OPTS)[0] == (0.25, 0)
-    assert pick_compaction(v, OPTS, {}) is None
+    assert pick_compaction(v, OPTS) is None
 
 
 def test_level0_score_follows_the_trigger_option():
     v = make_version({0: l0_files(2)})
-    assert pick_compaction(v, OPTS, {}) is None
+    assert pick_compaction(v, OPTS) is None
     opts = OPTS.replace(level0_compaction_trigger=2)
     assert level_scores(v, opts)[0] == (1.0, 0)
-    assert pick_compaction(v, opts, {}).level == 0
+    assert pick_compaction(v, opts).level == 0
 
 
 def test_level1_is_scored_by_bytes_against_level1_max_bytes():
     under = make_version({1: [meta(1, b"a", b"b", 500), meta(2, b"c", b"d", 499)]})
     assert level_scores(under, OPTS)[1] == (0.999, 1)
-    assert pick_compaction(under, OPTS, {}) is None
+    assert pick_compaction(under, OPTS) is None
     at = make_version({1: [meta(1, b"a", b"b", 500), meta(2, b"c", b"d", 500)]})
     assert level_scores(at, OPTS)[1] == (1.0, 1)
-    c = pick_compaction(at, OPTS, {})
+    c = pick_compaction(at, OPTS)
     assert c.level == 1 and c.score == 1.0
 
 
@@ -105,42 +106,42 @@ def test_deeper_levels_are_scored_against_multiplied_targets(level):
     # The size L1 may hold is far below these: only the per-level target decides.
     just_under = make_version({level: [meta(1, b"a", b"b", target - 1)]})
     assert level_scores(just_under, OPTS)[level] == ((target - 1) / target, level)
-    assert pick_compaction(just_under, OPTS, {}) is None
+    assert pick_compaction(just_under, OPTS) is None
     double = make_version({level: [meta(1, b"a", b"b", target),
                                     meta(2, b"c", b"d", target)]})
     assert level_scores(double, OPTS)[level] == (2.0, level)
-    c = pick_compaction(double, OPTS, {})
+    c = pick_compaction(double, OPTS)
     assert (c.level, c.score) == (level, 2.0)
 
 
 def test_the_last_level_is_never_compacted():
     v = make_version({NUM_LEVELS - 1: [meta(1, b"a", b"z", 10 ** 15)]})
     assert [level for _, level in level_scores(v, OPTS)] == list(range(NUM_LEVELS - 1))
-    assert pick_compaction(v, OPTS, {}) is None
+    assert pick_compaction(v, OPTS) is None
     # With three levels, level 2 is the last one.
     v3 = make_version({2: [meta(1, b"a", b"z", 10 ** 15)]}, num_levels=3)
     assert [level for _, level in level_scores(v3, OPTS)] == [0, 1]
-    assert pick_compaction(v3, OPTS, {}) is None
+    assert pick_compaction(v3, OPTS) is None
 
 
 def test_the_highest_score_is_compacted_first():
     l0 = l0_files(5)                                     # 1.25
     l1 = [meta(1, b"a", b"b", 3000)]                     # 3.0
     l2 = [meta(2, b"a", b"b", 20_000)]                   # 2.0
-    c = pick_compaction(make_version({0: l0, 1: l1, 2: l2}), OPTS, {})
+    c = pick_compaction(make_version({0: l0, 1: l1, 2: l2}), OPTS)
     assert (c.level, c.score) == (1, 3.0)
     l2 = [meta(2, b"a", b"b", 50_000)]                   # 5.0
-    c = pick_compaction(make_version({0: l0, 1: l1, 2: l2}), OPTS, {})
+    c = pick_compaction(make_version({0: l0, 1: l1, 2: l2}), OPTS)
     assert (c.level, c.score) == (2, 5.0)
     l0 = l0_files(40)                                    # 10.0
-    c = pick_compaction(make_version({0: l0, 1: l1, 2: l2}), OPTS, {})
+    c = pick_compaction(make_version({0: l0, 1: l1, 2: l2}), OPTS)
     assert (c.level, c.score) == (0, 10.0)
 
 
 def test_equal_scores_pick_the_upper_level():
     v = make_version({1: [meta(1, b"a", b"b", 2000)], 2: [meta(2, b"x", b"y", 20_000)],
                       3: [meta(3, b"m", b"n", 200_000)]})
-    assert pick_compaction(v, OPTS, {}).level == 1
+    assert pick_compaction(v, OPTS).level == 1
 
 
 def test_a_level_below_one_is_ignored_even_if_others_are_close():
@@ -148,14 +149,14 @@ def test_a_level_below_one_is_ignored_even_if_others_are_close():
     v = make_version({0: l0_files(3), 1: [meta(1, b"a", b"b", 990)],
                       2: [meta(2, b"a", b"b", 9900)]})
     assert all(score < 1.0 for score, _ in level_scores(v, OPTS))
-    assert pick_compaction(v, OPTS, {}) is None
+    assert pick_compaction(v, OPTS) is None
 
 
 # --- level-0 inputs ---------------------------------------------------------------------------
 
 def test_level0_starts_from_the_oldest_file():
     files = l0_files(4)                       # disjoint; 100 is the oldest (lowest number)
-    c = pick_compaction(make_version({0: files}), OPTS, {})
+    c = pick_compaction(make_version({0: files}), OPTS)
     assert numbers(c.inputs[0]) == [100]
 
 
@@ -164,7 +165,7 @@ def test_level0_inputs_grow_to_every_overlapping_file():
     # [d, g], which overlaps [a, d]... transitively; [x, z] stays behind.
     files = [meta(10, b"b", b"c"), meta(11, b"c", b"e"), meta(12, b"d", b"g"),
              meta(13, b"a", b"b0"), meta(14, b"x", b"z")]
-    c = pick_compaction(make_version({0: files}), OPTS, {})
+    c = pick_compaction(make_version({0: files}), OPTS)
     assert numbers(c.inputs[0]) == [10, 11, 12, 13]
     assert c.inputs[1] == []
 
@@ -193,7 +194,7 @@ def test_level0_inputs_take_their_level1_overlaps():
           meta(43, b"r", b"s")]
     l1 = [meta(1, b"a", b"b"), meta(2, b"b5", b"c"), meta(3, b"d0", b"f"),
           meta(4, b"g", b"i"), meta(5, b"j", b"k")]
-    c = pick_compaction(make_version({0: l0, 1: l1}), OPTS, {})
+    c = pick_compaction(make_version({0: l0, 1: l1}), OPTS)
     assert numbers(c.inputs[0]) == [40, 41]
     # [c, h]: [b5, c] touches c, [g, i] crosses h; [a, b] and [j, k] do not meet it.
     assert numbers(c.inputs[1]) == [2, 3, 4]
@@ -208,7 +209,7 @@ def test_a_newer_level0_file_beyond_the_level1_range_is_not_needed():
     l0 = [meta(50, b"c", b"d"), meta(51, b"x", b"y"), meta(52, b"c5", b"c6"),
           meta(53, b"m", b"n")]
     l1 = [meta(1, b"a", b"z")]
-    c = pick_compaction(make_version({0: l0, 1: l1}), OPTS, {})
+    c = pick_compaction(make_version({0: l0, 1: l1}), OPTS)
     assert set(numbers(c.inputs[0])) >= {50, 52}
     assert numbers(c.inputs[1]) == [1]
 
@@ -221,7 +222,7 @@ def test_level_n_inputs_take_overlaps_in_level_n_plus_1_and_grandparents():
           meta(5, b"h", b"i")]
     l3 = [meta(6, b"a", b"b"), meta(7, b"b5", b"c"), meta(8, b"c6", b"c7"),
           meta(9, b"f5", b"h"), meta(10, b"x", b"y")]
-    c = pick_compaction(make_version({1: l1, 2: l2, 3: l3}), OPTS, {})
+    c = pick_compaction(make_version({1: l1, 2: l2, 3: l3}), OPTS)
     assert c.level == 1
     assert numbers(c.inputs[0]) == [1]
     assert numbers(c.inputs[1]) == [3, 4]                  # [c5, g]
@@ -248,98 +249,75 @@ def test_overlap_is_by_user_key_and_inclusive():
 def test_no_grandparents_below_the_last_level():
     v = make_version({1: [meta(1, b"a", b"b", 10 ** 6)], 2: [meta(2, b"a", b"c")]},
                      num_levels=3)
-    c = pick_compaction(v, OPTS, {})
+    c = pick_compaction(v, OPTS)
     assert (c.level, numbers(c.inputs[1]), c.grandparents) == (1, [2], [])
 
 
-# --- round robin over levels >= 1 -------------------------------------------------------------
+# --- levels >= 1: the file with the least overlap below, per byte -----------------------------
 
 def _full_level1():
     return [meta(1, b"a", b"b", 600), meta(2, b"c", b"d", 600), meta(3, b"e", b"f", 600)]
 
 
-def test_level1_compacts_one_file_starting_after_the_pointer():
+def test_level1_compacts_the_file_overlapping_the_fewest_bytes_below():
     files = _full_level1()
-    v = make_version({1: files})
-    assert numbers(pick_compaction(v, OPTS, {}).inputs[0]) == [1]
-    assert numbers(pick_compaction(v, OPTS, {1: files[0].largest}).inputs[0]) == [2]
-    assert numbers(pick_compaction(v, OPTS, {1: files[1].largest}).inputs[0]) == [3]
-    # Past the last file: wrap around to the first.
-    assert numbers(pick_compaction(v, OPTS, {1: files[2].largest}).inputs[0]) == [1]
-    assert numbers(pick_compaction(v, OPTS, {1: ikey(b"zzz")}).inputs[0]) == [1]
-    # A pointer between files picks the next one.
-    assert numbers(pick_compaction(v, OPTS, {1: ikey(b"b5")}).inputs[0]) == [2]
-    # A pointer before everything picks the first.
-    assert numbers(pick_compaction(v, OPTS, {1: ikey(b"")}).inputs[0]) == [1]
+    below = [meta(10, b"a", b"a5", 500), meta(11, b"b5", b"c", 300),   # 1: 800, 2: 300
+             meta(12, b"e", b"e5", 200), meta(13, b"e6", b"f", 400)]   # 3: 600
+    v = make_version({1: files, 2: below})
+    c = pick_compaction(v, OPTS)
+    assert numbers(c.inputs[0]) == [2] and numbers(c.inputs[1]) == [11]
 
 
-def test_pointer_is_compared_as_an_internal_key():
+def test_overlap_is_weighed_by_the_files_own_size():
+    # File 1 overlaps more bytes, but fewer per byte of its own.
+    files = [meta(1, b"a", b"b", 1000), meta(2, b"c", b"d", 100)]
+    below = [meta(10, b"a", b"b", 500), meta(11, b"c", b"d", 100)]       # 0.5 vs 1.0
+    assert numbers(pick_compaction(make_version({1: files, 2: below}), OPTS).inputs[0]) == [1]
+
+
+def test_a_file_with_nothing_below_goes_first_and_ties_go_to_key_order():
     files = _full_level1()
-    v = make_version({1: files})
-    largest_user = files[0].largest_user
-    seq = int.from_bytes(files[0].largest[-8:], "little") >> 8
-    # Same user key, older entry: sorts after file 1's largest -> file 2.
-    older = ikey(largest_user, seq - 1)
-    assert numbers(pick_compaction(v, OPTS, {1: older}).inputs[0]) == [2]
-    # Same user key, newer entry: sorts before it -> file 1 still has work.
-    newer = ikey(largest_user, seq + 1)
-    assert numbers(pick_compaction(v, OPTS, {1: newer}).inputs[0]) == [1]
+    below = [meta(10, b"a", b"b", 50), meta(11, b"e", b"f", 50)]
+    assert numbers(pick_compaction(make_version({1: files, 2: below}), OPTS).inputs[0]) == [2]
+    assert numbers(pick_compaction(make_version({1: files}), OPTS).inputs[0]) == [1]
 
 
-def test_round_robin_visits_every_file_once_per_cycle():
-    files = [meta(i, b"k%02d" % (2 * i), b"k%02d" % (2 * i + 1), 300) for i in range(1, 7)]
-    v = make_version({1: files})
-    pointers = {}
-    seen = []
-    for _ in range(12):
-        c = pick_compaction(v, OPTS, pointers)
-        assert len(c.inputs[0]) == 1
-        seen.append(c.inputs[0][0].number)
-        # What run_compaction records: the largest key of the level's inputs.
-        pointers[c.level] = max((f.largest for f in c.inputs[0]))
-    assert seen == [1, 2, 3, 4, 5, 6] * 2
-
-
-def test_pointers_are_per_level():
-    l1 = _full_level1()
-    l2 = [meta(10 + i, b"p%d" % i, b"p%d~" % i, 10_000) for i in range(3)]   # 3.0 > 1.8
-    v = make_version({1: l1, 2: l2})
-    pointers = {1: l1[1].largest}
-    c = pick_compaction(v, OPTS, pointers)
-    assert (c.level, numbers(c.inputs[0])) == (2, [10])    # L1's pointer does not apply
-    pointers[2] = l2[0].largest
-    assert numbers(pick_compaction(v, OPTS, pointers).inputs[0]) == [11]
-
-
-def test_level0_ignores_a_pointer():
-    files = l0_files(4)
-    c = pick_compaction(make_version({0: files}), OPTS, {0: files[0].largest})
-    assert numbers(c.inputs[0]) == [100]
+def test_min_overlap_agrees_with_a_brute_force_count():
+    import random
+    rng = random.Random(5)
+    for _ in range(200):
+        def level(count, first_number):
+            bounds = sorted(rng.sample(range(1000), 2 * count))
+            return [meta(first_number + i, b"%04d" % bounds[2 * i], b"%04d" % bounds[2 * i + 1],
+                         rng.randrange(1, 500)) for i in range(count)]
+        upper, lower = level(rng.randrange(1, 8), 1), level(rng.randrange(0, 12), 100)
+        best = min(upper, key=lambda f: (
+            sum(g.file_size for g in overlapping(lower, f.smallest_user, f.largest_user))
+            / f.file_size, f.smallest_user))
+        assert min_overlap_file(upper, lower) is best
 
 
 def test_picking_changes_nothing():
     l1 = _full_level1()
     v = make_version({0: l0_files(5), 1: l1})
     before = [list(level) for level in v.files]
-    pointers = {1: l1[0].largest}
-    pick_compaction(v, OPTS, pointers)
+    pick_compaction(v, OPTS)
     plan(v, OPTS, 1, [l1[2]], "x")
     assert v.files == before
-    assert pointers == {1: l1[0].largest}
 
 
 # --- trivial moves ----------------------------------------------------------------------------
 
 def test_a_single_file_with_nothing_below_is_a_trivial_move():
     v = make_version({1: [meta(1, b"a", b"b", 1500)], 2: [meta(2, b"c", b"d")]})
-    c = pick_compaction(v, OPTS, {})
+    c = pick_compaction(v, OPTS)
     assert (numbers(c.inputs[0]), c.inputs[1]) == ([1], [])
     assert c.is_trivial_move(OPTS)
 
 
 def test_overlap_in_the_next_level_is_not_a_trivial_move():
     v = make_version({1: [meta(1, b"a", b"c", 1500)], 2: [meta(2, b"c", b"d")]})
-    c = pick_compaction(v, OPTS, {})
+    c = pick_compaction(v, OPTS)
     assert numbers(c.inputs[1]) == [2]
     assert not c.is_trivial_move(OPTS)
 
@@ -347,11 +325,11 @@ def test_overlap_in_the_next_level_is_not_a_trivial_move():
 def test_level0_file_is_moved_only_when_no_other_level0_file_overlaps():
     alone = make_version({0: [meta(1, b"a", b"b"), meta(2, b"c", b"d"), meta(3, b"e", b"f"),
                               meta(4, b"g", b"h")]})
-    c = pick_compaction(alone, OPTS, {})
+    c = pick_compaction(alone, OPTS)
     assert numbers(c.inputs[0]) == [1] and c.is_trivial_move(OPTS)
     crowded = make_version({0: [meta(1, b"a", b"b"), meta(2, b"b", b"d"), meta(3, b"e", b"f"),
                                 meta(4, b"g", b"h")]})
-    c = pick_compaction(crowded, OPTS, {})
+    c = pick_compaction(crowded, OPTS)
     assert numbers(c.inputs[0]) == [1, 2] and not c.is_trivial_move(OPTS)
 
 
@@ -363,7 +341,7 @@ def test_much_grandparent_overlap_prevents_a_trivial_move():
         l3 = [meta(10 + i, b"d%02d" % i, b"d%02d~" % i, size)
               for i, size in enumerate(grandparent_sizes)]
         l3.append(meta(99, b"x", b"y", 50 * limit))        # outside the range: not counted
-        c = pick_compaction(make_version({1: l1, 3: l3}), OPTS, {})
+        c = pick_compaction(make_version({1: l1, 3: l3}), OPTS)
         assert c.level == 1
         return c
 
@@ -383,7 +361,7 @@ def test_several_level0_inputs_are_not_a_trivial_move_even_with_nothing_below():
 
 def test_compaction_repr_names_levels_and_files():
     v = make_version({1: [meta(7, b"a", b"b", 2000)], 2: [meta(8, b"a", b"c")]})
-    c = pick_compaction(v, OPTS, {})
+    c = pick_compaction(v, OPTS)
     assert isinstance(c, Compaction)
     text = repr(c)
     assert "L1 [7]" in text and "L2 [8]" in text
