@@ -4,7 +4,7 @@
 from libc.stdint cimport uint32_t, uint64_t
 from cpython.ref cimport PyObject
 from cpython.pythread cimport PyThread_type_lock
-from kvcy._log_record cimport LogFramer
+from kvcy._wal_writer cimport WalWriter
 from kvcy._memtable cimport MemTable
 
 cdef enum:
@@ -12,7 +12,6 @@ cdef enum:
     GROUP_MAX_BYTES = 1 << 20        # a commit group's records, at most (unless one is bigger)
     GROUP_SMALL_BYTES = 128 << 10    # a small leader's group grows by at most this much
     GATHER_MAX_MICROS = 1000         # longest a synced leader waits for its group to gather
-    WAL_BUFFER_KEEP_BYTES = 2 << 20  # a larger framing buffer is freed after its group
 
 # One queued write.  It lives on the stack of the writer's call, which does
 # not return before a leader has marked it done (or it has led its own
@@ -46,14 +45,7 @@ cdef class WritePath:
     cdef int gather_target           # queue length a gathering leader waits for; 0: none waits
     cdef int last_group              # members of the last group committed
     cdef long long sync_micros       # recent fdatasync time (moving average), microseconds
-    cdef LogFramer framer            # framing state of the current WAL
-    cdef object append               # the current WAL file's append(bytes)
-    cdef object sync_file            # the current WAL file's sync()
-    cdef object log_file             # the current WAL file (an env WritableFile)
-    cdef int log_fd                  # its descriptor, written directly; -1: use append()
-    cdef size_t log_unsized          # bytes written through log_fd not yet added to log_file.size
-    cdef unsigned char* wal_buf      # a group's framed records, built here (owned)
-    cdef size_t wal_cap              # bytes allocated at wal_buf
+    cdef WalWriter wal               # appends to the current WAL; None until set_log()
     cdef public MemTable mem         # the mutable memtable
     cdef public uint64_t last_sequence   # last sequence published to readers
     cdef public object error         # latched write error (None when healthy)
@@ -78,9 +70,6 @@ cdef class WritePath:
     cdef int _ready(self) except -1
     cdef int _commit(self, Writer* w) except -1
     cdef int _write_one(self, int kind, bytes key, bytes value, object sync) except -1
-    cdef int _append_log(self, const unsigned char* p, size_t n) except -1
-    cdef int _settle_log_size(self) except -1
-    cdef unsigned char* _wal_room(self, size_t n) except NULL
     cdef int _enqueue(self, Writer* w) except -1
     cdef int _lead(self, Writer* w) except -1
     cdef void _gather(self, int target) noexcept

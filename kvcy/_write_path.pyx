@@ -32,12 +32,10 @@ wake locks; it is never held while calling Python or waiting for the GIL.
 A queued writer's Writer is on its own stack and stays valid until the
 leader has woken it; the leader reads `next` before it wakes a member.
 """
-from libc.errno cimport errno, EINTR, ENOSPC
 from libc.stdint cimport uint32_t, uint64_t
-from posix.unistd cimport write
-from libc.stdlib cimport malloc, free, realloc
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
@@ -45,15 +43,14 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
                                NOWAIT_LOCK, WAIT_LOCK)
 
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
-from kvcy._log_record cimport LogFramer, frame_bound
+from kvcy._log_record cimport frame_bound
+from kvcy._wal_writer cimport WalWriter
 from kvcy._memtable cimport MemTable
 from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, insert_records,
                                 put_batch_header, put_batch_record, record_bound,
                                 set_batch_sequence)
-import os
 
 from kvcy.dbformat import as_user_bytes
-from kvcy.env import WritableFile, io_error
 from kvcy.errors import OperationalError, ProgrammingError
 
 
@@ -68,21 +65,6 @@ cdef extern from "pythread.h":
     void free_lock_nogil "PyThread_free_lock"(PyThread_type_lock lock) nogil
     int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
                                     int intr_flag) nogil
-
-
-cdef int write_all(int fd, const char* p, size_t n, size_t* done) noexcept nogil:
-    # write(2) all n bytes: 0, or the errno that stopped it (*done bytes written).
-    cdef ssize_t r
-    while done[0] < n:
-        r = write(fd, p + done[0], n - done[0])
-        if r < 0:
-            if errno == EINTR:
-                continue
-            return errno
-        if r == 0:
-            return ENOSPC
-        done[0] += <size_t>r
-    return 0
 
 
 cdef inline long long monotonic_micros() noexcept nogil:
@@ -140,7 +122,6 @@ cdef class WritePath:
         self.wake_spare = 0
         self.error = None
         self.closed = False
-        self.log_fd = -1
         self.usable = True
         self.unusable_message = "cannot operate on a closed database"
 
@@ -155,8 +136,6 @@ cdef class WritePath:
             PyThread_free_lock(self.queue_lock)
         if self.gather != NULL:
             free_wake(self.gather)
-        free(self.wal_buf)
-        self.wal_buf = NULL
 
     cdef int acquire_lock(self) except -1:
         cdef int ok
@@ -195,70 +174,18 @@ cdef class WritePath:
 
     def set_log(self, file, Py_ssize_t block_offset):
         """Direct WAL appends to file (an env WritableFile).  REQUIRES: lock held."""
-        if self.log_file is not None:
-            self._settle_log_size()
-        self.framer = LogFramer(block_offset)
-        self.append = file.append
-        self.sync_file = file.sync
-        self.log_file = file
-        # A file with a descriptor is written with write(2) from C, without
-        # a Python frame.  The GIL is released around every write, as
-        # os.write does: holding it across the syscall was measured to
-        # starve the background thread's Python steps (it then gets the GIL
-        # only every switch interval), which stalled writers behind flushes:
-        # 249k instead of 320-335k random puts/s.  Only the env's own
-        # WritableFile is written behind its back; any other file (the
-        # tests' fault-injecting ones, subclasses) sees every append().
-        self.log_fd = file.fileno() if type(file) is WritableFile else -1
+        if self.wal is not None:
+            self.wal.settle_size()
+        self.wal = WalWriter(file, block_offset)
 
     @property
     def log_size(self):
-        """Bytes in the current WAL file (what its ``size`` says once settled)."""
-        if self.log_file is None:
-            return 0
-        self._settle_log_size()
-        return self.log_file.size
-
-    cdef int _settle_log_size(self) except -1:
-        # A put adds what it wrote to a C counter: setting the file's Python
-        # attribute on every write cost about 450 instructions of the ~4,000
-        # of a put.  Readers of the size (stats, a log switch) settle it.
-        cdef size_t n = self.log_unsized
-        if n:
-            self.log_unsized = 0
-            self.log_file.size += n
-        return 0
-
-    cdef unsigned char* _wal_room(self, size_t n) except NULL:
-        # wal_buf with room for n bytes.  REQUIRES: lock held.
-        cdef unsigned char* grown
-        if n > self.wal_cap:
-            grown = <unsigned char*>realloc(self.wal_buf, n)
-            if grown == NULL:
-                raise MemoryError()
-            self.wal_buf = grown
-            self.wal_cap = n
-        return self.wal_buf
-
-    cdef int _append_log(self, const unsigned char* p, size_t n) except -1:
-        # Append p[:n] to the WAL, as WritableFile.append does (the same error).
-        cdef size_t done = 0
-        cdef int err = 0
-        if self.log_fd < 0:
-            self.append(PyBytes_FromStringAndSize(<const char*>p, n))
-            return 0
-        with nogil:
-            err = write_all(self.log_fd, <const char*>p, n, &done)
-        self.log_unsized += done
-        if err:
-            self._settle_log_size()
-            exc = OSError(err, os.strerror(err))
-            raise io_error("append to", self.log_file.path, exc) from exc
-        return 0
+        """Bytes in the current WAL file."""
+        return self.wal.size if self.wal is not None else 0
 
     cdef int _ready(self) except -1:
         # REQUIRES: lock held.  Raise unless writable; make room in the memtable.
-        if self.closed or self.blocked or self.error is not None or self.append is None:
+        if self.closed or self.blocked or self.error is not None or self.wal is None:
             self.check_state()
         if (self.slowdown or self.mem.arena._usage - self.mem.arena._remaining
                 >= self.memtable_limit):
@@ -458,7 +385,6 @@ cdef class WritePath:
         cdef bint do_sync = False
         cdef unsigned long long members = 0, records = 0
         cdef size_t framed = 0, bound = 0
-        cdef unsigned char* out
         cdef long long started, took
         # Sequence numbers first: nothing is framed unless all of them fit.
         m = leader
@@ -475,9 +401,9 @@ cdef class WritePath:
             if m == last:
                 break
             m = m.next
-        # Each batch its own WAL record, the group in one append, framed
-        # into wal_buf.  The framer has moved on once anything is framed, so
-        # any failure from here on leaves the log in an unknown state: latch it.
+        # Each batch its own WAL record, the group in one append.  The
+        # framer has moved on once anything is framed, so any failure from
+        # here on leaves the log in an unknown state: latch it.
         try:
             m = leader
             while True:
@@ -486,27 +412,21 @@ cdef class WritePath:
                 if m == last:
                     break
                 m = m.next
-            out = self._wal_room(bound) if bound else NULL
+            self.wal.reserve(bound)
             m = leader
             while True:
                 if m.count:
                     set_batch_sequence(m.rep, m.sequence)
-                    framed += self.framer.frame_into(m.rep, m.rep_len, out + framed)
+                    self.wal.add(m.rep, m.rep_len)
                     records += 1
                 if m == last:
                     break
                 m = m.next
-            if framed:
-                self._append_log(out, framed)
-            if self.wal_cap > WAL_BUFFER_KEEP_BYTES:
-                # A huge batch does not keep its buffer.
-                free(self.wal_buf)
-                self.wal_buf = NULL
-                self.wal_cap = 0
+            framed = self.wal.write()
             if do_sync:
                 # An empty synced write still means "everything before me is durable".
                 started = monotonic_micros()
-                self.sync_file()
+                self.wal.sync()
                 took = monotonic_micros() - started
                 self.sync_micros = took if self.sync_micros == 0 else (3 * self.sync_micros + took) // 4
         except BaseException as exc:

@@ -1,0 +1,25 @@
+# cython: language_level=3
+# WalWriter: frames a commit group's records and appends them to the current
+# WAL file from C.  See kvcy/_wal_writer.pyx.
+from kvcy._log_record cimport LogFramer
+
+cdef enum:
+    WAL_BUFFER_KEEP_BYTES = 2 << 20  # a larger framing buffer is freed after its group
+
+
+cdef class WalWriter:
+    cdef LogFramer framer            # framing state of the file
+    cdef readonly object file        # the WAL file (an env WritableFile, or any object with append/sync)
+    cdef object append_file          # file.append
+    cdef object sync_file            # file.sync
+    cdef int fd                      # file's descriptor, written directly; -1: use append()
+    cdef size_t unsized              # bytes written through fd not yet added to file.size
+    cdef unsigned char* buf          # the group's framed records (owned)
+    cdef size_t cap                  # bytes allocated at buf
+    cdef size_t used                 # bytes framed into buf and not yet written
+
+    cdef int reserve(self, size_t n) except -1
+    cdef void add(self, const unsigned char* rep, size_t n) noexcept
+    cdef size_t write(self) except? 0
+    cdef int sync(self) except -1
+    cdef int settle_size(self) except -1
