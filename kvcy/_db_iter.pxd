@@ -15,11 +15,7 @@ cdef enum:
     DBITER_YIELDED = 2           # __next__ yielded the entry it is on; it moves first
     DBITER_CLOSED = 3            # close() was called (or __init__ never ran)
 
-# A growable byte buffer (malloc'd; empty buffers hold no memory).
-cdef struct Buf:
-    unsigned char* data
-    size_t len
-    size_t cap
+from kvcy._byte_buffer cimport Buf
 
 
 cdef class DBIterator:

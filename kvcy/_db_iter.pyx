@@ -36,8 +36,7 @@ iterator stays invalid and raises the error again on every later move.
 Thread-safety: one thread at a time.
 """
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
+from kvcy._byte_buffer cimport Buf, buf_assign, buf_free, buf_seek_key
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from kvcy._coding cimport load_fixed64
@@ -45,54 +44,6 @@ from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENC
                              pack_tag, compare_user_keys)
 from kvcy._iterator cimport InternalIterator, borrow_bytes
 from kvcy.errors import CorruptionError, ProgrammingError
-
-
-# -- byte buffers ---------------------------------------------------------------
-
-cdef int buf_reserve(Buf* b, size_t n) noexcept:
-    # Room for n bytes; -1 when out of memory (b unchanged).
-    cdef size_t cap = b.cap * 2
-    cdef unsigned char* grown
-    if cap < n:
-        cap = n
-    if cap < 64:
-        cap = 64
-    grown = <unsigned char*>realloc(b.data, cap)
-    if grown == NULL:
-        return -1
-    b.data = grown
-    b.cap = cap
-    return 0
-
-
-cdef inline int buf_assign(Buf* b, const unsigned char* p, size_t n) noexcept:
-    # b := p[:n]; -1 when out of memory.
-    if n > b.cap and buf_reserve(b, n) < 0:
-        return -1
-    if n:
-        memcpy(b.data, p, n)
-    b.len = n
-    return 0
-
-
-cdef inline void buf_free(Buf* b) noexcept:
-    free(b.data)
-    b.data = NULL
-    b.len = 0
-    b.cap = 0
-
-
-cdef int buf_seek_key(Buf* b, const unsigned char* ukey, size_t n, uint64_t tag) noexcept:
-    # b := the internal key (ukey, tag); -1 when out of memory.
-    cdef size_t i
-    if n + TAG_BYTES > b.cap and buf_reserve(b, n + TAG_BYTES) < 0:
-        return -1
-    if n:
-        memcpy(b.data, ukey, n)
-    for i in range(TAG_BYTES):
-        b.data[n + i] = <unsigned char>((tag >> (8 * i)) & 0xFF)
-    b.len = n + TAG_BYTES
-    return 0
 
 
 def prefix_stop(prefix):
