@@ -126,9 +126,10 @@ class Transaction:
         self._writes = {}                  # key -> value, or None for a delete
         self._reads = set()                # keys read from the snapshot
         self._ranges = []                  # a ReadRange per scan
-        self._children = weakref.WeakSet()     # iterators and cursors
+        self._children = None              # WeakSet of its iterators and cursors, once any
         self._lock = threading.Lock()      # writes and the end
         self._state = _ACTIVE
+        self._readonly = conn.options.readonly
         self._sync_on_commit = False       # a write of the implicit transaction asked sync=True
 
     # -- state ----------------------------------------------------------------
@@ -143,8 +144,14 @@ class Transaction:
 
     def _check_writable(self):
         self._check()
-        if self._conn.options.readonly:
+        if self._readonly:
             raise OperationalError("cannot write: the database is open read-only")
+
+    def _adopt(self, child):
+        if self._children is None:
+            self._children = weakref.WeakSet()
+        self._children.add(child)
+        return child
 
     @property
     def closed(self):
@@ -192,16 +199,12 @@ class Transaction:
         base = self._conn._scan_at(self.sequence, start, stop, None, reverse)
         read_range = ReadRange(start, stop)
         self._ranges.append(read_range)
-        it = TransactionIterator(base, writes, read_range, reverse)
-        self._children.add(it)
-        return it
+        return self._adopt(TransactionIterator(base, writes, read_range, reverse))
 
     def cursor(self):
         """A Cursor whose scans are this transaction's."""
         self._check()
-        cur = Cursor(self)
-        self._children.add(cur)
-        return cur
+        return self._adopt(Cursor(self))
 
     # -- writes (kept in memory until commit) ----------------------------------
 
@@ -218,9 +221,17 @@ class Transaction:
     def put(self, key, value, *, sync=None):
         """Store value under key when the transaction commits.  sync=True
         makes that commit sync (as commit(sync=True))."""
-        if value is None:
-            raise TypeError("value must be bytes-like, not None")
-        self._set((_entry(key, value),), sync)
+        if (type(key) is not bytes or type(value) is not bytes
+                or len(key) > MAX_KEY_BYTES or len(value) > MAX_VALUE_BYTES):
+            if value is None:
+                raise TypeError("value must be bytes-like, not None")
+            key, value = _entry(key, value)
+        if sync is not None and _check_sync(sync):
+            self._sync_on_commit = True
+        with self._lock:
+            if self._state is not _ACTIVE or self._readonly or not self._conn._usable:
+                self._check_writable()
+            self._writes[key] = value
 
     def delete(self, key, *, sync=None):
         """Remove key when the transaction commits."""
@@ -265,13 +276,17 @@ class Transaction:
         with self._lock:
             engine = self._check()
             try:
-                if self._writes:
+                writes = self._writes
+                if writes:
                     batch = WriteBatch()
-                    for key, value in self._writes.items():
-                        if value is None:
-                            batch.delete(key)
-                        else:
-                            batch.put(key, value)
+                    if None in writes.values():
+                        for key, value in writes.items():
+                            if value is None:
+                                batch.delete(key)
+                            else:
+                                batch.put(key, value)
+                    else:
+                        batch.put_pairs(writes.items())
                     if sync is None:
                         sync = True if self._sync_on_commit else self._sync
                     engine.writer.write_batch_checked(batch, self._validate, sync)
@@ -326,11 +341,12 @@ class Transaction:
         self._reads = set()
         self._ranges = []
         self._snapshot.close()
-        for child in list(self._children):
-            try:
-                child.close()
-            except Exception:
-                pass
+        if self._children is not None:
+            for child in list(self._children):
+                try:
+                    child.close()
+                except Exception:
+                    pass
 
     def __enter__(self):
         self._check()
