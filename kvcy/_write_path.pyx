@@ -616,6 +616,7 @@ cdef class WritePath:
         already queued wait for it."""
         cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
         cdef Writer w
+        cdef int last_group
         init_writer(&w, do_sync)
         w.count = batch.count_
         w.data_bytes = batch.data_bytes_
@@ -630,7 +631,9 @@ cdef class WritePath:
             try:
                 self._ready()
                 check()
+                last_group = self.last_group
                 self._write_group(&w, &w)
+                self.last_group = last_group    # the queue's groups guide _gather, not this one
             finally:
                 self.release_lock()
         finally:
