@@ -82,10 +82,9 @@ def _short(key):
 
 
 def _conflict(what, sequence):
-    exc = ConflictError("transaction conflict: %s written after the transaction's snapshot "
-                        "(sequence %d); nothing was written, run the transaction again"
-                        % (what, sequence))
-    return exc
+    return ConflictError("transaction conflict: %s written after the transaction's snapshot "
+                         "(sequence %d); nothing was written, run the transaction again"
+                         % (what, sequence))
 
 
 def _tables_written_in(engine, version, lo, hi, since):
