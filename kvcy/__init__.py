@@ -8,9 +8,10 @@
 """
 from kvcy._write_batch import WriteBatch
 from kvcy.connection import Connection, connect
-from kvcy.errors import (CorruptionError, DatabaseError, DataError, Error, InterfaceError,
-                         NotSupportedError, OperationalError, ProgrammingError)
+from kvcy.errors import (ConflictError, CorruptionError, DatabaseError, DataError, Error,
+                         InterfaceError, NotSupportedError, OperationalError, ProgrammingError)
 from kvcy.options import MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options
+from kvcy.transaction import Transaction, retry_transaction
 
 __version__ = "0.1.0"
 
@@ -19,9 +20,9 @@ threadsafety = 2
 apilevel = "2.0"
 
 __all__ = [
-    "connect", "Connection", "WriteBatch", "Options",
-    "Error", "InterfaceError", "DatabaseError", "OperationalError", "CorruptionError",
-    "ProgrammingError", "DataError", "NotSupportedError",
+    "connect", "Connection", "WriteBatch", "Options", "Transaction", "retry_transaction",
+    "Error", "InterfaceError", "DatabaseError", "OperationalError", "ConflictError",
+    "CorruptionError", "ProgrammingError", "DataError", "NotSupportedError",
     "MAX_KEY_BYTES", "MAX_VALUE_BYTES", "MAX_BATCH_BYTES",
     "__version__", "threadsafety", "apilevel",
 ]

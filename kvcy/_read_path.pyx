@@ -43,6 +43,10 @@ from kvcy._skiplist cimport SkipNode, node_value, load_acquire, store_release
 from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
                           found_value)
 from kvcy._write_path cimport WritePath
+# For the transactions' conflict checks (the methods at the end of ReadState).
+from kvcy._block_cache cimport cache_release
+from kvcy._dbformat cimport KIND_FOR_SEEK, pack_tag
+from kvcy._skiplist cimport next_node, skiplist_seek
 
 from kvcy.dbformat import DELETED, as_user_bytes
 from kvcy.errors import ProgrammingError
@@ -257,6 +261,105 @@ cdef class ReadState:
     @property
     def num_files(self):
         return self.num_slots
+
+    # -- conflict checks of transactions (kvcy/transaction.py) -----------------
+    # A committing transaction asks, holding the write lock, whether anything
+    # was written after its snapshot.  Sequences run on without a gap from
+    # memtable to memtable, and a memtable leaves the state only together with
+    # the arrival of its table, so when the oldest memtable that holds
+    # anything began at since + 1 or before, every later entry is in a
+    # memtable and the tables need no search: the cheap path of a short
+    # transaction.
+
+    def covers_since(self, uint64_t since):
+        """True iff every entry with a sequence after `since` is in the memtables."""
+        cdef Py_ssize_t j
+        cdef MemTable mem
+        for j in range(self.num_mems - 1, -1, -1):
+            mem = <MemTable>self.mems[j]
+            if mem.first_seq != 0:
+                return mem.first_seq <= since + 1
+        return False                     # all empty: entries live in tables only
+
+    def written_after(self, key, uint64_t since):
+        """True iff the newest entry of key (a value or a tombstone) has a
+        sequence after `since`."""
+        cdef SkipNode* n = NULL
+        cdef Found found
+        cdef ReadError err
+        cdef int level = 0, r
+        cdef Py_ssize_t index = 0, j
+        cdef Table table
+        cdef const unsigned char* kp
+        cdef size_t klen
+        if not PyBytes_CheckExact(key):
+            key = as_user_bytes(key, "key")
+        kp = <const unsigned char*>PyBytes_AS_STRING(key)
+        klen = PyBytes_GET_SIZE(key)
+        with nogil:
+            for j in range(self.num_mems):
+                n = memtable_find(self.memrefs[j].head, self.memrefs[j].height, kp, klen,
+                                  MAX_SEQUENCE)
+                if n != NULL:
+                    break
+        if n != NULL:
+            return (n.tag >> 8) > since  # memtables hold the newest entries
+        if self.num_slots == 0 or self.covers_since(since):
+            return False
+        err.code = READ_OK
+        while True:
+            with nogil:
+                r = self.search(kp, klen, MAX_SEQUENCE, &level, &index, False, &found, &err)
+            if r == 0:
+                if found.handle != NULL:
+                    cache_release(found.handle)
+                return found.kind >= 0 and found.sequence > since
+            table = self.open_slot(index)
+            if r < 0:
+                raise table.read_error(&err)
+            if not self.slots[index].needs_gil:
+                continue                 # just opened: search it without the GIL
+            row = table._lookup(key, MAX_SEQUENCE)
+            if row is not None:
+                return row[0] > since
+            if level == 0:
+                index += 1
+            else:
+                level += 1
+                index = -1
+
+    def memtables_written_in(self, start, stop, uint64_t since):
+        """True iff a memtable holds an entry with a user key in [start, stop)
+        (None: unbounded) and a sequence after `since`.  Walks every memtable
+        entry in the range."""
+        cdef const unsigned char* sp = NULL
+        cdef const unsigned char* tp = NULL
+        cdef size_t sn = 0, tn = 0
+        cdef bint has_stop = stop is not None, hit = False
+        cdef SkipNode* n
+        cdef Py_ssize_t j
+        if start is not None:
+            start = as_user_bytes(start, "start")
+            sp = <const unsigned char*>PyBytes_AS_STRING(start)
+            sn = PyBytes_GET_SIZE(start)
+        if has_stop:
+            stop = as_user_bytes(stop, "stop")
+            tp = <const unsigned char*>PyBytes_AS_STRING(stop)
+            tn = PyBytes_GET_SIZE(stop)
+        with nogil:
+            for j in range(self.num_mems):
+                n = skiplist_seek(self.memrefs[j].head, self.memrefs[j].height, sp, sn,
+                                  pack_tag(MAX_SEQUENCE, KIND_FOR_SEEK))
+                while n != NULL:
+                    if has_stop and compare_user_keys(n.key, n.key_len, tp, tn) >= 0:
+                        break
+                    if (n.tag >> 8) > since:
+                        hit = True
+                        break
+                    n = next_node(n, 0)
+                if hit:
+                    break
+        return hit
 
 
 @cython.final

@@ -561,3 +561,36 @@ cdef class WritePath:
             self._commit(&w)
         finally:
             free(w.rep)
+
+    def write_batch_checked(self, WriteBatch batch not None, check not None, sync=None):
+        """write_batch(batch, sync), after check() returned, with no other
+        write between the two: check runs holding the write lock, after the
+        engine's own checks and make_room, and raises to refuse the batch (a
+        transaction's conflict check, kvcy/transaction.py).  Nothing is
+        written when it raises.  The batch is a group of its own: it takes
+        the lock without queueing, as a memtable switch does, so writers
+        already queued wait for it."""
+        cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
+        cdef Writer w
+        cdef int last_group
+        init_writer(&w, do_sync)
+        w.count = batch.count_
+        w.data_bytes = batch.data_bytes_
+        if w.count:
+            w.rep = <unsigned char*>malloc(batch.size)
+            if w.rep == NULL:
+                raise MemoryError()
+            memcpy(w.rep, batch.buf, batch.size)
+            w.rep_len = batch.size
+        try:
+            self.acquire_lock()
+            try:
+                self._ready()
+                check()
+                last_group = self.last_group
+                self._write_group(&w, &w)
+                self.last_group = last_group    # the queue's groups guide _gather, not this one
+            finally:
+                self.release_lock()
+        finally:
+            free(w.rep)

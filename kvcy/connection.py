@@ -7,10 +7,17 @@ Keys and values are bytes-like (bytes, bytearray, memoryview); str and
 other types raise TypeError.  bytearray and memoryview arguments are copied,
 so later mutation by the caller cannot change what was stored.
 
+Transactions (kvcy/transaction.py): transaction() and begin() start one.
+With autocommit=False (sqlite3's attribute since Python 3.12) the
+connection's own reads and writes go to an implicit transaction, begun by
+the first of them, that commit() ends and rollback() discards; with the
+default autocommit=True every write commits at once and both are no-ops.
+
 Thread-safety: a connection may be shared by threads (kvcy.threadsafety is
 2); writes are serialized inside the engine, reads take no lock.
 """
 import os
+import threading
 import warnings
 import weakref
 
@@ -23,6 +30,7 @@ from kvcy._db_iter import prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.recovery import open_engine
 from kvcy.snapshot import Snapshot
+from kvcy.transaction import Transaction
 
 
 # Connections of this process; after os.fork() the child marks them unusable
@@ -50,8 +58,13 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Connection:
     """An open database.  Create with kvcy.connect()."""
 
-    def __init__(self, path, config=None, *, env=None, **options):
+    def __init__(self, path, config=None, *, env=None, autocommit=True, **options):
         self._engine = None
+        if autocommit is not True and autocommit is not False:
+            raise ProgrammingError("autocommit must be True or False, got %r" % (autocommit,))
+        self._autocommit = autocommit
+        self._implicit = None         # the implicit transaction (autocommit=False)
+        self._implicit_lock = threading.Lock()
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -60,7 +73,12 @@ class Connection:
         self.options = resolve_options(config, **options)
         self._env = env or default_env()
         self._engine = open_engine(self.path, self.options, self._env)
-        if not self.options.readonly:
+        self._bind_fast_paths()
+        self._usable = True
+        _live.add(self)
+
+    def _bind_fast_paths(self):
+        if self._autocommit and not self.options.readonly:
             # get() is the C read path itself: one call from Python into C.
             # (A read-only connection keeps the method, which refreshes and
             # retries when the writer deleted a table it still listed.)
@@ -68,8 +86,10 @@ class Connection:
             # Likewise put() and delete() are the C write path's own methods.
             self.put = self._engine.writer.put
             self.delete = self._engine.writer.delete
-        self._usable = True
-        _live.add(self)
+        else:
+            # The methods below, which route to the implicit transaction.
+            for name in ("get", "put", "delete"):
+                self.__dict__.pop(name, None)
 
     # -- state checks ------------------------------------------------------
 
@@ -91,6 +111,8 @@ class Connection:
         """Store value under key.  sync=True fsyncs before returning."""
         if not self._usable:
             self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().put(key, value, sync=sync)
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
         if type(value) is not bytes:
@@ -100,6 +122,8 @@ class Connection:
     def delete(self, key, *, sync=None):
         """Remove key (a no-op when it is absent)."""
         engine = self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().delete(key, sync=sync)
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
         engine.write_one(KIND_DELETE, key, None, sync)
@@ -107,6 +131,8 @@ class Connection:
     def put_many(self, items, *, sync=None):
         """Store every (key, value) pair of items as one atomic batch."""
         engine = self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().put_many(items, sync=sync)
         batch = WriteBatch()
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
@@ -116,6 +142,8 @@ class Connection:
     def delete_many(self, keys, *, sync=None):
         """Remove every key of keys as one atomic batch."""
         engine = self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().delete_many(keys, sync=sync)
         batch = WriteBatch()
         batch.delete_keys(keys)
         engine.write_batch(batch, sync)
@@ -123,6 +151,8 @@ class Connection:
     def write(self, batch, *, sync=None):
         """Apply a kvcy.WriteBatch atomically."""
         engine = self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().write(batch, sync=sync)
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
         engine.write_batch(batch, sync)
@@ -136,6 +166,8 @@ class Connection:
         kvcy._read_path.ReadPath.lookup, which behaves as this method.)"""
         if not self._usable:
             self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().get(key, default)
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
         try:
@@ -150,6 +182,8 @@ class Connection:
     def get_many(self, keys, default=None):
         """[get(k, default) for k in keys], read at one point in time."""
         engine = self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().get_many(keys, default)
         keys = [_bytes_like(key, "key") for key in keys]
         try:
             values = engine.get_many(keys)
@@ -196,10 +230,13 @@ class Connection:
         that raises ProgrammingError.
         """
         engine = self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().scan(start, stop, prefix=prefix, reverse=reverse)
         return self._scan_at(engine.last_sequence, start, stop, prefix, reverse)
 
-    def _scan_at(self, sequence, start, stop, prefix, reverse):
-        engine = self._check()
+    @staticmethod
+    def _scan_bounds(start, stop, prefix):
+        """(start, stop) as bytes (None: unbounded), narrowed to prefix."""
         start = None if start is None else _bytes_like(start, "start")
         stop = None if stop is None else _bytes_like(stop, "stop")
         if prefix is not None:
@@ -209,6 +246,11 @@ class Connection:
             end = prefix_stop(prefix)
             if end is not None and (stop is None or end < stop):
                 stop = end
+        return start, stop
+
+    def _scan_at(self, sequence, start, stop, prefix, reverse):
+        engine = self._check()
+        start, stop = self._scan_bounds(start, stop, prefix)
         it = engine.new_iterator(sequence, start, stop, bool(reverse))
         self._children.add(it)
         return it
@@ -227,6 +269,65 @@ class Connection:
         cur = Cursor(self)
         self._children.add(cur)
         return cur
+
+    # -- transactions --------------------------------------------------------
+
+    def begin(self, *, sync=None):
+        """A new Transaction over a snapshot taken now (kvcy/transaction.py);
+        sync is the default of its commit()."""
+        engine = self._check()
+        txn = Transaction(self, engine, sync)
+        self._children.add(txn)
+        return txn
+
+    def transaction(self, *, sync=None):
+        """begin(), named for `with conn.transaction() as txn:`, which commits
+        at the end of the block and rolls back on an exception."""
+        return self.begin(sync=sync)
+
+    @property
+    def autocommit(self):
+        """True: every write commits at once.  False: writes through the
+        connection wait for commit().  Setting it to True commits the open
+        implicit transaction first, as sqlite3 does."""
+        return self._autocommit
+
+    @autocommit.setter
+    def autocommit(self, value):
+        self._check()
+        if value is not True and value is not False:
+            raise ProgrammingError("autocommit must be True or False, got %r" % (value,))
+        if value and not self._autocommit:
+            self.commit()
+        self._autocommit = value
+        self._bind_fast_paths()
+
+    def _implicit_transaction(self):
+        txn = self._implicit
+        if txn is None or txn.closed:
+            with self._implicit_lock:
+                txn = self._implicit
+                if txn is None or txn.closed:
+                    txn = self._implicit = self.begin()
+        return txn
+
+    def commit(self):
+        """PEP 249: with autocommit=False, commit the implicit transaction (its
+        ConflictError ends it too); with autocommit=True, do nothing."""
+        self._check()
+        with self._implicit_lock:
+            txn, self._implicit = self._implicit, None
+        if txn is not None and not txn.closed:
+            txn.commit()
+
+    def rollback(self):
+        """PEP 249: with autocommit=False, discard the implicit transaction's
+        writes; with autocommit=True, do nothing."""
+        self._check()
+        with self._implicit_lock:
+            txn, self._implicit = self._implicit, None
+        if txn is not None:
+            txn.close()
 
     def compact_range(self, start=None, stop=None):
         """Compact the user keys in [start, stop] (None: unbounded) through every
@@ -282,10 +383,11 @@ class Connection:
         return "<kvcy.Connection %r%s>" % (self.path, " closed" if self.closed else "")
 
 
-def connect(path, config=None, *, env=None, **options):
+def connect(path, config=None, *, env=None, autocommit=True, **options):
     """Open (by default, create) the database in directory path.
 
     config: a YAML file path or a dict of options; keyword options override
     it (see docs/configuration.md).  env: a kvcy.env.Env (tests inject faults).
+    autocommit: False makes the connection's writes wait for commit().
     """
-    return Connection(path, config, env=env, **options)
+    return Connection(path, config, env=env, autocommit=autocommit, **options)

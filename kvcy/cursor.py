@@ -7,7 +7,8 @@
     cur.next(); cur.prev()        # move one entry and return it (None at the end)
 
 Each scan() reads one point in time: writes made after it are not in its
-result set.  Rows are (key, value) tuples of bytes.  A cursor is closed by
+result set.  A scan() that fails leaves the previous result set usable.
+Transaction.cursor() makes a cursor whose scans are the transaction's.  Rows are (key, value) tuples of bytes.  A cursor is closed by
 close(), by its with block, or when its connection closes; using it after
 that raises ProgrammingError.  Not thread-safe: one thread per cursor (the
 connection itself may be shared).
@@ -62,13 +63,16 @@ class Cursor:
         it.next() if it.reverse else it.prev()
 
     def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
-        """Make the keys in [start, stop) (and with prefix) the result set; returns self."""
+        """Make the keys in [start, stop) (and with prefix) the result set; returns self.
+
+        If it raises (a bad argument, a closed connection), the previous
+        result set stays as it was, position included."""
         self._check()
-        if self._it is not None:
-            self._it.close()
-            self._it = None
-        self._it = self._conn.scan(start, stop, prefix=prefix, reverse=reverse)
+        it = self._conn.scan(start, stop, prefix=prefix, reverse=reverse)
+        old, self._it = self._it, it
         self._state = _BEFORE
+        if old is not None:
+            old.close()
         return self
 
     execute = scan

@@ -4,7 +4,8 @@
      +-- InterfaceError
      +-- DatabaseError
           +-- OperationalError    locked, closed by the system, I/O, no space,
-          |                       background failure
+          |    |                  background failure
+          |    +-- ConflictError  a transaction's commit lost to another write
           +-- CorruptionError     bytes on disk failed a check
           +-- ProgrammingError    use after close, bad arguments
           +-- DataError           a key or value over its documented limit
@@ -30,6 +31,12 @@ class DatabaseError(Error):
 class OperationalError(DatabaseError):
     """The database cannot do what was asked: locked, I/O error, no space,
     a latched background error."""
+
+
+class ConflictError(OperationalError):
+    """A transaction could not commit: another write, committed after its
+    snapshot, changed a key (or a scanned range) that it read or wrote.
+    Nothing of the transaction was written; run it again."""
 
 
 class CorruptionError(DatabaseError):

@@ -438,3 +438,16 @@ def test_str_bounds_raise_type_error(small):
         with pytest.raises(TypeError):
             cur.scan(**kwargs)
     assert cur.scan().fetchone() == SMALL[0]
+
+
+@pytest.mark.parametrize("bad", [dict(start="a"), dict(stop=1), dict(prefix="a")])
+def test_a_failed_scan_keeps_the_previous_result_set(small, bad):
+    cur = small.cursor()
+    assert cur.execute(b"a").fetchmany(2) == SMALL[:2]
+    old = cur._it
+    with pytest.raises(TypeError):
+        cur.execute(**bad)
+    assert cur._it is old and not old.closed
+    assert cur.fetchone() == SMALL[2]           # where it stood
+    assert cur.prev() == SMALL[1]
+    assert cur.fetchall() == SMALL[2:]

@@ -1,0 +1,403 @@
+"""Transactions: reads and writes that commit together, with optimistic conflict checks.
+
+    with conn.transaction() as txn:       # commits at the end, rolls back on an exception
+        balance = int(txn.get(b"acct:1"))
+        txn.put(b"acct:1", b"%d" % (balance - 10))
+
+A transaction reads the snapshot taken when it began, with its own writes
+laid over it (read-your-writes).  Its writes wait in a dict until commit(),
+which writes them as one batch: one WAL record, all or nothing after any
+crash.  It remembers what it read: the keys of get/get_many, and for each
+scan the hull of the keys it looked at (kvcy/transaction_iterator.py).
+
+commit() validates, holding the engine's write lock so that no write can
+come between the check and the batch (WritePath.write_batch_checked): if an
+entry written after the snapshot has a key the transaction read or wrote,
+or falls in a range it scanned, it raises ConflictError and writes nothing
+(optimistic concurrency control with backward validation, as RocksDB's
+OptimisticTransaction).  A transaction that wrote nothing has nothing to
+validate: its reads were one consistent snapshot.  The isolation is
+snapshot isolation plus read-set validation, which makes committed
+transactions serializable (docs/guide.md, "Transactions").
+
+Lifecycle: active until commit(), rollback() or close() (a rollback); then
+every method but close() raises ProgrammingError.  A failed commit (a
+conflict, a limit, an I/O error) ends the transaction too.  Closing the
+connection rolls back its open transactions.
+
+Thread-safety: a transaction may be shared by threads (the implicit
+transaction of an autocommit=False connection is); its writes and its end
+are serialized by its lock.  Its iterators and cursors belong to one thread
+at a time.
+"""
+import functools
+import random
+import threading
+import time
+import weakref
+
+from kvcy._merge import MergingIterator
+from kvcy._two_level import LevelIterator
+from kvcy._write_batch import WriteBatch, iterate_batch
+from kvcy.cursor import Cursor
+from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, MAX_SEQUENCE, as_user_bytes, \
+    encode_internal_key
+from kvcy.errors import ConflictError, DataError, OperationalError, ProgrammingError
+from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
+from kvcy.snapshot import Snapshot
+from kvcy.transaction_iterator import ReadRange, TransactionIterator
+
+_ACTIVE = "active"
+_COMMITTED = "committed"
+_ROLLED_BACK = "rolled-back"
+_CLOSED = "closed"
+
+
+def _check_sync(sync):
+    if sync is None or sync is True or sync is False:
+        return sync
+    raise TypeError("sync must be True, False or None, not %r" % (sync,))
+
+
+def _entry(key, value):
+    """(key, value) as bytes within the limits (value None: a delete), as
+    WriteBatch checks them, so a bad write fails at once, not at commit."""
+    if type(key) is not bytes:
+        key = as_user_bytes(key, "key")
+    if len(key) > MAX_KEY_BYTES:
+        raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
+                        % (len(key), MAX_KEY_BYTES))
+    if value is not None:
+        if type(value) is not bytes:
+            value = as_user_bytes(value, "value")
+        if len(value) > MAX_VALUE_BYTES:
+            raise DataError("value of %d bytes exceeds the limit of %d bytes (MAX_VALUE_BYTES)"
+                            % (len(value), MAX_VALUE_BYTES))
+    return key, value
+
+
+def _short(key):
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _conflict(what, sequence):
+    return ConflictError("transaction conflict: %s written after the transaction's snapshot "
+                         "(sequence %d); nothing was written, run the transaction again"
+                         % (what, sequence))
+
+
+def _tables_written_in(engine, version, lo, hi, since):
+    """True iff a table of version holds an entry with a user key in [lo, hi)
+    (None: unbounded) and a sequence after since.  The slow path of a range
+    check, for a transaction that outlived the memtable of its snapshot."""
+    def overlaps(meta):
+        return ((hi is None or meta.smallest_user < hi)
+                and (lo is None or meta.largest_user >= lo))
+    table_iterator = engine.table_cache.iterator
+    children = [table_iterator(meta) for meta in version.files[0] if overlaps(meta)]
+    for level in range(1, len(version.files)):
+        files = [meta for meta in version.files[level] if overlaps(meta)]
+        if files:
+            children.append(LevelIterator(files, table_iterator))
+    it = MergingIterator(children)
+    it.seek(encode_internal_key(lo or b"", MAX_SEQUENCE, KIND_FOR_SEEK))
+    while it.valid():
+        if hi is not None and it.user_key() >= hi:
+            return False
+        if it.sequence() > since:
+            return True
+        it.next()
+    if it.status() is not None:
+        raise it.status()
+    return False
+
+
+class Transaction:
+    """conn.transaction() / conn.begin(): see the module docstring."""
+
+    def __init__(self, conn, engine, sync=None):
+        self._sync = _check_sync(sync)
+        self._conn = conn
+        self._engine = engine
+        self._snapshot = Snapshot(conn, engine)
+        self.sequence = self._snapshot.sequence
+        self._writes = {}                  # key -> value, or None for a delete
+        self._reads = set()                # keys read from the snapshot
+        self._ranges = []                  # a ReadRange per scan
+        self._children = None              # WeakSet of its iterators and cursors, once any
+        self._lock = threading.Lock()      # writes and the end
+        self._state = _ACTIVE
+        self._readonly = conn.options.readonly
+        self._sync_on_commit = False       # a write of the implicit transaction asked sync=True
+
+    # -- state ----------------------------------------------------------------
+
+    def _check(self):
+        if self._state is not _ACTIVE:
+            if self._state is _CLOSED and self._conn.closed:
+                raise ProgrammingError("cannot use a transaction whose connection was closed "
+                                       "(it was rolled back)")
+            raise ProgrammingError("cannot use a %s transaction" % self._state)
+        return self._conn._check()
+
+    def _check_writable(self):
+        self._check()
+        if self._readonly:
+            raise OperationalError("cannot write: the database is open read-only")
+
+    def _adopt(self, child):
+        if self._children is None:
+            self._children = weakref.WeakSet()
+        self._children.add(child)
+        return child
+
+    @property
+    def closed(self):
+        """True once committed, rolled back or closed."""
+        return self._state is not _ACTIVE
+
+    # -- reads ----------------------------------------------------------------
+
+    def get(self, key, default=None):
+        """The value of key in the snapshot with this transaction's writes over
+        it, or default."""
+        self._check()
+        if type(key) is not bytes:
+            key = as_user_bytes(key, "key")
+        writes = self._writes
+        if key in writes:
+            value = writes[key]
+        else:
+            self._reads.add(key)
+            value = self._engine.get(key, self.sequence)
+        return default if value is None else value
+
+    def get_many(self, keys, default=None):
+        """[get(k, default) for k in keys]."""
+        self._check()
+        keys = [as_user_bytes(key, "key") for key in keys]
+        writes = self._writes
+        missing = [key for key in keys if key not in writes]
+        self._reads.update(missing)
+        found = dict(zip(missing, self._engine.get_many(missing, self.sequence)))
+        values = [writes[key] if key in writes else found[key] for key in keys]
+        return [default if value is None else value for value in values]
+
+    def __contains__(self, key):
+        return self.get(key) is not None
+
+    def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
+        """Like Connection.scan, over the snapshot with this transaction's
+        writes (those made before this call) merged in."""
+        self._check()
+        start, stop = self._conn._scan_bounds(start, stop, prefix)
+        with self._lock:
+            writes = sorted((key, value) for key, value in self._writes.items()
+                            if (start is None or key >= start) and (stop is None or key < stop))
+        base = self._conn._scan_at(self.sequence, start, stop, None, reverse)
+        read_range = ReadRange(start, stop)
+        self._ranges.append(read_range)
+        return self._adopt(TransactionIterator(base, writes, read_range, reverse))
+
+    def cursor(self):
+        """A Cursor whose scans are this transaction's."""
+        self._check()
+        return self._adopt(Cursor(self))
+
+    # -- writes (kept in memory until commit) ----------------------------------
+
+    def _set(self, entries, sync=None):
+        # entries: checked (key, value) pairs, applied in order; all or none.
+        if _check_sync(sync):
+            self._sync_on_commit = True
+        with self._lock:
+            self._check_writable()
+            writes = self._writes
+            for key, value in entries:
+                writes[key] = value
+
+    def put(self, key, value, *, sync=None):
+        """Store value under key when the transaction commits.  sync=True
+        makes that commit sync (as commit(sync=True))."""
+        if (type(key) is not bytes or type(value) is not bytes
+                or len(key) > MAX_KEY_BYTES or len(value) > MAX_VALUE_BYTES):
+            if value is None:
+                raise TypeError("value must be bytes-like, not None")
+            key, value = _entry(key, value)
+        if sync is not None and _check_sync(sync):
+            self._sync_on_commit = True
+        with self._lock:
+            if self._state is not _ACTIVE or self._readonly or not self._conn._usable:
+                self._check_writable()
+            self._writes[key] = value
+
+    def delete(self, key, *, sync=None):
+        """Remove key when the transaction commits."""
+        self._set((_entry(key, None),), sync)
+
+    def put_many(self, items, *, sync=None):
+        """put() every (key, value) pair of items (a mapping or an iterable of
+        pairs); nothing is kept if an item is bad."""
+        if hasattr(items, "items") and callable(items.items):
+            items = items.items()
+        entries = []
+        for pair in items:
+            try:
+                key, value = pair
+            except (TypeError, ValueError):
+                raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
+            if value is None:
+                raise TypeError("value must be bytes-like, not None")
+            entries.append(_entry(key, value))
+        self._set(entries, sync)
+
+    def delete_many(self, keys, *, sync=None):
+        """delete() every key of keys; nothing is kept if a key is bad."""
+        self._set([_entry(key, None) for key in keys], sync)
+
+    def write(self, batch, *, sync=None):
+        """Apply the entries of a kvcy.WriteBatch, in order."""
+        if not isinstance(batch, WriteBatch):
+            raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
+        self._set([(key, None if kind == KIND_DELETE else value)
+                   for kind, key, value in iterate_batch(batch.data())], sync)
+
+    # -- the end --------------------------------------------------------------
+
+    def commit(self, *, sync=None):
+        """Write every write of the transaction as one atomic batch, unless a
+        write committed after its snapshot conflicts with what it read or
+        wrote: then raise ConflictError and write nothing.  Either way the
+        transaction ends.  sync=True fsyncs before returning; None uses the
+        transaction's sync (or the connection's option)."""
+        sync = _check_sync(sync)
+        with self._lock:
+            engine = self._check()
+            try:
+                writes = self._writes
+                if writes:
+                    batch = WriteBatch()
+                    if None in writes.values():
+                        for key, value in writes.items():
+                            if value is None:
+                                batch.delete(key)
+                            else:
+                                batch.put(key, value)
+                    else:
+                        batch.put_pairs(writes.items())
+                    if sync is None:
+                        sync = True if self._sync_on_commit else self._sync
+                    engine.writer.write_batch_checked(batch, self._validate, sync)
+            except BaseException:
+                self._end(_ROLLED_BACK)
+                raise
+            self._end(_COMMITTED)
+
+    def _validate(self):
+        """REQUIRES: the write lock held.  Raise ConflictError if anything this
+        transaction read or wrote was written after its snapshot."""
+        since = self.sequence
+        engine = self._engine
+        if engine.last_sequence == since:
+            return                          # nothing at all was written since
+        state = engine.reader.state
+        written_after = state.written_after
+        for key in self._writes:
+            if written_after(key, since):
+                raise _conflict("key %s was" % _short(key), since)
+        for key in tuple(self._reads):
+            if key not in self._writes and written_after(key, since):
+                raise _conflict("key %s, which it read, was" % _short(key), since)
+        covered = None
+        for read_range in self._ranges:
+            if read_range.empty:
+                continue
+            lo, hi = read_range.bounds()
+            if covered is None:
+                covered = state.covers_since(since)
+            if (state.memtables_written_in(lo, hi, since) or
+                    (not covered and _tables_written_in(engine, state.version, lo, hi, since))):
+                raise _conflict("a key in the scanned range [%s, %s) was"
+                                % (_short(lo), _short(hi)), since)
+
+    def rollback(self):
+        """Discard every write of the transaction and end it."""
+        with self._lock:
+            self._check()
+            self._end(_ROLLED_BACK)
+
+    def close(self):
+        """Roll back unless already ended; idempotent."""
+        with self._lock:
+            if self._state is _ACTIVE:
+                self._end(_CLOSED)
+
+    def _end(self, state):
+        # REQUIRES: self._lock held.
+        self._state = state
+        self._writes = {}
+        self._reads = set()
+        self._ranges = []
+        self._snapshot.close()
+        if self._children is not None:
+            for child in list(self._children):
+                try:
+                    child.close()
+                except Exception:
+                    pass
+
+    def __enter__(self):
+        self._check()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """Commit when the block ends normally, roll back on an exception;
+        nothing when the block already committed or rolled back."""
+        if exc_type is not None:
+            self.close()
+        elif self._state is _ACTIVE or self._state is _CLOSED:
+            self.commit()                   # a closed one raises ProgrammingError
+
+    def __repr__(self):
+        return "<kvcy.Transaction at sequence %d, %s>" % (self.sequence, self._state)
+
+
+def retry_transaction(conn, func=None, *, attempts=10, backoff=0.001, max_backoff=0.1,
+                      sync=None):
+    """Run func(txn, *args, **kwargs) in a transaction of conn, again on ConflictError.
+
+    As a decorator, @retry_transaction(conn) makes f(*args) run
+    func(txn, *args) in `with conn.transaction(sync=sync) as txn:` and return
+    its result; retry_transaction(conn, func) returns the same wrapper.  After
+    a conflict it sleeps a random time up to backoff * 2**n seconds (at most
+    max_backoff) and runs func again from the start in a new transaction; the
+    ConflictError of the last of `attempts` runs propagates.  Any other
+    exception rolls back and propagates at once.  func must have no effect
+    outside the transaction that a rerun would repeat.
+    """
+    if type(attempts) is not int or attempts < 1:
+        raise ProgrammingError("attempts must be an int >= 1, got %r" % (attempts,))
+    for name, value in (("backoff", backoff), ("max_backoff", max_backoff)):
+        if type(value) not in (int, float) or not value >= 0:
+            raise ProgrammingError("%s must be a number of seconds >= 0, got %r" % (name, value))
+    _check_sync(sync)
+
+    def decorate(func):
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            for attempt in range(attempts):
+                try:
+                    with conn.transaction(sync=sync) as txn:
+                        return func(txn, *args, **kwargs)
+                except ConflictError:
+                    if attempt + 1 == attempts:
+                        raise
+                    time.sleep(random.uniform(0, min(max_backoff, backoff * 2 ** attempt)))
+        return run
+
+    if func is None:
+        return decorate
+    if not callable(func):
+        raise TypeError("retry_transaction() needs a callable, not %s" % type(func).__name__)
+    return decorate(func)
