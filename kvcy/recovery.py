@@ -7,9 +7,13 @@ Open order:
   3. replay every log numbered >= the manifest's log number, in order, into
      one memtable, checking that sequence numbers continue without a gap
      from the manifest's last sequence through each batch and each log;
-  4. (writable opens) flush what was recovered to a level-0 table, start a
-     new empty log, record both in one MANIFEST edit, and only then delete
-     the older logs, orphaned tables and stray files.
+  4. (writable opens) when the one log named by the MANIFEST replayed
+     cleanly (no torn tail, no damage) and holds less than half a memtable,
+     keep its records in the memtable and append to it (LevelDB's
+     reuse_logs), so a short open-write-close leaves no table behind;
+     otherwise flush what was recovered to a level-0 table, start a new
+     empty log, record both in one MANIFEST edit, and only then delete the
+     older logs, orphaned tables and stray files.
 A crash at any step leaves files from which the same state recovers: until
 the MANIFEST edit the old logs are authoritative and the new table is an
 orphan that the next open deletes.
@@ -87,10 +91,14 @@ def _load_versions(dbpath, options, env, files):
 
 
 def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequence):
-    """Replay logs into mem, continuing from last_sequence; return (last_sequence, damaged).
+    """Replay logs into mem, continuing from last_sequence; return
+    (last_sequence, damaged, clean_end).
 
-    damaged is True when anything other than a torn tail was dropped.
+    damaged is True when anything other than a torn tail was dropped;
+    clean_end is True when the last log ends exactly where its last intact
+    record ends (nothing torn or dropped), so it can be appended to.
     """
+    clean_end = False
     paranoid = options.paranoid_checks
     for index, number in enumerate(numbers):
         path = filename.log_file_name(dbpath, number)
@@ -105,7 +113,7 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
                 if paranoid:
                     raise CorruptionError(what) from exc
                 _stop(info_log, what)
-                return last_sequence, True
+                return last_sequence, True, False
             if count == 0:
                 continue
             if seq != last_sequence + 1:
@@ -117,7 +125,7 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
                 if paranoid:
                     raise CorruptionError(what)
                 _stop(info_log, what)
-                return last_sequence, True
+                return last_sequence, True, False
             last_sequence = apply_batch(payload, mem)
             records += 1
         if reader.hidden_records_at is not None and _continues(reader, last_sequence):
@@ -128,7 +136,7 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
                 raise CorruptionError(what)
             stats.dropped_bytes += len(reader.data) - reader.end_offset
             _stop(info_log, what)
-            return last_sequence, True
+            return last_sequence, True, False
         stats.recovered_records += records
         stats.recovered_logs += 1
         if reader.torn_tail_bytes:
@@ -141,9 +149,10 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
             _stop(info_log, "log damaged: %s; dropped %d bytes%s" % (
                 reader.damage, reader.dropped_bytes,
                 " and the later logs %s" % later if later else ""))
-            return last_sequence, True
+            return last_sequence, True, False
         info_log.log("log %s: replayed %d records", path, records)
-    return last_sequence, False
+        clean_end = reader.end_offset == len(reader.data)
+    return last_sequence, False, clean_end
 
 
 def _continues(reader, last_sequence):
@@ -195,7 +204,7 @@ def _read_current(dbpath, env):
 
 
 def _recover_state(dbpath, options, env, info_log, stats):
-    """MANIFEST and log replay: (vset, created, logs, mem, last_sequence, damaged)."""
+    """MANIFEST and log replay: (vset, created, logs, mem, last_sequence, damaged, clean_end)."""
     files = _files(dbpath, env)
     vset, created = _load_versions(dbpath, options, env, files)
     logs = [n for n in files.get("log", []) if n >= vset.log_number]
@@ -212,9 +221,9 @@ def _recover_state(dbpath, options, env, info_log, stats):
         raise CorruptionError("table %s listed in the MANIFEST of %s is missing"
                               % (", ".join("%06d.sst" % n for n in missing), dbpath))
     mem = MemTable()
-    last_sequence, damaged = replay_logs(dbpath, logs, options, env, info_log, stats,
-                                         mem, vset.last_sequence)
-    return vset, created, logs, mem, last_sequence, damaged
+    last_sequence, damaged, clean_end = replay_logs(dbpath, logs, options, env, info_log,
+                                                    stats, mem, vset.last_sequence)
+    return vset, created, logs, mem, last_sequence, damaged, clean_end
 
 
 def open_engine(dbpath, options, env):
@@ -229,7 +238,7 @@ def open_engine(dbpath, options, env):
         for attempt in range(READONLY_OPEN_ATTEMPTS if options.readonly else 1):
             stats = Stats()
             try:
-                vset, created, logs, mem, last_sequence, damaged = _recover_state(
+                vset, created, logs, mem, last_sequence, damaged, clean_end = _recover_state(
                     dbpath, options, env, info_log, stats)
                 break
             except (CorruptionError, FileMissingError):
@@ -241,6 +250,19 @@ def open_engine(dbpath, options, env):
                 time.sleep(0.01 * (attempt + 1))
         if options.readonly:
             log_number = vset.log_number
+        elif (logs == [vset.log_number] and clean_end and not damaged
+              and mem.memory_usage() < options.memtable_max_bytes // 2):
+            # Keep appending to the one log, its records kept in the
+            # memtable (LevelDB's reuse_logs): an open that is closed soon
+            # after, as scripts and dbm users do, then leaves no tiny
+            # level-0 table behind.  The MANIFEST already names this log.
+            log_number = vset.log_number
+            log = LogWriter(env.new_appendable_file(
+                filename.log_file_name(dbpath, log_number)), log_number)
+            recovered = len(mem)
+            info_log.log("log %06d reused: %d entries kept in the memtable", log_number,
+                         recovered)
+            _remove_obsolete(dbpath, env, vset, info_log)
         else:
             with vset.lock:
                 table_number = vset.new_file_number()

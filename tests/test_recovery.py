@@ -170,6 +170,81 @@ def test_reopen_keeps_data(db_path):
         assert conn.stats()["last_sequence"] == 4 * (1200 + 1 + 50)
 
 
+def _files_of(db_path, suffix):
+    return sorted(name for name in os.listdir(db_path) if name.endswith(suffix))
+
+
+def test_short_sessions_reuse_the_log_and_leave_no_tables(db_path):
+    # Scripts and dbm users open, write a little and close: each open keeps
+    # appending to the one log instead of flushing it to a tiny table.
+    model = {}
+    for session in range(13):
+        with kvcy.connect(db_path) as conn:
+            assert read_state(conn, list(model) + [b"none"]) == model
+            conn.put(b"k%02d" % session, b"v%d" % session)
+            conn.delete(b"k%02d" % (session - 3))
+            model[b"k%02d" % session] = b"v%d" % session
+            model.pop(b"k%02d" % (session - 3), None)
+            stats = conn.stats()
+            assert stats["flushes"] == 0 and stats["level0_files"] == 0
+        assert _files_of(db_path, ".sst") == []
+        assert len(_files_of(db_path, ".log")) == 1
+    with kvcy.connect(db_path) as conn:
+        assert read_state(conn, list(model) + [b"k%02d" % i for i in range(13)]) == model
+        assert conn.stats()["last_sequence"] == 26
+        conn.flush()                                  # the memtable still goes to a table
+        assert conn.stats()["level0_files"] == 1
+    with kvcy.connect(db_path) as conn:
+        assert read_state(conn, list(model)) == model
+
+
+def test_a_log_of_half_a_memtable_or_more_is_flushed_at_open(db_path):
+    limit = 64 * 1024
+    with kvcy.connect(db_path, memtable_max_bytes=limit) as conn:
+        conn.put_many([(b"k%05d" % i, b"v" * 100) for i in range(400)])    # ~60 KiB
+    with kvcy.connect(db_path, memtable_max_bytes=limit) as conn:
+        stats = conn.stats()
+        assert (stats["flushes"], stats["level0_files"], stats["memtable_entries"]) == (1, 1, 0)
+        assert conn.get(b"k00399") == b"v" * 100
+    assert len(_files_of(db_path, ".log")) == 1
+
+
+def test_a_log_with_a_torn_tail_is_not_reused(db_path):
+    with kvcy.connect(db_path) as conn:
+        conn.put(b"a", b"1")
+        conn.put(b"b", b"2")
+        log_name = _files_of(db_path, ".log")[0]
+    with open(os.path.join(db_path, log_name), "ab") as f:
+        f.write(b"\x01\x02\x03")                    # a torn tail: never appended to
+    with kvcy.connect(db_path) as conn:
+        stats = conn.stats()
+        assert stats["torn_tail_bytes"] == 3 and stats["flushes"] == 1
+        assert _files_of(db_path, ".log") != [log_name]
+        conn.put(b"c", b"3")
+    with kvcy.connect(db_path) as conn:
+        assert read_state(conn, [b"a", b"b", b"c"]) == {b"a": b"1", b"b": b"2", b"c": b"3"}
+        assert conn.stats()["torn_tail_bytes"] == 0
+
+
+def test_a_reused_log_keeps_its_block_framing(db_path):
+    # Sessions append at odd offsets, across 32 KiB block boundaries; every
+    # record must be found again, and a later torn tail costs only itself.
+    rng = random.Random(7)
+    model = {}
+    for session in range(6):
+        with kvcy.connect(db_path) as conn:
+            for i in range(rng.randrange(1, 40)):
+                k = b"s%d-%d" % (session, i)
+                v = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 3000)))
+                conn.put(k, v)
+                model[k] = v
+    log = os.path.join(db_path, _files_of(db_path, ".log")[0])
+    assert os.path.getsize(log) > 2 * LOG_BLOCK_BYTES
+    with kvcy.connect(db_path) as conn:
+        assert read_state(conn, list(model)) == model
+        assert conn.stats()["recovered_records"] == len(model)
+
+
 def test_recovery_is_idempotent(db_path):
     rng = random.Random(2)
     ops = random_ops(rng, 300, big_every=50)
