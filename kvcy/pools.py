@@ -34,6 +34,7 @@ Thread-safety: both pools may be used from any number of threads.
 """
 import atexit
 import collections
+import functools
 import os
 import threading
 import weakref
@@ -199,16 +200,18 @@ class ReadPool(_Pool):
 # -- the write pool -------------------------------------------------------------
 
 class _Job:
-    """One submitted write (batch set) or flush (call set), and its Future."""
-    __slots__ = ("future", "batch", "puts", "deletes", "sync", "call")
+    """One submitted write, checked (batch set) or not (call set), or a
+    flush (call and barrier set), and its Future."""
+    __slots__ = ("future", "batch", "puts", "deletes", "sync", "call", "barrier")
 
-    def __init__(self, batch=None, puts=(), deletes=(), sync=False, call=None):
+    def __init__(self, batch=None, puts=(), deletes=(), sync=False, call=None, barrier=False):
         self.future = Future()
         self.batch = batch           # the write alone, checked (WriteBatch)
         self.puts = puts             # its (key, value) pairs as bytes, to join a group
         self.deletes = deletes       # its keys as bytes
         self.sync = sync
-        self.call = call             # a flush: runs alone, after the writes before it
+        self.call = call             # runs alone: a write checked by the worker, or a flush
+        self.barrier = barrier       # runs after every group taken before it (flush)
 
 
 class WritePool(_Pool):
@@ -242,18 +245,25 @@ class WritePool(_Pool):
         batch.delete(key)
         return self._submit(_Job(batch, deletes=(key,), sync=self._sync(sync)))
 
-    def put_many(self, items, *, sync=None):
+    def put_many(self, items, *, sync=None, check_here=True):
+        """check_here=False: iterate and check items on the writer thread (a
+        large batch does not hold up the submitter, kvcy.aio's event loop);
+        errors then come from the Future, and the batch is committed alone."""
         sync = self._sync(sync)
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
+        if not check_here:
+            return self._submit(_Job(call=functools.partial(self._write_pairs, items, sync)))
         items = list(items)
         batch = WriteBatch()
         batch.put_pairs(items)       # checks every pair, as Connection.put_many does
         puts = [(_bytes(key), _bytes(value)) for key, value in items]
         return self._submit(_Job(batch, puts=puts, sync=sync))
 
-    def delete_many(self, keys, *, sync=None):
+    def delete_many(self, keys, *, sync=None, check_here=True):
         sync = self._sync(sync)
+        if not check_here:
+            return self._submit(_Job(call=functools.partial(self._write_deletes, keys, sync)))
         keys = list(keys)
         batch = WriteBatch()
         batch.delete_keys(keys)
@@ -261,7 +271,17 @@ class WritePool(_Pool):
 
     def flush(self, *, wait=True):
         engine = self._engine
-        return self._submit(_Job(call=lambda: engine.flush(wait=wait)))
+        return self._submit(_Job(call=lambda: engine.flush(wait=wait), barrier=True))
+
+    def _write_pairs(self, items, sync):
+        batch = WriteBatch()
+        batch.put_pairs(items)
+        self._engine.write_batch(batch, sync)
+
+    def _write_deletes(self, keys, sync):
+        batch = WriteBatch()
+        batch.delete_keys(keys)
+        self._engine.write_batch(batch, sync)
 
     def _sync(self, sync):
         sync = _check_sync(sync)
@@ -286,9 +306,10 @@ class WritePool(_Pool):
             if not queue or self._forked:
                 return []
             if queue[0].call is not None:
-                # Flush: wait until the groups taken before it are committed.
-                while self._active and not self._forked:
-                    self._cond.wait()
+                if queue[0].barrier:
+                    # Flush: wait until the groups taken before it are committed.
+                    while self._active and not self._forked:
+                        self._cond.wait()
                 job = queue.popleft()
                 if job.future.set_running_or_notify_cancel():
                     return [job]
