@@ -41,7 +41,7 @@ import weakref
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from kvcy._write_batch import WriteBatch
-from kvcy.dbformat import as_user_bytes
+from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes
 from kvcy.errors import OperationalError, ProgrammingError
 
 # A write pool worker commits at most this many bytes of queued batches
@@ -202,10 +202,12 @@ class ReadPool(_Pool):
 class _Job:
     """One submitted write, checked (batch set) or not (call set), or a
     flush (call and barrier set), and its Future."""
-    __slots__ = ("future", "batch", "puts", "deletes", "sync", "call", "barrier")
+    __slots__ = ("future", "kind", "batch", "puts", "deletes", "sync", "call", "barrier")
 
-    def __init__(self, batch=None, puts=(), deletes=(), sync=False, call=None, barrier=False):
+    def __init__(self, batch=None, puts=(), deletes=(), sync=False, call=None, barrier=False,
+                 kind=None):
         self.future = Future()
+        self.kind = kind             # KIND_VALUE or KIND_DELETE for a put or delete
         self.batch = batch           # the write alone, checked (WriteBatch)
         self.puts = puts             # its (key, value) pairs as bytes, to join a group
         self.deletes = deletes       # its keys as bytes
@@ -237,13 +239,15 @@ class WritePool(_Pool):
         value = as_user_bytes(value, "value")
         batch = WriteBatch()
         batch.put(key, value)
-        return self._submit(_Job(batch, puts=((key, value),), sync=self._sync(sync)))
+        return self._submit(_Job(batch, puts=((key, value),), sync=self._sync(sync),
+                                 kind=KIND_VALUE))
 
     def delete(self, key, *, sync=None):
         key = as_user_bytes(key, "key")
         batch = WriteBatch()
         batch.delete(key)
-        return self._submit(_Job(batch, deletes=(key,), sync=self._sync(sync)))
+        return self._submit(_Job(batch, deletes=(key,), sync=self._sync(sync),
+                                 kind=KIND_DELETE))
 
     def put_many(self, items, *, sync=None, check_here=True):
         """check_here=False: iterate and check items on the writer thread (a
@@ -301,18 +305,21 @@ class WritePool(_Pool):
         flush alone, or writes up to GROUP_BYTES; [] when stopped and empty."""
         queue = self._queue
         while True:
-            while not queue and not self._closed and not self._forked:
-                self._cond.wait()
-            if not queue or self._forked:
+            if self._forked or (not queue and self._closed):
                 return []
-            if queue[0].call is not None:
-                if queue[0].barrier:
-                    # Flush: wait until the groups taken before it are committed.
-                    while self._active and not self._forked:
-                        self._cond.wait()
-                job = queue.popleft()
-                if job.future.set_running_or_notify_cancel():
-                    return [job]
+            if not queue:
+                self._cond.wait()
+                continue
+            head = queue[0]
+            if head.call is not None:
+                if head.barrier and self._active:
+                    # A flush waits until the groups taken before it are
+                    # committed; the jobs behind it wait too.
+                    self._cond.wait()
+                    continue
+                queue.popleft()
+                if head.future.set_running_or_notify_cancel():
+                    return [head]
                 continue
             run, size = [], 0
             while queue and queue[0].call is None:
@@ -349,7 +356,14 @@ class WritePool(_Pool):
             if first.call is not None:
                 result = first.call()
             elif len(run) == 1:
-                result = self._engine.write_batch(first.batch, first.sync)
+                if first.kind == KIND_VALUE:           # counted as a put, as conn.put
+                    key, value = first.puts[0]
+                    result = self._engine.write_one(KIND_VALUE, key, value, first.sync)
+                elif first.kind == KIND_DELETE:
+                    result = self._engine.write_one(KIND_DELETE, first.deletes[0], None,
+                                                    first.sync)
+                else:
+                    result = self._engine.write_batch(first.batch, first.sync)
             else:
                 group = WriteBatch()
                 sync = False
