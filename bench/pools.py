@@ -1,7 +1,8 @@
 """What the worker pools buy: write grouping and parallel get_many.
 
     python bench/pools.py [--part writes|reads|all] [--num 1000000]
-                          [--writes 2000] [--seconds 2] [--db PATH] [--seed 11]
+                          [--writes 2000] [--seconds 5] [--rounds 10]
+                          [--db PATH] [--seed 11]
 
 Writes (each line: ops/s, fsyncs and writes per fsync):
   - direct: N threads (1, 2, 4, 8) calling conn.put(sync=True), then
@@ -142,43 +143,75 @@ def build_db(path, num, seed):
 
 
 def bench_reads(args, path):
+    """Each variant gets its own connection; the variants take turns in
+    short runs (--rounds of them), so that load from elsewhere on the
+    machine spreads over all of them, and the median run counts."""
     build_db(path, args.num, args.seed)
     rng = random.Random(args.seed)
+    variants = [None, 0, 1, 2, 4]            # None: a loop of get
     for cache in (8 << 20, 1 << 30):
-        print("get_many of random keys, %d-key database, block cache %d MiB"
-              % (args.num, cache >> 20))
+        print("random keys, %d-key database, block cache %d MiB, %d rounds of %.2f s"
+              % (args.num, cache >> 20, args.rounds, args.seconds / args.rounds))
+        # The loop of get gets the writable connection, whose get is the C
+        # read path itself (a read-only one's get is a Python method).
+        conns = {t: kvcy.connect(path, readonly=t is not None, block_cache_bytes=cache,
+                                 read_threads=t or 0)
+                 for t in variants}
+        if cache > 8 << 20:                      # warm every cache
+            everything = [b"%016d" % i for i in range(args.num)]
+            for conn in conns.values():
+                conn.get_many(everything)
         for batch in (100, 1000, 10_000):
-            keys = [b"%016d" % rng.randrange(args.num) for _ in range(max(batch, 200_000))]
-            results = {}
-            for threads in (None, 0, 1, 2, 4):
-                conn = kvcy.connect(path, block_cache_bytes=cache,
-                                    read_threads=threads or 0)
-                if cache > 8 << 20:                  # warm the cache
-                    conn.get_many([b"%016d" % i for i in range(args.num)])
-                get, get_many = conn.get, conn.get_many
-                rates = []
-                for _ in range(3):
+            keys = [b"%016d" % rng.randrange(args.num) for _ in range(200_000)]
+            rates = {t: [] for t in variants}
+            for _ in range(args.rounds):
+                for t in variants:
+                    get, get_many = conns[t].get, conns[t].get_many
                     t0 = time.perf_counter()
                     done = 0
-                    while time.perf_counter() - t0 < args.seconds / 3:
-                        chunk_start = (done % len(keys)) // batch * batch
-                        chunk = keys[chunk_start:chunk_start + batch]
-                        if len(chunk) < batch:
-                            chunk = keys[:batch]
-                        if threads is None:
+                    while time.perf_counter() - t0 < args.seconds / args.rounds:
+                        at = rng.randrange(len(keys) - batch)
+                        chunk = keys[at:at + batch]
+                        if t is None:
                             for k in chunk:
                                 get(k)
                         else:
                             get_many(chunk)
                         done += batch
-                    rates.append(done / (time.perf_counter() - t0))
-                conn.close()
-                results[threads] = statistics.median(rates)
-            base = results[None]
-            print("  %6d keys: loop of get %8.0f keys/s; get_many %s" % (
-                batch, base, ", ".join("read_threads=%d %8.0f (%.2fx)" % (t, results[t],
-                                                                          results[t] / base)
-                                       for t in (0, 1, 2, 4))))
+                    rates[t].append(done / (time.perf_counter() - t0))
+            med = {t: statistics.median(r) for t, r in rates.items()}
+            base = med[None]
+            print("  %6d keys/call: loop of get %7.0f keys/s; get_many %s" % (
+                batch, base, ", ".join("read_threads=%d %7.0f (%.2fx)" % (t, med[t], med[t] / base)
+                                       for t in variants[1:])))
+        # The control: what two threads calling get gain over one, right
+        # now (a second core busy elsewhere shows here first).
+        get = conns[None].get
+        keys = [b"%016d" % rng.randrange(args.num) for _ in range(100_000)]
+
+        def loop(part):
+            for k in part:
+                get(k)
+
+        ratios = []
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            loop(keys[:50_000])
+            one = time.perf_counter() - t0
+            threads = [threading.Thread(target=loop, args=(keys[i::2],)) for i in range(2)]
+            t0 = time.perf_counter()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            ratios.append(one * 2 / (time.perf_counter() - t0))
+        print("  control: 2 threads looping get, %.2fx one thread (median of %d)"
+              % (statistics.median(ratios), args.rounds))
+        hits = sum(c.stats()["block_cache_hits"] for c in conns.values())
+        misses = sum(c.stats()["block_cache_misses"] for c in conns.values())
+        print("  block cache hit ratio %.2f" % (hits / max(1, hits + misses)))
+        for conn in conns.values():
+            conn.close()
 
 
 def main(argv=None):
@@ -186,7 +219,9 @@ def main(argv=None):
     parser.add_argument("--part", choices=("writes", "reads", "all"), default="all")
     parser.add_argument("--num", type=int, default=1_000_000)
     parser.add_argument("--writes", type=int, default=2000)
-    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="time per read variant and batch size")
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--db", default=os.path.join(tempfile.gettempdir(), "kvcy-bench-pools"))
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
