@@ -96,7 +96,8 @@ class _Opener:
 
 def _close_opened(future):
     if not future.cancelled() and future.exception() is None:
-        future.result().close()
+        # Closing syncs the WAL: not in the event loop's thread either.
+        asyncio.get_running_loop().run_in_executor(None, future.result().close)
 
 
 class AsyncConnection:

@@ -21,7 +21,7 @@ from kvcy._write_batch import WriteBatch
 from kvcy.config import resolve_options
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
 from kvcy.env import FileMissingError, default_env
-from kvcy.errors import ProgrammingError
+from kvcy.errors import OperationalError, ProgrammingError
 from kvcy._db_iter import prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
@@ -180,6 +180,8 @@ class Connection:
             raise ProgrammingError("submit() takes this connection's put, delete, put_many, "
                                    "delete_many or flush, not %r" % (method,))
         if self._write_pool is None:
+            if self.options.readonly:
+                raise OperationalError("cannot write: the database is open read-only")
             raise ProgrammingError("submit() needs a write pool: connect with "
                                    "write_threads >= 1")
         return getattr(self._write_pool, name)(*args, **kwargs)

@@ -68,6 +68,8 @@ def test_readonly_refuses_write_threads(db_path):
         kvcy.connect(db_path, readonly=True, write_threads=1)
     with kvcy.connect(db_path, readonly=True, read_threads=2) as ro:
         assert ro._read_pool is not None and ro._write_pool is None
+        with pytest.raises(OperationalError, match="read-only"):
+            ro.submit(ro.put, b"k", b"v")
 
 
 # -- the read pool ----------------------------------------------------------------
