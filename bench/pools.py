@@ -1,6 +1,6 @@
 """What the worker pools buy: write grouping and parallel get_many.
 
-    python bench/pools.py [--part writes|reads|all] [--num 1000000]
+    python bench/pools.py [--part writes|reads|scan|all] [--num 1000000]
                           [--writes 2000] [--seconds 5] [--rounds 10]
                           [--db PATH] [--seed 11]
 
@@ -17,7 +17,9 @@ shape) built once under --db; random keys read in get_many calls of 100,
 1,000 and 10,000 keys with read_threads 0, 1, 2 and 4, against a loop of
 get over the same keys, with an 8 MiB block cache (most blocks are not in
 it, though the OS page cache holds the files) and then a 1 GiB one (every
-block cached after the first pass).
+block cached after the first pass), with a control: two threads looping
+get against one.  Scan: a full scan of that database, iterating
+conn.scan() against `async for` over kvcy.aio's scan.
 """
 import argparse
 import asyncio
@@ -214,9 +216,31 @@ def bench_reads(args, path):
             conn.close()
 
 
+def bench_scan(args, path):
+    """A full scan of the --num key database: iterating the connection's
+    scan against `async for` over kvcy.aio's (chunks on the read pool)."""
+    build_db(path, args.num, args.seed)
+    with kvcy.connect(path, readonly=True) as conn:
+        t0 = time.perf_counter()
+        n = sum(1 for _ in conn.scan())
+        sync_rate = n / (time.perf_counter() - t0)
+
+    async def main():
+        async with kvcy.aio.connect(path, readonly=True) as db:
+            t0 = time.perf_counter()
+            count = 0
+            async for _ in db.scan():
+                count += 1
+            return count / (time.perf_counter() - t0)
+
+    aio_rate = asyncio.run(main())
+    print("full scan of %d pairs: for over conn.scan() %.0f pairs/s; async for over "
+          "kvcy.aio scan() %.0f pairs/s (%.2fx)" % (n, sync_rate, aio_rate, aio_rate / sync_rate))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("writes", "reads", "all"), default="all")
+    parser.add_argument("--part", choices=("writes", "reads", "scan", "all"), default="all")
     parser.add_argument("--num", type=int, default=1_000_000)
     parser.add_argument("--writes", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=5.0,
@@ -234,6 +258,8 @@ def main(argv=None):
             shutil.rmtree(tmp, ignore_errors=True)
     if args.part in ("reads", "all"):
         bench_reads(args, args.db)
+    if args.part in ("scan", "all"):
+        bench_scan(args, args.db)
 
 
 if __name__ == "__main__":

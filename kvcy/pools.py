@@ -42,7 +42,7 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from kvcy._write_batch import WriteBatch
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes
-from kvcy.errors import OperationalError, ProgrammingError
+from kvcy.errors import ProgrammingError
 
 # A write pool worker commits at most this many bytes of queued batches
 # as one batch (a larger single write still goes, alone).
