@@ -102,9 +102,14 @@ class ReadPool(_Pool):
 
     def __init__(self, threads):
         super().__init__("read", threads)
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="kvcy-read")
+        self._idents = set()         # the reader threads (close() must not join its own)
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="kvcy-read",
+                                            initializer=self._started)
         self._pending = set()        # Futures not done yet (failed in a forked child)
         self._lock = threading.Lock()
+
+    def _started(self):
+        self._idents.add(threading.get_ident())
 
     def submit(self, fn, *args):
         """Run fn(*args) on a reader thread; returns its Future."""
@@ -186,9 +191,10 @@ class ReadPool(_Pool):
         return result
 
     def close(self):
+        """Refuse new reads; wait for those running (unless called by one)."""
         self._closed = True
         if not self._forked:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=threading.get_ident() not in self._idents)
 
     def _after_fork_in_child(self):
         self._forked = True

@@ -99,25 +99,29 @@ def test_get_many_reads_one_sequence_while_batches_land(db_path):
     with kvcy.connect(db_path, read_threads=3, memtable_max_bytes=64 * 1024) as conn:
         conn.put_many([(k, b"0") for k in keys])
         stop = threading.Event()
+        batches = [0]
 
         def write():
-            n = 0
             while not stop.is_set():
-                n += 1
-                conn.put_many([(k, b"%d" % n) for k in keys])
+                conn.put_many([(k, b"%d" % (batches[0] + 1)) for k in keys])
+                batches[0] += 1
 
         writer = threading.Thread(target=write)
         writer.start()
         try:
             seen = set()
-            for _ in range(60):
+            reads = 0
+            deadline = time.monotonic() + 60
+            # Until the writer has switched memtables a few times meanwhile.
+            while reads < 60 or batches[0] < 20 or len(seen) < 5:
+                assert time.monotonic() < deadline
                 values = conn.get_many(keys)
                 assert len(set(values)) == 1, sorted(set(values))[:5]
                 seen.add(values[0])
+                reads += 1
         finally:
             stop.set()
             writer.join()
-        assert len(seen) > 1          # the writer did land batches meanwhile
         assert conn.stats()["memtable_switches"] > 0
 
 
@@ -141,6 +145,23 @@ def test_read_pool_close_refuses_work():
     pool.close()
     with pytest.raises(ProgrammingError, match="closed"):
         pool.submit(sum, [1, 2])
+
+
+def test_close_from_a_pool_thread(db_path):
+    # A callback that closes the connection runs on a pool thread: close()
+    # must not wait for that thread to end.
+    conn = kvcy.connect(db_path, read_threads=1, write_threads=1)
+    conn.put(b"k", b"v")
+    read = conn._read_pool.submit(conn.close)
+    read.result(timeout=10)
+    assert conn.closed
+    conn = kvcy.connect(db_path, write_threads=1)
+    write = conn.submit(conn.put, b"k2", b"v")
+    closed = threading.Event()
+    write.add_done_callback(lambda _: (conn.close(), closed.set()))
+    assert closed.wait(timeout=10)
+    with kvcy.connect(db_path) as again:
+        assert again.get_many([b"k", b"k2"]) == [b"v", b"v"]
 
 
 # -- the write pool ---------------------------------------------------------------
