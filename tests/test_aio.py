@@ -258,16 +258,32 @@ def test_cancelled_reads_and_scan_steps(db_path):
             gate.set()
             for blocker in blockers:
                 blocker.result(timeout=10)
-            # Cancel while a fetch runs: the next step takes its chunk.
+            # Make the second fetch (the read-ahead) wait on a reader thread.
+            fetching, release = threading.Event(), threading.Event()
+            read_chunk, calls = scan._read_chunk, []
+
+            def slow_read_chunk(size):
+                calls.append(size)
+                if len(calls) == 2:
+                    fetching.set()
+                    release.wait(10)
+                return read_chunk(size)
+
+            scan._read_chunk = slow_read_chunk
+            # The step whose fetch was withdrawn fetches again.
             got = [await scan.__anext__()]
-            step = asyncio.create_task(scan.__anext__())
-            got.append(await step)
-            while len(got) < 64 + 1:          # into the read-ahead chunk
+            while len(got) < 64:              # the rest of the first chunk
                 got.append(await scan.__anext__())
+            # Cancel a step while its fetch runs: the fetch completes, and
+            # the next step takes its chunk.
             step = asyncio.create_task(scan.__anext__())
+            await until(fetching.is_set)
+            await asyncio.sleep(0.01)
             step.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await step
+            assert scan._fetch[0].running()
+            release.set()
             got += [kv async for kv in scan]
             assert [k for k, _ in got] == keys
             assert await db.get_many(keys[:2]) == [b"v" * 100] * 2
