@@ -14,7 +14,10 @@ the first of them, that commit() ends and rollback() discards; with the
 default autocommit=True every write commits at once and both are no-ops.
 
 Thread-safety: a connection may be shared by threads (kvcy.threadsafety is
-2); writes are serialized inside the engine, reads take no lock.
+2); writes are serialized inside the engine, reads take no lock.  With
+read_threads or write_threads set, the connection owns worker pools
+(kvcy/pools.py): get_many reads large key lists on the read pool, submit()
+hands writes to the write pool, and close() lets queued writes finish.
 """
 import os
 import threading
@@ -25,9 +28,10 @@ from kvcy._write_batch import WriteBatch
 from kvcy.config import resolve_options
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
 from kvcy.env import FileMissingError, default_env
-from kvcy.errors import ProgrammingError
+from kvcy.errors import OperationalError, ProgrammingError
 from kvcy._db_iter import prefix_stop
 from kvcy.cursor import Cursor
+from kvcy.pools import start_pools
 from kvcy.recovery import open_engine
 from kvcy.snapshot import Snapshot
 from kvcy.transaction import Transaction
@@ -65,6 +69,7 @@ class Connection:
         self._autocommit = autocommit
         self._implicit = None         # the implicit transaction (autocommit=False)
         self._implicit_lock = threading.Lock()
+        self._read_pool = self._write_pool = None
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -73,6 +78,7 @@ class Connection:
         self.options = resolve_options(config, **options)
         self._env = env or default_env()
         self._engine = open_engine(self.path, self.options, self._env)
+        self._read_pool, self._write_pool = start_pools(self.options, self._engine)
         self._bind_fast_paths()
         self._usable = True
         _live.add(self)
@@ -185,14 +191,37 @@ class Connection:
         if not self._autocommit:
             return self._implicit_transaction().get_many(keys, default)
         keys = [_bytes_like(key, "key") for key in keys]
+        pool = self._read_pool
         try:
-            values = engine.get_many(keys)
+            values = engine.get_many(keys) if pool is None else pool.get_many(engine, keys)
         except FileMissingError:
             if not self.options.readonly:
                 raise
             self.refresh()
             values = self._engine.get_many(keys)
         return [default if value is None else value for value in values]
+
+    _SUBMITTABLE = ("put", "delete", "put_many", "delete_many", "flush")
+
+    def submit(self, method, /, *args, **kwargs):
+        """Hand method(*args, **kwargs), one of this connection's put,
+        delete, put_many, delete_many or flush, to the write pool and return
+        a concurrent.futures.Future of its result at once.  Arguments are
+        checked here; needs write_threads >= 1."""
+        self._check()
+        if not self._autocommit:
+            raise ProgrammingError("submit() is not available with autocommit=False: its "
+                                   "writes would bypass the connection's open transaction")
+        name = getattr(method, "__name__", None)
+        if name not in self._SUBMITTABLE or method != getattr(self, name):
+            raise ProgrammingError("submit() takes this connection's put, delete, put_many, "
+                                   "delete_many or flush, not %r" % (method,))
+        if self._write_pool is None:
+            if self.options.readonly:
+                raise OperationalError("cannot write: the database is open read-only")
+            raise ProgrammingError("submit() needs a write pool: connect with "
+                                   "write_threads >= 1")
+        return getattr(self._write_pool, name)(*args, **kwargs)
 
     def refresh(self):
         """Read-only connections: move to the writer's latest state (its
@@ -351,6 +380,9 @@ class Connection:
         if self._engine is not None:
             self._engine.reader.usable = False     # the C get() checks this flag
             self._engine.writer.usable = False     # and the C put() and delete() this one
+        for pool in (self._write_pool, self._read_pool):
+            if pool is not None:
+                pool.close()      # the write pool commits what is queued first
         for child in list(self._children):
             try:
                 child.close()
@@ -371,6 +403,9 @@ class Connection:
 
     def __del__(self):
         engine = getattr(self, "_engine", None)
+        for pool in (getattr(self, "_write_pool", None), getattr(self, "_read_pool", None)):
+            if pool is not None:
+                pool.close()
         if engine is not None and not engine.closed and not self._forked:
             warnings.warn("unclosed kvcy connection %r" % self.path, ResourceWarning,
                           stacklevel=2)

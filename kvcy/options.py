@@ -139,11 +139,13 @@ class Options:
 
     # -- threads ---------------------------------------------------------
     read_threads: int = _opt(
-        0, "threads in the read pool; 0 runs reads in the caller's "
-        "thread", KIND_INT, minimum=0, section="Threads")
+        0, "threads in the read pool, which reads a large get_many in "
+        "parallel chunks and serves kvcy.aio's reads; 0: no pool, reads run "
+        "in the caller's thread", KIND_INT, minimum=0, section="Threads")
     write_threads: int = _opt(
-        0, "threads in the write pool; 0 runs writes in the caller's "
-        "thread", KIND_INT, minimum=0)
+        0, "threads in the write pool, which commits the writes given to "
+        "Connection.submit() and kvcy.aio, grouping queued ones; 0: no pool; "
+        "not with readonly", KIND_INT, minimum=0)
     background_threads: int = _opt(
         1, "threads running flushes and compactions", KIND_INT, minimum=1)
 
@@ -171,6 +173,10 @@ class Options:
             raise ProgrammingError(
                 "option 'error_if_exists' cannot be True with readonly=True: "
                 "a read-only open needs an existing database")
+        if self.readonly and self.write_threads:
+            raise ProgrammingError(
+                "option 'write_threads' must be 0 with readonly=True: "
+                "a read-only connection has no write pool")
 
     def replace(self, **changes):
         """Return a validated copy with changes applied.
