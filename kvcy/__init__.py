@@ -11,6 +11,7 @@ from kvcy.connection import Connection, connect
 from kvcy.errors import (CorruptionError, DatabaseError, DataError, Error, InterfaceError,
                          NotSupportedError, OperationalError, ProgrammingError)
 from kvcy.options import MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options
+from kvcy import dbm, shelve     # the stdlib-compatible modules: kvcy.dbm.open(), kvcy.shelve.open()
 
 __version__ = "0.1.0"
 
@@ -19,7 +20,7 @@ threadsafety = 2
 apilevel = "2.0"
 
 __all__ = [
-    "connect", "Connection", "WriteBatch", "Options",
+    "connect", "Connection", "WriteBatch", "Options", "dbm", "shelve",
     "Error", "InterfaceError", "DatabaseError", "OperationalError", "CorruptionError",
     "ProgrammingError", "DataError", "NotSupportedError",
     "MAX_KEY_BYTES", "MAX_VALUE_BYTES", "MAX_BATCH_BYTES",
