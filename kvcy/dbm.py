@@ -245,10 +245,15 @@ class Database(collections.abc.MutableMapping):
 
     # -- reads -------------------------------------------------------------
 
+    # The hot methods check inline what _open_conn() and _bytes() would: a
+    # call from Python costs about as much as kvcy's own get.
+
     def __getitem__(self, key):
-        conn = self._open_conn()
+        conn = self._conn
+        if conn is None:
+            raise DbmProgrammingError(_CLOSED)
         try:
-            value = conn.get(_bytes(key, "key"))
+            value = conn.get(key if type(key) is bytes else _bytes(key, "key"))
         except Error as exc:
             self._reraise(exc)
         if value is None:
@@ -347,9 +352,13 @@ class Database(collections.abc.MutableMapping):
     # -- writes ------------------------------------------------------------
 
     def __setitem__(self, key, value):
-        conn = self._writable_conn("store")
-        key = _bytes(key, "key")
-        value = _bytes(value, "value")
+        conn = self._conn
+        if conn is None or self._readonly:
+            conn = self._writable_conn("store")
+        if type(key) is not bytes:
+            key = _bytes(key, "key")
+        if type(value) is not bytes:
+            value = _bytes(value, "value")
         with self._lock:
             try:
                 if self._count is None:
