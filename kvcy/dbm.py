@@ -149,7 +149,13 @@ def _remove_database(path):
 
     The directory is renamed aside (under the database's LOCK, so a running
     writer is never pulled from under) and then deleted: after a crash at
-    any point, path holds the old database or none, never half of one."""
+    any point, path holds the old database or none, never half of one.  What
+    such a crash left aside is deleted by the next 'n'."""
+    parent = os.path.dirname(os.path.abspath(path))
+    prefix = ".%s.deleting-" % os.path.basename(path)
+    for name in os.listdir(parent):
+        if name.startswith(prefix):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     if not os.path.lexists(path):
         return
     if not os.path.isdir(path) or os.path.islink(path):
@@ -160,10 +166,9 @@ def _remove_database(path):
         raise DbmOperationalError(
             "flag 'n' would delete %s, which is not a kvcy database: it holds %r%s"
             % (path, foreign[0], " and %d more" % (len(foreign) - 1) if len(foreign) > 1 else ""))
-    parent = os.path.dirname(os.path.abspath(path))
     lock = _env.lock_file(_filename.lock_file_name(path))
     try:
-        aside = tempfile.mkdtemp(dir=parent, prefix=".%s.deleting-" % os.path.basename(path))
+        aside = tempfile.mkdtemp(dir=parent, prefix=prefix)
         try:
             os.rename(path, os.path.join(aside, "db"))
         except OSError:

@@ -1,15 +1,11 @@
 """kvcy.dbm: the behaviours CPython's test_dbm, test_dbm_gnu and test_dbm_sqlite3
 expect of a dbm module, the same checks run against dbm.dumb, and what kvcy
-adds (the kept len() count, dbm errors that are kvcy errors, flag 'n' safety).
+adds (dbm errors that are kvcy errors, locking, mode, flag 'n' safety).
+The kept len() count has tests/test_dbm_len.py.
 """
 import dbm.dumb
 import os
 import pathlib
-import random
-import signal
-import subprocess
-import sys
-import threading
 
 import pytest
 
@@ -489,6 +485,22 @@ def test_n_refuses_a_directory_that_is_not_a_kvcy_database(path):
     assert os.listdir(path) == ["thesis.tex"]
 
 
+def test_n_deletes_what_a_crash_in_an_earlier_n_left_aside(path):
+    fill(path)
+    aside = os.path.join(os.path.dirname(path), ".db.deleting-x1")
+    os.mkdir(aside)
+    os.rename(path, os.path.join(aside, "db"))        # as a crash after the rename leaves it
+    with kdbm.open(path, "n") as db:
+        assert db.keys() == []
+    assert os.listdir(os.path.dirname(path)) == ["db"]
+
+
+def test_c_in_a_missing_directory_is_an_error(tmp_path):
+    with pytest.raises(kdbm.error) as info:
+        kdbm.open(str(tmp_path / "no" / "db"), "c")
+    assert info.value.errno == 2
+
+
 def test_n_on_a_locked_database_fails_and_leaves_it(path):
     with kdbm.open(path, "c") as db:
         db[b"k"] = b"v"
@@ -534,101 +546,3 @@ def test_iteration_reads_one_point_in_time(path):
             db[key + b"-new"] = b"x"
         assert seen == [b"a", b"b", b"c"]
         assert db.keys() == [b"a-new", b"b-new", b"c-new"]
-
-
-# -- the kept count of len() ------------------------------------------------
-
-def test_len_matches_a_model_through_every_kind_of_write(path):
-    rng = random.Random(11)
-    model = {}
-    with kdbm.open(path, "c") as db:
-        for step in range(3000):
-            key = b"%d" % rng.randrange(200)
-            op = rng.random()
-            if op < 0.45:
-                db[key] = model[key] = b"v%d" % step
-            elif op < 0.65:
-                if key in model:
-                    del db[key]
-                    del model[key]
-                else:
-                    with pytest.raises(KeyError):
-                        del db[key]
-            elif op < 0.75:
-                assert db.pop(key, None) == model.pop(key, None)
-            elif op < 0.85:
-                assert db.setdefault(key, b"sd") == model.setdefault(key, b"sd")
-            elif op < 0.95:
-                batch = {b"%d" % rng.randrange(200): b"u" for _ in range(5)}
-                db.update(batch)
-                model.update(batch)
-            elif op < 0.97 and model:
-                k, v = db.popitem()
-                assert model.pop(k) == v
-            elif op < 0.98:
-                db.clear()
-                model.clear()
-            if step % 7 == 0 or step < 5:
-                assert len(db) == len(model)
-        assert len(db) == len(model) == len(db.keys())
-    with kdbm.open(path, "r") as db:
-        assert len(db) == len(model)
-
-
-def test_len_is_exact_with_threads_writing_the_same_keys(path):
-    with kdbm.open(path, "c") as db:
-        assert len(db) == 0                        # counted from now on
-
-        def worker(seed):
-            rng = random.Random(seed)
-            for _ in range(1500):
-                key = b"%d" % rng.randrange(300)
-                if rng.random() < 0.6:
-                    db[key] = b"v"
-                else:
-                    db.pop(key, None)
-        threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert len(db) == sum(1 for _ in db)
-
-
-def test_read_only_len_follows_the_view_it_reads(path):
-    with kdbm.open(path, "c") as writer:
-        writer.update({b"a": b"1", b"b": b"2"})
-        with kdbm.open(path, "r") as reader:
-            assert len(reader) == 2
-            writer[b"c"] = b"3"
-            assert len(reader) == 2 and b"c" not in reader   # its view is fixed...
-            writer.sync()
-            reader._conn.refresh()                          # ...until it moves on
-            assert len(reader) == 3 and b"c" in reader
-
-
-_CRASH_CHILD = """
-import os, signal, sys
-from kvcy import dbm
-db = dbm.open(sys.argv[1], "c")
-assert len(db) == 0
-for i in range(2000):
-    db[b"%04d" % (i % 1500)] = b"v"
-    if i % 3 == 0:
-        db.pop(b"%04d" % (i // 2), None)
-    if i % 100 == 0:
-        len(db)
-print(len(db), flush=True)
-os.kill(os.getpid(), signal.SIGKILL)
-"""
-
-
-def test_len_after_a_kill_9_counts_what_survived(path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    child = subprocess.run([sys.executable, "-c", _CRASH_CHILD, path], env=env,
-                           capture_output=True, text=True, timeout=60)
-    assert child.returncode == -signal.SIGKILL, child.stderr
-    with kdbm.open(path, "w") as db:
-        assert len(db) == int(child.stdout) == len(db.keys())
-        db[b"new"] = b"v"
-        assert len(db) == int(child.stdout) + 1
