@@ -14,8 +14,10 @@ of the kvcy class that names its kind (CorruptionError, OperationalError...).
 len() is exact and, after its first call, O(1): a writable handle is the
 database's only writer (kvcy's LOCK), so it counts the keys once with a scan
 and then keeps the count itself, learning from a point read before each
-write whether the key existed.  The count lives only in memory, so no crash
-can leave it stale.  A read-only handle's view moves only when it refreshes
+write whether the key existed.  It stops keeping it (and the next len()
+scans again) once the writes since the last len() outnumber the keys by
+1,000, so that the extra reads never cost much more than a scan would.  The
+count lives only in memory, so no crash can leave it stale.  A read-only handle's view moves only when it refreshes
 (see Connection.refresh), so it keeps its count with the sequence number it
 was taken at and counts again when that changes.
 
@@ -44,6 +46,7 @@ open_flags = "rwcnfsu"
 
 _CLOSED = "DBM object has already been closed"    # the stdlib dbm modules' words
 _CLEAR_BATCH_KEYS = 10_000                        # keys per atomic batch in clear()
+_KEEP_COUNT_SLACK_WRITES = 1_000                  # see Database._kept_count_paid()
 
 
 # -- errors ----------------------------------------------------------------
@@ -227,6 +230,7 @@ class Database(collections.abc.MutableMapping):
         self.path = conn.path
         self._lock = threading.Lock()     # serializes writes with the kept count
         self._count = None                # keys in the database; None: not counted yet
+        self._writes_uncounted = 0        # writes that paid for _count since the last len()
         self._count_sequence = None       # read-only handles: the sequence _count is of
 
     def _open_conn(self):
@@ -341,9 +345,19 @@ class Database(collections.abc.MutableMapping):
             with self._lock:
                 if self._count is None:
                     self._count = self._count_keys(conn)
+                self._writes_uncounted = 0
                 return self._count
         except Error as exc:
             self._reraise(exc)
+
+    def _kept_count_paid(self):
+        # Keeping the count costs a point read per write.  Once the writes
+        # since the last len() outnumber the keys (the scan that would count
+        # them again), stop paying: the next len() counts again.
+        # REQUIRES: self._lock held, self._count not None.
+        self._writes_uncounted += 1
+        if self._writes_uncounted > self._count + _KEEP_COUNT_SLACK_WRITES:
+            self._count = None
 
     @staticmethod
     def _count_keys(source):
@@ -375,6 +389,7 @@ class Database(collections.abc.MutableMapping):
                     added = conn.get(key) is None
                     conn.put(key, value)
                     self._count += added
+                    self._kept_count_paid()
             except Error as exc:
                 self._count = None        # count again rather than trust it
                 self._reraise(exc)
@@ -395,6 +410,7 @@ class Database(collections.abc.MutableMapping):
                     conn.delete(encoded)
                     if self._count is not None:
                         self._count -= 1
+                        self._kept_count_paid()
             except Error as exc:
                 self._count = None
                 self._reraise(exc)
@@ -416,6 +432,7 @@ class Database(collections.abc.MutableMapping):
                 conn.put(encoded, _bytes(default, "value"))
                 if self._count is not None:
                     self._count += 1
+                    self._kept_count_paid()
             except Error as exc:
                 self._count = None
                 self._reraise(exc)

@@ -112,3 +112,19 @@ def test_len_after_a_kill_9_counts_what_survived(path):
         assert len(db) == int(child.stdout) == len(db.keys())
         db[b"new"] = b"v"
         assert len(db) == int(child.stdout) + 1
+
+
+def test_count_is_dropped_after_more_writes_than_keys_and_counted_again(path, monkeypatch):
+    monkeypatch.setattr(kdbm, "_KEEP_COUNT_SLACK_WRITES", 10)
+    with kdbm.open(path, "c") as db:
+        db.update((b"%d" % i, b"v") for i in range(20))
+        assert len(db) == 20
+        for i in range(40):                          # 40 > 25 keys + 10: stop keeping it
+            db[b"%d" % (i % 25)] = b"w"
+        assert db._count is None
+        db[b"new"] = b"v"                            # no point read paid now
+        assert len(db) == 26 and db._count == 26
+        for i in range(20):                          # with len() between, it stays kept
+            db.pop(b"%d" % i)
+            assert len(db) == 25 - i
+        assert db._count == 6
