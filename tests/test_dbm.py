@@ -501,6 +501,16 @@ def test_c_in_a_missing_directory_is_an_error(tmp_path):
     assert info.value.errno == 2
 
 
+def test_c_and_w_on_a_plain_file_are_errors_that_leave_it(path):
+    with open(path, "w") as f:
+        f.write("not a database")
+    for flag in ("c", "w", "r"):
+        with pytest.raises(kdbm.error, match="not a directory"):
+            kdbm.open(path, flag)
+    with open(path) as f:
+        assert f.read() == "not a database"
+
+
 def test_n_on_a_locked_database_fails_and_leaves_it(path):
     with kdbm.open(path, "c") as db:
         db[b"k"] = b"v"
