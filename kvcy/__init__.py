@@ -12,8 +12,18 @@ from kvcy.errors import (ConflictError, CorruptionError, DatabaseError, DataErro
                          InterfaceError, NotSupportedError, OperationalError, ProgrammingError)
 from kvcy.options import MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options
 from kvcy.transaction import Transaction, retry_transaction
+from kvcy import dbm, shelve     # the stdlib-compatible modules: kvcy.dbm.open(), kvcy.shelve.open()
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # kvcy.aio imports asyncio: it loads on first use, so `import kvcy` stays light.
+    if name == "aio":
+        import importlib
+        return importlib.import_module("kvcy.aio")
+    raise AttributeError("module 'kvcy' has no attribute %r" % (name,))
+
 
 # PEP 249: threads may share the module and connections.
 threadsafety = 2
@@ -21,6 +31,7 @@ apilevel = "2.0"
 
 __all__ = [
     "connect", "Connection", "WriteBatch", "Options", "Transaction", "retry_transaction",
+    "dbm", "shelve", "aio",
     "Error", "InterfaceError", "DatabaseError", "OperationalError", "ConflictError",
     "CorruptionError", "ProgrammingError", "DataError", "NotSupportedError",
     "MAX_KEY_BYTES", "MAX_VALUE_BYTES", "MAX_BATCH_BYTES",

@@ -207,7 +207,9 @@ def test_event_loop_stays_responsive(db_path):
     assert count == n
     assert syncs >= writes_n              # one at a time: each waited for its fsync
     assert took >= writes_n * SlowSyncEnv.SYNC_SECONDS
-    assert max_gap < 0.075, (max_gap, took)
+    # A loaded 2-core CI machine delays a 10 ms timer by tens of ms at times;
+    # work run on the loop's thread instead would stop it for 0.8 s.
+    assert max_gap < 0.2, (max_gap, took)
 
 
 # -- cancellation -----------------------------------------------------------------
