@@ -16,6 +16,7 @@ cdef enum:
     DBITER_CLOSED = 3            # close() was called (or __init__ never ran)
 
 from kvcy._byte_buffer cimport Buf
+from kvcy._latency cimport LatencyHistogram
 
 
 cdef class DBIterator:
@@ -37,6 +38,7 @@ cdef class DBIterator:
     cdef Buf saved_value         # reverse: value()
     cdef Buf seek_key            # scratch for internal seek targets
     cdef object status_          # None, or the error this iterator itself raised (sticky)
+    cdef public LatencyHistogram latency   # times __next__'s steps (None: not timed)
     cdef object __weakref__      # a connection tracks its open iterators weakly
 
     cdef int find_next_user_entry(self, bint skipping) except -1

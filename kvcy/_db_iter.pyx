@@ -43,6 +43,7 @@ from kvcy._coding cimport load_fixed64
 from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
 from kvcy._iterator cimport InternalIterator, borrow_bytes
+from kvcy._latency cimport now_ns
 from kvcy.errors import CorruptionError, ProgrammingError
 
 
@@ -353,8 +354,13 @@ cdef class DBIterator:
 
     def __next__(self):
         cdef object item = None
+        cdef uint64_t started = 0
+        cdef bint timed
         if self.state == DBITER_YIELDED and self.valid_ and not self.busy:
             # The fast path: one step of the C loop, one tuple.
+            timed = self.latency is not None and self.latency.should_time()
+            if timed:
+                started = now_ns()
             self.busy = True
             try:
                 if self.reverse_:
@@ -365,6 +371,8 @@ cdef class DBIterator:
                     item = self.current_item()
             finally:
                 self.leave()
+            if timed:
+                self.latency.record(now_ns() - started)
         else:
             item = self.next_slow()
         if item is None:

@@ -5,6 +5,10 @@ from libc.stdint cimport uint64_t
 from kvcy._skiplist cimport SkipNode
 from kvcy._table cimport TableReader, Found, ReadError
 from kvcy._write_path cimport WritePath
+from kvcy._latency cimport LatencyHistogram
+
+cdef enum:
+    GET_TIMING_PERIOD = 8            # one get in this many is timed for the latency histogram
 
 # One table file of the published Version, as the C search sees it.
 cdef struct FileSlot:
@@ -51,6 +55,7 @@ cdef class ReadPath:
     cdef WritePath writer            # its last_sequence is the default read sequence
     cdef public bint row_cache       # a row cache is on: table probes go through Table.get
     cdef public unsigned long long gets
+    cdef readonly LatencyHistogram get_latency   # get() and lookup(), one in GET_TIMING_PERIOD timed
     cdef public bint usable          # False once the connection closed (or forked): lookup() raises
     cdef public str unusable_message # the ProgrammingError's text then
 

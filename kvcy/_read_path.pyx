@@ -42,6 +42,7 @@ from kvcy._memtable cimport MemTable, memtable_find
 from kvcy._skiplist cimport SkipNode, node_value, load_acquire, store_release
 from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
                           found_value)
+from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._write_path cimport WritePath
 # For the transactions' conflict checks (the methods at the end of ReadState).
 from kvcy._block_cache cimport cache_release
@@ -369,6 +370,7 @@ cdef class ReadPath:
     def __cinit__(self, WritePath writer not None, ReadState state not None):
         self.writer = writer
         self.state = state
+        self.get_latency = LatencyHistogram("get", GET_TIMING_PERIOD)
         self.row_cache = False
         self.gets = 0
         self.usable = True
@@ -385,16 +387,28 @@ cdef class ReadPath:
         """Connection.get itself: the value stored under key, or default.
         Raises ProgrammingError once the connection is closed or forked."""
         cdef ReadState state = self.state       # before the sequence: see the module docstring
+        cdef uint64_t started
         if not self.usable:
             raise ProgrammingError(self.unusable_message)
         self.gets += 1
-        value = self.read(state, key, self.writer.last_sequence)
+        if self.get_latency.should_time():
+            started = now_ns()
+            value = self.read(state, key, self.writer.last_sequence)
+            self.get_latency.record(now_ns() - started)
+        else:
+            value = self.read(state, key, self.writer.last_sequence)
         return default if value is None else value
 
     def get(self, key, sequence=None):
         """The value of key visible at sequence (default: the latest), or None."""
         cdef ReadState state = self.state
+        cdef uint64_t started
         self.gets += 1
+        if self.get_latency.should_time():
+            started = now_ns()
+            value = self.read(state, key, self.sequence_of(sequence))
+            self.get_latency.record(now_ns() - started)
+            return value
         return self.read(state, key, self.sequence_of(sequence))
 
     def get_many(self, keys, sequence=None):

@@ -5,6 +5,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from cpython.ref cimport PyObject
 from cpython.pythread cimport PyThread_type_lock
 from kvcy._wal_writer cimport WalWriter
+from kvcy._latency cimport LatencyHistogram
 from kvcy._memtable cimport MemTable
 
 cdef enum:
@@ -12,6 +13,7 @@ cdef enum:
     GROUP_MAX_BYTES = 1 << 20        # a commit group's records, at most (unless one is bigger)
     GROUP_SMALL_BYTES = 128 << 10    # a small leader's group grows by at most this much
     GATHER_MAX_MICROS = 1000         # longest a synced leader waits for its group to gather
+    WRITE_TIMING_PERIOD = 8          # one write in this many is timed for the latency histograms
 
 # One queued write.  It lives on the stack of the writer's call, which does
 # not return before a leader has marked it done (or it has led its own
@@ -46,6 +48,8 @@ cdef class WritePath:
     cdef int last_group              # members of the last group committed
     cdef long long sync_micros       # recent fdatasync time (moving average), microseconds
     cdef WalWriter wal               # appends to the current WAL; None until set_log()
+    cdef readonly LatencyHistogram put_latency     # put() and delete(), one in WRITE_TIMING_PERIOD
+    cdef readonly LatencyHistogram batch_latency   # write_batch(), likewise
     cdef public MemTable mem         # the mutable memtable
     cdef public uint64_t last_sequence   # last sequence published to readers
     cdef public object error         # latched write error (None when healthy)

@@ -37,7 +37,6 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock,
                                NOWAIT_LOCK, WAIT_LOCK)
@@ -45,6 +44,7 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._log_record cimport frame_bound
 from kvcy._wal_writer cimport WalWriter
+from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._memtable cimport MemTable
 from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, insert_records,
                                 put_batch_header, put_batch_record, record_bound,
@@ -65,12 +65,6 @@ cdef extern from "pythread.h":
     void free_lock_nogil "PyThread_free_lock"(PyThread_type_lock lock) nogil
     int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
                                     int intr_flag) nogil
-
-
-cdef inline long long monotonic_micros() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <long long>ts.tv_sec * 1000000 + ts.tv_nsec // 1000
 
 
 cdef inline void free_wake(PyThread_type_lock wake) noexcept nogil:
@@ -124,6 +118,8 @@ cdef class WritePath:
         self.closed = False
         self.usable = True
         self.unusable_message = "cannot operate on a closed database"
+        self.put_latency = LatencyHistogram("put", WRITE_TIMING_PERIOD)
+        self.batch_latency = LatencyHistogram("write_batch", WRITE_TIMING_PERIOD)
 
     def __dealloc__(self):
         cdef int i
@@ -425,9 +421,9 @@ cdef class WritePath:
             framed = self.wal.write()
             if do_sync:
                 # An empty synced write still means "everything before me is durable".
-                started = monotonic_micros()
+                started = <long long>(now_ns() // 1000)
                 self.wal.sync()
-                took = monotonic_micros() - started
+                took = <long long>(now_ns() // 1000) - started
                 self.sync_micros = took if self.sync_micros == 0 else (3 * self.sync_micros + took) // 4
         except BaseException as exc:
             self.error = exc
@@ -512,6 +508,10 @@ cdef class WritePath:
         cdef size_t cap
         cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
         cdef Writer w
+        cdef uint64_t started = 0
+        cdef bint timed = self.put_latency.should_time()
+        if timed:
+            started = now_ns()
         if kind == KIND_VALUE:
             if value is None:
                 raise TypeError("a put needs a value")
@@ -541,12 +541,18 @@ cdef class WritePath:
         finally:
             if buf != small:
                 free(buf)
+        if timed:
+            self.put_latency.record(now_ns() - started)
         return 0
 
     def write_batch(self, WriteBatch batch not None, sync=None):
         """Apply batch atomically: one WAL record, then every entry in the memtable."""
         cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
         cdef Writer w
+        cdef uint64_t started = 0
+        cdef bint timed = self.batch_latency.should_time()
+        if timed:
+            started = now_ns()
         init_writer(&w, do_sync)
         w.count = batch.count_
         w.data_bytes = batch.data_bytes_
@@ -561,6 +567,8 @@ cdef class WritePath:
             self._commit(&w)
         finally:
             free(w.rep)
+        if timed:
+            self.batch_latency.record(now_ns() - started)
 
     def write_batch_checked(self, WriteBatch batch not None, check not None, sync=None):
         """write_batch(batch, sync), after check() returned, with no other

@@ -14,6 +14,10 @@ fetches its pairs in chunks on the read pool, the next chunk while the
 caller works through this one.  The event loop only checks arguments that
 are cheap to check (a put's key and value, a small put_many) and waits.
 
+Transactions: ``async with db.transaction() as txn`` wraps
+Connection.transaction(); its writes fill the in-memory write set in the
+loop's thread, its reads and its commit run on the read pool.
+
 Cancellation: cancelling a pending read stops the wait.  Cancelling a
 pending write withdraws it if no worker has taken it yet (then nothing of it
 is written); once taken it is applied whole and the cancellation only stops
@@ -144,8 +148,11 @@ class AsyncConnection:
     def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
         """An async iterator of (key, value) pairs, as Connection.scan
         selects them, read as of this call."""
-        self._pools()
-        return AsyncScan(self.connection, start, stop, prefix, reverse)
+        read_pool, _ = self._pools()
+        snapshot = self.connection.snapshot()     # pins "as of this call"
+        return AsyncScan(self.connection._check, read_pool,
+                         lambda: snapshot.scan(start, stop, prefix=prefix, reverse=reverse),
+                         snapshot)
 
     # -- writes ------------------------------------------------------------
 
@@ -183,6 +190,14 @@ class AsyncConnection:
             self.connection.put_many(())
         return pools
 
+    # -- transactions ------------------------------------------------------
+
+    def transaction(self, *, sync=None):
+        """``async with db.transaction() as txn:``, Connection.transaction()
+        for asyncio: commits when the block ends, rolls back on an exception."""
+        self._pools()
+        return AsyncTransaction(self, self.connection.begin(sync=sync))
+
     # -- lifecycle ---------------------------------------------------------
 
     async def close(self):
@@ -207,14 +222,15 @@ def _small(entries):
 
 
 class AsyncScan:
-    """db.scan(): ``async for key, value in ...``; close with aclose() or
-    ``async with``.  Errors in its arguments raise from the first step."""
+    """db.scan(), txn.scan(): ``async for key, value in ...``; close with
+    aclose() or ``async with``.  Errors in its arguments raise from the
+    first step."""
 
-    def __init__(self, connection, start, stop, prefix, reverse):
-        self._connection = connection
-        self._read_pool = connection._read_pool
-        self._args = (start, stop, prefix, reverse)
-        self._snapshot = connection.snapshot()     # pins "as of this call"
+    def __init__(self, check, read_pool, open_iterator, pinned=None):
+        self._check = check              # raises once the owner is closed
+        self._read_pool = read_pool
+        self._open_iterator = open_iterator   # () -> an iterator with take(n, how)
+        self._snapshot = pinned          # what pins "as of this call" until then
         self._iterator = None
         self._fetch = None           # (Future, size) of the chunk being read, if any
         self._chunk = []
@@ -225,14 +241,14 @@ class AsyncScan:
     def _read_chunk(self, size):
         # On a reader thread, one fetch at a time: the iterator is used by
         # one thread at a time.
-        self._connection._check()
+        self._check()
         if self._iterator is None:
             snapshot, self._snapshot = self._snapshot, None
-            start, stop, prefix, reverse = self._args
             try:
-                self._iterator = snapshot.scan(start, stop, prefix=prefix, reverse=reverse)
+                self._iterator = self._open_iterator()
             finally:
-                snapshot.close()     # the iterator holds what it reads from now on
+                if snapshot is not None:
+                    snapshot.close()     # the iterator holds what it reads from now on
             return self._iterator.take(size, 2)
         return self._iterator.take(size, 1)
 
@@ -293,3 +309,76 @@ class AsyncScan:
 
     async def __aexit__(self, *exc_info):
         await self.aclose()
+
+
+class AsyncTransaction:
+    """A kvcy.Transaction for asyncio code: ``async with db.transaction() as txn``.
+
+    Its writes only fill the transaction's in-memory write set, so they run
+    in the event loop's thread; reads and the commit, which read tables and
+    write the WAL, run on the pools.  A cancelled commit is still decided
+    whole: the batch is written or not, all or nothing, and the
+    transaction has ended either way (``txn.transaction.closed``)."""
+
+    def __init__(self, db, transaction):
+        self._db = db
+        self.transaction = transaction    # the kvcy.Transaction underneath
+
+    @property
+    def closed(self):
+        return self.transaction.closed
+
+    def _read_pool(self):
+        self.transaction._check()
+        return self._db._pools()[0]
+
+    async def get(self, key, default=None):
+        return await asyncio.wrap_future(
+            self._read_pool().submit(self.transaction.get, key, default))
+
+    async def get_many(self, keys, default=None):
+        return await asyncio.wrap_future(
+            self._read_pool().submit(self.transaction.get_many, list(keys), default))
+
+    def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
+        """Like db.scan, over the transaction's snapshot with its writes
+        (those made before this call) merged in."""
+        iterator = self.transaction.scan(start, stop, prefix=prefix, reverse=reverse)
+        return AsyncScan(self.transaction._check, self._read_pool(), lambda: iterator)
+
+    async def put(self, key, value, *, sync=None):
+        self.transaction.put(key, value, sync=sync)
+
+    async def delete(self, key, *, sync=None):
+        self.transaction.delete(key, sync=sync)
+
+    async def put_many(self, items, *, sync=None):
+        self.transaction.put_many(items, sync=sync)
+
+    async def delete_many(self, keys, *, sync=None):
+        self.transaction.delete_many(keys, sync=sync)
+
+    async def commit(self, *, sync=None):
+        """Transaction.commit() on a pool thread: ConflictError when a write
+        after the snapshot conflicts (nothing written)."""
+        await asyncio.wrap_future(
+            self._read_pool().submit(functools.partial(self.transaction.commit, sync=sync)))
+
+    async def rollback(self):
+        self.transaction.rollback()
+
+    async def __aenter__(self):
+        self.transaction._check()
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.transaction.close()       # a rollback: nothing to write
+        else:
+            # What the with-block's end does for a Transaction (commit, or
+            # raise for one its connection closed), on a pool thread.
+            await asyncio.wrap_future(self._db._pools()[0].submit(
+                self.transaction.__exit__, None, None, None))
+
+    def __repr__(self):
+        return "<kvcy.aio.AsyncTransaction %r>" % (self.transaction,)

@@ -189,6 +189,7 @@ class BackgroundWorker:
         hooks.drop_flushed_memtable()
         stats = self.stats
         stats.flushes += 1
+        stats.flush_latency.add(time.monotonic() - started)
         if meta is not None:
             stats.flush_bytes += meta.file_size
         self.info_log.log("flushed memtable of log %06d to table %06d: %d entries, %d bytes "

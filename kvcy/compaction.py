@@ -161,6 +161,7 @@ def run_compaction(ctx, c, version, allow_move=True):
     read = c.input_bytes()
     written = sum(f.file_size for f in outputs.files)
     stats.compactions += 1
+    stats.compaction_latency.add(time.monotonic() - started)
     stats.compaction_bytes_read += read
     stats.compaction_bytes_written += written
     stats.compaction_entries_dropped += dropped

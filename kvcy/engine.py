@@ -33,6 +33,7 @@ import threading
 import time
 
 from kvcy._memtable import MemTable
+from kvcy._latency import LatencyHistogram
 from kvcy._read_path import ReadPath, ReadState
 from kvcy._write_path import WritePath
 from kvcy import filename
@@ -48,6 +49,9 @@ from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.log_writer import LogWriter
 from kvcy.obsolete_files import delete_obsolete_files
 from kvcy.table_cache import TableCache
+
+# One scan step in this many is timed for the latency histogram.
+SCAN_TIMING_PERIOD = 64
 
 
 class Engine:
@@ -82,6 +86,8 @@ class Engine:
         self.reader = None
         self._publish_state()
         self.reader = ReadPath(writer, self._read_state_c)
+        # Scans time one step in SCAN_TIMING_PERIOD: a step costs ~0.2 us.
+        self.scan_latency = LatencyHistogram("scan_next", SCAN_TIMING_PERIOD)
         self.reader.row_cache = self.row_cache.enabled
         if log is not None:
             writer.set_log(log.file, log.file.size)
@@ -345,10 +351,17 @@ class Engine:
         for level in range(1, len(version.files)):
             if version.files[level]:
                 children.append(LevelIterator(version.files[level], table_iterator))
-        return DBIterator(MergingIterator(children), sequence, start, stop, reverse,
-                          pin=(mems, version))
+        it = DBIterator(MergingIterator(children), sequence, start, stop, reverse,
+                        pin=(mems, version))
+        it.latency = self.scan_latency
+        return it
 
     # -- monitoring --------------------------------------------------------
+
+    def latency_histograms(self):
+        """The latency histograms (kvcy._latency.LatencyHistogram), by operation."""
+        return (self.reader.get_latency, self.writer.put_latency, self.writer.batch_latency,
+                self.scan_latency, self.stats.flush_latency, self.stats.compaction_latency)
 
     def stats_dict(self):
         writer = self.writer
@@ -359,6 +372,7 @@ class Engine:
                      "grouped_writes"):
             out[name] = getattr(writer, name)
         version = self.versions.current
+        out["latency"] = {h.name: h.summary() for h in self.latency_histograms()}
         out.update(
             last_sequence=writer.last_sequence,
             memtable_bytes=writer.mem.memory_usage(),

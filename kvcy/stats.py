@@ -5,6 +5,7 @@ are plain integer attributes bumped under the engine's locks or by one
 thread; reading them without a lock gives a value that was true at some
 moment, which is all monitoring needs.
 """
+from kvcy._latency import LatencyHistogram
 
 
 class Stats:
@@ -22,6 +23,9 @@ class Stats:
     def __init__(self):
         for name in self.COUNTERS:
             setattr(self, name, 0)
+        # Every flush and compaction is timed (they take milliseconds or more).
+        self.flush_latency = LatencyHistogram("flush")
+        self.compaction_latency = LatencyHistogram("compaction")
 
     def as_dict(self):
         return {name: getattr(self, name) for name in self.COUNTERS}

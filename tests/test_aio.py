@@ -384,3 +384,53 @@ def test_unusable_after_fork(db_path):
         assert run(db.get(b"k")) == b"v"
     finally:
         run(db.close())
+
+
+# -- transactions -----------------------------------------------------------------
+
+def test_transaction_commits_at_the_end_of_the_block_and_reads_its_own_writes(db_path):
+    async def main():
+        async with kvcy.aio.connect(db_path) as db:
+            await db.put_many([(b"a", b"1"), (b"b", b"2"), (b"c", b"3")])
+            async with db.transaction() as txn:
+                await txn.put(b"a", b"10")
+                await txn.delete(b"b")
+                await txn.put_many([(b"d", b"4")])
+                assert await txn.get(b"a") == b"10" and await txn.get(b"b") is None
+                assert await txn.get_many([b"b", b"c", b"d"], b"-") == [b"-", b"3", b"4"]
+                assert [kv async for kv in txn.scan()] == [
+                    (b"a", b"10"), (b"c", b"3"), (b"d", b"4")]
+                assert await db.get(b"a") == b"1"          # not committed yet
+            assert txn.closed
+            assert [kv async for kv in db.scan()] == [(b"a", b"10"), (b"c", b"3"), (b"d", b"4")]
+            with pytest.raises(ProgrammingError, match="committed"):
+                await txn.get(b"a")
+    run(main())
+
+
+def test_transaction_rolls_back_on_an_exception(db_path):
+    async def main():
+        async with kvcy.aio.connect(db_path) as db:
+            with pytest.raises(KeyError):
+                async with db.transaction() as txn:
+                    await txn.put(b"a", b"1")
+                    raise KeyError("boom")
+            assert txn.closed and await db.get(b"a") is None
+    run(main())
+
+
+def test_transaction_conflict_raises_and_writes_nothing(db_path):
+    async def main():
+        async with kvcy.aio.connect(db_path) as db:
+            await db.put(b"n", b"0")
+            first, second = db.transaction(), db.transaction()
+            for txn in (first, second):
+                value = await txn.get(b"n")
+                await txn.put(b"n", b"%d" % (int(value) + 1))
+                await txn.put(b"by-%d" % id(txn), b"x")
+            await first.commit()
+            with pytest.raises(kvcy.ConflictError):
+                await second.commit()
+            assert await db.get(b"n") == b"1"
+            assert await db.get(b"by-%d" % id(second)) is None
+    run(main())
