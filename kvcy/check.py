@@ -24,6 +24,7 @@ Thread-safety: a check uses only its own file handles; Connection.check()
 pins its Version, so a concurrent compaction cannot delete a table under it.
 """
 import os
+import re
 from dataclasses import dataclass, field
 
 from kvcy import filename
@@ -215,13 +216,13 @@ def _read_meta(file, file_size, report):
     return index, bloom, properties
 
 
+_WHERE = re.compile(r"^(?:table \S+: )?(?:\w+ block(?: at offset \d+)?: )?(?:block: )?")
+
+
 def _strip(exc, name):
-    """The message of exc without the "table <path>: " prefix the readers add."""
-    text = str(exc)
-    head = text.split(": ", 1)
-    if len(head) == 2 and head[0].startswith("table ") and head[0].endswith(name):
-        return head[1]
-    return text
+    """The message of exc without the "table <name>: <kind> block at offset N: "
+    prefix the readers add (the Problem says where)."""
+    return _WHERE.sub("", str(exc), count=1) or str(exc)
 
 
 def check_table(file, file_size, name, progress=None):
@@ -406,8 +407,9 @@ def _check_logs(env, dbpath, numbers, last_sequence, report, progress, live):
         except CorruptionError as exc:     # not raised with paranoid=False; kept for safety
             report.add(name, reader.end_offset, str(exc))
         if reader.damage is not None:
-            report.add(name, reader.end_offset, "damaged record (%s); %d bytes with intact "
-                       "records after it would be dropped"
+            report.add(name, reader.end_offset, "damaged record (%s) with intact records "
+                       "after it: opening would drop the %d bytes from here to the end "
+                       "(kvcy.repair keeps the intact records)"
                        % (reader.damage.split(" at offset")[0], reader.dropped_bytes))
             last_sequence = None
         report.logs_checked += 1

@@ -115,8 +115,10 @@ def find_blocks_by_checksum(data, end):
     """Handles of the data blocks at the start of data[:end], found without
     an index: from each block's start, the first offset where a valid
     trailer (compression byte 0 or 1, masked CRC32C of the contents and that
-    byte) follows ends the block.  Stops at the first stretch that holds no
-    data block; returns (handles, offset where the scan stopped)."""
+    byte) follows ends the block.  Returns (handles, stop, complete): the
+    scan stops at the first checked block that is not a data block (the
+    filter or properties block after the data: complete is True), or where
+    no block ends (damage: complete is False)."""
     handles = []
     view = memoryview(data)
     start = 0
@@ -140,16 +142,16 @@ def find_blocks_by_checksum(data, end):
                     if not entries:
                         # A checked block that holds no data entries: the
                         # filter or properties block after the data blocks.
-                        return handles, start
+                        return handles, start, True
                     found = handle
                     break
             crc = crc32c(view[pos:pos + 1], crc)
             pos += 1
         if found is None:
-            return handles, start
+            return handles, start, False
         handles.append(found)
         start = found.offset + found.size + BLOCK_TRAILER_BYTES
-    return handles, start
+    return handles, start, True
 
 
 class _Bytes:
@@ -171,8 +173,8 @@ def _salvage_table(env, path, name, scan, mem, report):
         handles = scan.good_handles
     else:
         end = scan.data_end if scan.data_end is not None else max(len(data) - FOOTER_BYTES, 0)
-        handles, stopped = find_blocks_by_checksum(data, end)
-        if stopped < end:
+        handles, stopped, complete = find_blocks_by_checksum(data, end)
+        if not complete:
             report.dropped.append(Problem(name, stopped, "%d bytes of data blocks could not "
                                           "be read without the index" % (end - stopped)))
     kept = 0
