@@ -76,6 +76,7 @@ class CheckReport:
     logs_checked: int = 0
     log_records_checked: int = 0
     bytes_checked: int = 0
+    manifest_torn_tail: object = None    # (offset, bytes) of an incomplete last MANIFEST record
 
     @property
     def ok(self):
@@ -372,6 +373,10 @@ def _read_manifest(env, dbpath, report):
         report.add(name, reader.end_offset, "damaged record (%s); %d bytes after it unread"
                    % (reader.damage.split(" at offset")[0], reader.dropped_bytes))
         return None
+    if reader.torn_tail_bytes:
+        # Normal after a crash while a change was being recorded; named
+        # only if the state before it does not check out (see check_database).
+        report.manifest_torn_tail = (reader.end_offset, reader.torn_tail_bytes)
     missing = [k for k in ("log_number", "next_file_number", "last_sequence") if k not in fields]
     if missing:
         report.add(name, None, "records no %s" % ", ".join(k.replace("_", " ") for k in missing))
@@ -498,6 +503,11 @@ def check_database(dbpath, env, version=None, progress=None):
     else:
         last = None
     _check_logs(env, dbpath, log_numbers, last, report, report_progress, live)
+    if report.problems and report.manifest_torn_tail is not None:
+        offset, size = report.manifest_torn_tail
+        report.add(report.manifest, offset, "ends in %d bytes of an incomplete record: the "
+                   "last change it recorded was lost (damage, or a crash while recording "
+                   "it), which may explain the problems above" % size)
     if progress is not None:
         progress(total, total)
     return report

@@ -203,3 +203,22 @@ def test_report_counts_in_check_report():
     assert report.ok
     report.add("000001.sst", 7, "bad")
     assert not report.ok and str(report.problems[0]) == "000001.sst at offset 7: bad"
+
+
+def test_manifest_torn_tail_is_named_when_the_state_before_it_does_not_check_out(db):
+    name = D.files(db, "manifest")[-1]
+    path = os.path.join(db, name)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 3)       # the last edit, cut short
+    report = kvcy.check(db)
+    assert not report.ok
+    (torn,) = [p for p in report.problems if p.file == name]
+    assert "incomplete record" in torn.what
+
+
+def test_manifest_torn_tail_alone_is_not_a_problem(db):
+    # A crash while appending an edit leaves a torn tail; the state before it is whole.
+    name = D.files(db, "manifest")[-1]
+    with open(os.path.join(db, name), "ab") as f:
+        f.write(b"\x12\x34\x56\x78\x40\x00\x01garbage")
+    assert kvcy.check(db).ok

@@ -159,7 +159,12 @@ def _random_damage_cases(base_db, tmp_path, seed, cases):
         for _ in range(rng.randint(1, 3)):
             D.xor_byte(os.path.join(path, name), rng.randrange(size), 1 << rng.randrange(8))
         check = kvcy.check(path)
-        assert {p.file for p in check.problems} <= {name}
+        if name.startswith("MANIFEST"):
+            # A lost last edit leaves an older state whose logs and tables
+            # may not match; the MANIFEST is then named among them.
+            assert check.ok or name in {p.file for p in check.problems}
+        else:
+            assert {p.file for p in check.problems} <= {name}
         report = kvcy.repair(path)
         assert kvcy.check(path).ok
         got = D.contents(path)
