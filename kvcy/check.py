@@ -76,7 +76,7 @@ class CheckReport:
     logs_checked: int = 0
     log_records_checked: int = 0
     bytes_checked: int = 0
-    manifest_torn_tail: object = None    # (offset, bytes) of an incomplete last MANIFEST record
+    manifest_torn_tail: object = field(default=None, repr=False)   # (offset, bytes) of an incomplete last MANIFEST record
 
     @property
     def ok(self):
@@ -96,7 +96,8 @@ class CheckReport:
 
     def __str__(self):
         lines = ["%s: %s (%d tables, %d blocks, %d keys, %d logs checked)"
-                 % (self.path, "ok" if self.ok else "%d problems" % len(self.problems),
+                 % (self.path, "ok" if self.ok else "%d problem%s" % (
+                     len(self.problems), "" if len(self.problems) == 1 else "s"),
                     self.tables_checked, self.blocks_checked, self.keys_checked,
                     self.logs_checked)]
         lines += ["  " + str(p) for p in self.problems]

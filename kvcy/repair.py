@@ -98,10 +98,11 @@ class RepairReport:
         return out
 
     def __str__(self):
-        lines = ["%s: repaired; %d keys recovered into %d tables; %s"
+        lines = ["%s: repaired; %d keys recovered into %d table%s; %s"
                  % (self.path, self.keys_recovered, len(self.tables_written),
-                    "nothing dropped" if self.ok else "%d things dropped" % len(self.dropped))]
-        lines += ["  dropped " + str(p) for p in self.dropped]
+                    "" if len(self.tables_written) == 1 else "s",
+                    "nothing dropped" if self.ok else "dropped:")]
+        lines += ["  " + str(p) for p in self.dropped]
         if self.lost:
             lines.append("  originals kept in %s: %s"
                          % (os.path.join(self.path, LOST_DIR),
