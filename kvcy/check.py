@@ -186,7 +186,6 @@ def _read_meta(file, file_size, report):
     if footer.filter.size:
         ends.append(footer.filter.offset)
     report.data_end = min(ends)
-    index = bloom = properties = None
     parts = [("index", footer.index, Block), ("properties", footer.properties,
                                                TableProperties.decode)]
     if footer.filter.size:
