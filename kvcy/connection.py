@@ -33,6 +33,7 @@ from kvcy._db_iter import prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
 from kvcy.recovery import open_engine
+from kvcy.refresher import Refresher
 from kvcy.snapshot import Snapshot
 from kvcy.transaction import Transaction
 
@@ -51,6 +52,7 @@ def _after_fork_in_child():
     for conn in list(_live):
         conn._usable = False
         conn._forked = True
+        conn._refresh_lock = threading.Lock()   # a parent thread may have held it
         for path in (conn._engine.reader, conn._engine.writer):
             path.usable = False
             path.unusable_message = _forked_message(conn._pid)
@@ -71,6 +73,7 @@ class Connection:
         self._implicit_lock = threading.Lock()
         self._refresh_lock = threading.Lock()    # one refresh() at a time
         self._read_pool = self._write_pool = None
+        self._refresher = None        # read-only with refresh_interval: kvcy/refresher.py
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -83,6 +86,8 @@ class Connection:
         self._bind_fast_paths()
         self._usable = True
         _live.add(self)
+        if self.options.refresh_interval:
+            self._refresher = Refresher(self, self.options.refresh_interval)
 
     def _bind_fast_paths(self):
         # The methods of the class route to the implicit transaction.
@@ -217,19 +222,19 @@ class Connection:
         serving the state it opened with, whatever the writer compacts or
         deletes.  Iterators, cursors and snapshots opened before keep
         reading the state they started with.  A writable connection is
-        always current, so there it does nothing."""
+        always current, so there it does nothing.  With refresh_interval
+        set, a thread calls it every refresh_interval seconds."""
         self._check()
         if not self.options.readonly:
             return
         with self._refresh_lock:
             engine = self._check()
             fresh = open_engine(self.path, self.options, self._env, previous=engine)
+            if not self._usable:          # close() began meanwhile: keep its engine
+                fresh.close()
+                self._check()
             self._engine = fresh
             self._bind_fast_paths()
-            if not self._usable:          # closed by another thread meanwhile
-                fresh.reader.usable = False
-                fresh.close()
-                return
         engine.close()
 
     def __contains__(self, key):
@@ -375,9 +380,12 @@ class Connection:
         """Close the database and every iterator, cursor and snapshot it handed
         out; idempotent.  Later calls raise ProgrammingError."""
         self._usable = False
-        if self._engine is not None:
-            self._engine.reader.usable = False     # the C get() checks this flag
-            self._engine.writer.usable = False     # and the C put() and delete() this one
+        if self._refresher is not None:
+            self._refresher.stop()
+        with self._refresh_lock:                   # a refresh() in progress finishes first
+            if self._engine is not None:
+                self._engine.reader.usable = False     # the C get() checks this flag
+                self._engine.writer.usable = False     # and the C put() and delete() this one
         for pool in (self._write_pool, self._read_pool):
             if pool is not None:
                 pool.close()      # the write pool commits what is queued first

@@ -9,6 +9,7 @@ deletion starts again; real damage still raises.  The last tests run real
 writer and reader processes (tests/readers_beside_writer.py).
 """
 import os
+import time
 
 import pytest
 
@@ -280,3 +281,51 @@ def test_readers_beside_a_busy_writer(tmp_path):
 @pytest.mark.slow
 def test_readers_beside_a_busy_writer_for_30_seconds(tmp_path):
     _check_stress(stress.run(str(tmp_path / "db"), seconds=30, readers=2))
+
+
+# --- refresh_interval ---------------------------------------------------------
+
+def _wait_for(predicate, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_refresh_interval_moves_the_reader_forward_by_itself(db_path):
+    with kvcy.connect(db_path) as writer:
+        writer.put(b"a", b"1")
+        with kvcy.connect(db_path, readonly=True, refresh_interval=0.05) as ro:
+            assert ro.get(b"a") == b"1"
+            writer.put(b"a", b"2")
+            assert _wait_for(lambda: ro.get(b"a") == b"2")
+            assert ro._refresher.refreshes >= 1 and ro._refresher.failures == 0
+            thread = ro._refresher._thread
+        assert not thread.is_alive()             # close() stopped it
+    with kvcy.connect(db_path, readonly=True, refresh_interval=3600) as ro:
+        with kvcy.connect(db_path) as writer:
+            writer.put(b"a", b"3")
+        time.sleep(0.1)
+        assert ro.get(b"a") == b"2"              # not before the interval
+        assert ro._refresher.refreshes == 0
+    with pytest.raises(ProgrammingError, match="refresh_interval"):
+        kvcy.connect(db_path, refresh_interval=1)
+
+
+def test_refresh_interval_keeps_the_old_state_when_a_refresh_fails(db_path):
+    with kvcy.connect(db_path) as writer:
+        writer.put(b"a", b"1")
+    with kvcy.connect(db_path, readonly=True, refresh_interval=0.02) as ro:
+        current = db_path / "CURRENT"
+        saved = current.read_bytes()
+        current.write_bytes(b"garbage\n")        # every refresh now fails
+        try:
+            assert _wait_for(lambda: ro._refresher.failures >= 1)
+            assert isinstance(ro._refresher.last_error, CorruptionError)
+            assert ro.get(b"a") == b"1"
+        finally:
+            current.write_bytes(saved)
+        assert _wait_for(lambda: ro._refresher.refreshes >= 1)
+        assert ro.get(b"a") == b"1"
