@@ -73,13 +73,13 @@ def _files(dbpath, env):
     return found
 
 
-def _load_versions(dbpath, options, env, files):
+def _load_versions(dbpath, options, env, files, previous=None):
     vset = VersionSet(dbpath, env, num_levels=options.max_levels)
     current = filename.current_file_name(dbpath)
     if env.file_exists(current):
         if options.error_if_exists:
             raise ProgrammingError("database %s already exists (error_if_exists=True)" % dbpath)
-        vset.recover()
+        vset.recover(previous=previous)
         return vset, False
     if files.get("log") or files.get("sst") or files.get("manifest"):
         raise CorruptionError("%s holds database files but no CURRENT file; it cannot be "
@@ -222,7 +222,8 @@ def _manifest_mark(dbpath, env):
 def _recover_readonly(dbpath, options, env, info_log, previous):
     """_recover_state() for a read-only open, with every table of the Version
     pinned open: (state, stats, pinned).  previous: the engine a refresh
-    replaces (its open table files are shared), or None."""
+    replaces, or None; its open table files are shared, and only the
+    MANIFEST edits recorded since it was read are decoded."""
     reuse = previous.table_cache.pinned if previous is not None else None
     failures = 0
     deadline = time.monotonic() + READONLY_RACE_SECONDS
@@ -230,7 +231,8 @@ def _recover_readonly(dbpath, options, env, info_log, previous):
         before = _manifest_mark(dbpath, env)
         stats = Stats()
         try:
-            state = _recover_state(dbpath, options, env, info_log, stats)
+            state = _recover_state(dbpath, options, env, info_log, stats,
+                                   previous.versions if previous is not None else None)
             pinned = pin_table_files(dbpath, env, sorted(state[0].current.live_numbers()),
                                      reuse)
         except (CorruptionError, FileMissingError):
@@ -249,10 +251,11 @@ def _recover_readonly(dbpath, options, env, info_log, previous):
         return state, stats, pinned
 
 
-def _recover_state(dbpath, options, env, info_log, stats):
-    """MANIFEST and log replay: (vset, created, logs, mem, last_sequence, damaged, clean_end)."""
+def _recover_state(dbpath, options, env, info_log, stats, previous=None):
+    """MANIFEST and log replay: (vset, created, logs, mem, last_sequence, damaged, clean_end).
+    previous: the VersionSet of the read-only engine a refresh replaces."""
     files = _files(dbpath, env)
-    vset, created = _load_versions(dbpath, options, env, files)
+    vset, created = _load_versions(dbpath, options, env, files, previous)
     if options.readonly:
         # List again after reading the MANIFEST: a log that its log number
         # names cannot have been deleted before this listing unless the

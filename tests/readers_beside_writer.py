@@ -120,11 +120,14 @@ def clock_of(conn):
     return int(conn.get(CLOCK_KEY))
 
 
-def run_reader(path, seconds, refresh_every, seed, stop_file):
+def run_reader(path, seconds, refresh_every, seed, stop_file, point_only=False, pause=0.0):
+    """point_only: only get and get_many (for a reads/s figure); pause:
+    seconds to sleep after each operation (a light reader)."""
     import kvcy
     rnd = random.Random(seed)
     check = Checker()
     refreshes = 0
+    refresh_seconds = 0.0
     started = time.monotonic()
     deadline = started + seconds
     conn = kvcy.connect(path, readonly=True)
@@ -132,12 +135,16 @@ def run_reader(path, seconds, refresh_every, seed, stop_file):
     next_refresh = started + refresh_every
     held = None                   # (iterator, clock) opened before a refresh
     while time.monotonic() < deadline and not os.path.exists(stop_file):
-        op = rnd.random()
+        op = rnd.random() * (0.9 if point_only else 1.0)
+        if pause:
+            time.sleep(pause)
         try:
             if time.monotonic() >= next_refresh:
-                if held is None and rnd.random() < 0.5:
+                if held is None and not point_only and rnd.random() < 0.5:
                     held = (conn.scan(start=key_of(rnd.randrange(KEYS))), clock)
+                began = time.monotonic()
                 conn.refresh()
+                refresh_seconds += time.monotonic() - began
                 refreshes += 1
                 new_clock = clock_of(conn)
                 if new_clock < clock:
@@ -179,10 +186,11 @@ def run_reader(path, seconds, refresh_every, seed, stop_file):
     return {"reads": check.reads, "reads_per_second": check.reads / elapsed,
             "point_reads_per_second": check.point_reads / elapsed,
             "failures": check.failures, "wrong": check.wrong, "refreshes": refreshes,
+            "refresh_ms_mean": 1000 * refresh_seconds / refreshes if refreshes else None,
             "refresh_every": refresh_every, "errors": check.errors}
 
 
-def run(path, seconds, readers, seed=0):
+def run(path, seconds, readers, seed=0, point_only=False, pause=0.0):
     """Start the writer, then the readers once the first sweep is in; return
     {"writer": {...}, "readers": [{...}, ...]}."""
     here = os.path.abspath(__file__)
@@ -201,7 +209,8 @@ def run(path, seconds, readers, seed=0):
         time.sleep(0.05)
     # One long-lived reader that refreshes rarely, the others often.
     children = [child("--role", "reader", path, "--seconds", seconds + 5, "--stop", stop,
-                      "--seed", seed + n, "--refresh-every", 10.0 if n == 0 else 0.2)
+                      "--seed", seed + n, "--refresh-every", 10.0 if n == 0 else 0.2,
+                      "--pause", pause, *(["--point-only"] if point_only else []))
                 for n in range(readers)]
     result = {}
     out, err = writer.communicate(timeout=seconds + 120)
@@ -226,15 +235,21 @@ def main():
     parser.add_argument("--readers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--refresh-every", type=float, default=0.2)
+    parser.add_argument("--point-only", action="store_true",
+                        help="readers only get and get_many")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds each reader sleeps after each operation")
     parser.add_argument("--ready")
     parser.add_argument("--stop")
     args = parser.parse_args()
     if args.role == "writer":
         result = run_writer(args.path, args.seconds, args.ready)
     elif args.role == "reader":
-        result = run_reader(args.path, args.seconds, args.refresh_every, args.seed, args.stop)
+        result = run_reader(args.path, args.seconds, args.refresh_every, args.seed, args.stop,
+                            args.point_only, args.pause)
     else:
-        result = run(args.path, args.seconds, args.readers, args.seed)
+        result = run(args.path, args.seconds, args.readers, args.seed, args.point_only,
+                     args.pause)
     print(json.dumps(result))
 
 

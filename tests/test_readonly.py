@@ -17,6 +17,7 @@ import kvcy
 from kvcy import CorruptionError, OperationalError, ProgrammingError
 from kvcy.env import PosixEnv
 from kvcy.recovery import READONLY_OPEN_ATTEMPTS
+from kvcy.version_edit import VersionEdit
 
 import readers_beside_writer as stress
 
@@ -183,6 +184,49 @@ def test_refresh_keeps_open_files_and_caches_of_tables_still_live(db_path):
             assert ro.get(b"k00001") == b"new"
 
 
+def _state_of(conn):
+    engine = conn._engine
+    vset = engine.versions
+    return ([[(f.number, f.file_size, f.smallest, f.largest) for f in level]
+             for level in vset.current.files],
+            vset.log_number, vset.last_sequence, vset.next_file_number,
+            sorted(vset.compact_pointers.items()), engine.last_sequence)
+
+
+def test_refresh_reads_only_the_new_manifest_edits(db_path, monkeypatch):
+    decoded = []
+    real_decode = VersionEdit.decode.__func__
+    monkeypatch.setattr(VersionEdit, "decode",
+                        classmethod(lambda cls, data: decoded.append(1) or real_decode(cls, data)))
+    with kvcy.connect(db_path, **QUIET) as writer:
+        for version in range(5):
+            fill(writer, version, 500)
+            writer.flush()
+        with kvcy.connect(db_path, readonly=True) as ro:
+            at_open = len(decoded)
+            assert at_open >= 5
+            fill(writer, 9, 500)
+            writer.flush()                       # one more edit
+            writer.compact_range()               # and a few for the compaction
+            del decoded[:]
+            ro.refresh()
+            assert 0 < len(decoded) < at_open
+            with kvcy.connect(db_path, readonly=True) as fresh:
+                assert _state_of(ro) == _state_of(fresh)
+                assert list(ro.scan()) == list(fresh.scan())
+    # The writer's next open starts a new MANIFEST: a refresh reads it whole.
+    with kvcy.connect(db_path, readonly=True) as ro:
+        with kvcy.connect(db_path, **QUIET) as writer:
+            fill(writer, 10, 500)
+            writer.flush()
+            old_manifest = ro._engine.versions.manifest_number
+            ro.refresh()
+            assert ro._engine.versions.manifest_number != old_manifest
+            with kvcy.connect(db_path, readonly=True) as fresh:
+                assert _state_of(ro) == _state_of(fresh)
+            assert ro.get(b"k00001") == b"v10-00001"
+
+
 # --- opens that race the writer -----------------------------------------------
 
 class RacingEnv(PosixEnv):
@@ -215,10 +259,14 @@ def test_open_retries_when_the_writer_deletes_the_log_it_is_about_to_read(
     with kvcy.connect(db_path, **QUIET) as writer:
         fill(writer, 1, 500)
         log = "%06d.log" % writer.stats()["log_number"]
-        env = RacingEnv(".log", writer.flush)     # the log becomes a table and goes
+
+        def flush_and_delete_the_log():             # the log becomes a table and goes
+            writer.flush()
+            assert _wait_for(lambda: not os.path.exists(db_path / log))
+
+        env = RacingEnv(".log", flush_and_delete_the_log)
         with kvcy.connect(db_path, readonly=True, env=env,
                           paranoid_checks=paranoid_checks) as ro:
-            assert not os.path.exists(db_path / log)
             assert env.opened.count(log) == 1 and env.action is None
             assert ro.get(b"k00499") == b"v1-00499"
             assert ro.stats()["last_sequence"] == writer.stats()["last_sequence"]
