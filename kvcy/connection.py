@@ -281,7 +281,8 @@ class Connection:
         """engine: the one whose state sequence belongs to (a read-only
         connection's snapshot outlives a refresh); default the current one."""
         current = self._check()
-        engine = engine or current
+        if engine is None:
+            engine = current
         start, stop = self._scan_bounds(start, stop, prefix)
         it = engine.new_iterator(sequence, start, stop, bool(reverse))
         self._children.add(it)
