@@ -28,12 +28,13 @@ from kvcy._write_batch import WriteBatch
 from kvcy.check import check_database
 from kvcy.config import resolve_options
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
-from kvcy.env import FileMissingError, default_env
+from kvcy.env import default_env
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy._db_iter import prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
 from kvcy.recovery import open_engine
+from kvcy.refresher import Refresher
 from kvcy.snapshot import Snapshot
 from kvcy.transaction import Transaction
 
@@ -52,6 +53,7 @@ def _after_fork_in_child():
     for conn in list(_live):
         conn._usable = False
         conn._forked = True
+        conn._refresh_lock = threading.Lock()   # a parent thread may have held it
         for path in (conn._engine.reader, conn._engine.writer):
             path.usable = False
             path.unusable_message = _forked_message(conn._pid)
@@ -70,7 +72,9 @@ class Connection:
         self._autocommit = autocommit
         self._implicit = None         # the implicit transaction (autocommit=False)
         self._implicit_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()    # one refresh() at a time
         self._read_pool = self._write_pool = None
+        self._refresher = None        # read-only with refresh_interval: kvcy/refresher.py
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -83,20 +87,21 @@ class Connection:
         self._bind_fast_paths()
         self._usable = True
         _live.add(self)
+        if self.options.refresh_interval:
+            self._refresher = Refresher(self, self.options.refresh_interval)
 
     def _bind_fast_paths(self):
-        if self._autocommit and not self.options.readonly:
-            # get() is the C read path itself: one call from Python into C.
-            # (A read-only connection keeps the method, which refreshes and
-            # retries when the writer deleted a table it still listed.)
+        # The methods of the class route to the implicit transaction.
+        for name in ("get", "put", "delete"):
+            self.__dict__.pop(name, None)
+        if self._autocommit:
+            # get() is the C read path itself: one call from Python into C
+            # (refresh() binds the new engine's).  Likewise put() and
+            # delete() are the C write path's own methods.
             self.get = self._engine.reader.lookup
-            # Likewise put() and delete() are the C write path's own methods.
-            self.put = self._engine.writer.put
-            self.delete = self._engine.writer.delete
-        else:
-            # The methods below, which route to the implicit transaction.
-            for name in ("get", "put", "delete"):
-                self.__dict__.pop(name, None)
+            if not self.options.readonly:
+                self.put = self._engine.writer.put
+                self.delete = self._engine.writer.delete
 
     # -- state checks ------------------------------------------------------
 
@@ -177,13 +182,7 @@ class Connection:
             return self._implicit_transaction().get(key, default)
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
-        try:
-            value = self._engine.get(key)
-        except FileMissingError:
-            if not self.options.readonly:
-                raise
-            self.refresh()
-            value = self._engine.get(key)
+        value = self._engine.get(key)
         return default if value is None else value
 
     def get_many(self, keys, default=None):
@@ -193,13 +192,7 @@ class Connection:
             return self._implicit_transaction().get_many(keys, default)
         keys = [_bytes_like(key, "key") for key in keys]
         pool = self._read_pool
-        try:
-            values = engine.get_many(keys) if pool is None else pool.get_many(engine, keys)
-        except FileMissingError:
-            if not self.options.readonly:
-                raise
-            self.refresh()
-            values = self._engine.get_many(keys)
+        values = engine.get_many(keys) if pool is None else pool.get_many(engine, keys)
         return [default if value is None else value for value in values]
 
     _SUBMITTABLE = ("put", "delete", "put_many", "delete_many", "flush")
@@ -226,16 +219,23 @@ class Connection:
 
     def refresh(self):
         """Read-only connections: move to the writer's latest state (its
-        MANIFEST and logs as they are now).  Point reads call it by themselves,
-        once, when the writer has deleted a table this connection still
-        listed.  Iterators, cursors and snapshots opened before keep reading
-        the state they started with.  A writable connection is always
-        current, so there it does nothing."""
-        engine = self._check()
+        MANIFEST and logs as they are now).  Until then the connection keeps
+        serving the state it opened with, whatever the writer compacts or
+        deletes.  Iterators, cursors and snapshots opened before keep
+        reading the state they started with.  A writable connection is
+        always current, so there it does nothing.  With refresh_interval
+        set, a thread calls it every refresh_interval seconds."""
+        self._check()
         if not self.options.readonly:
             return
-        fresh = open_engine(self.path, self.options, self._env)
-        self._engine = fresh
+        with self._refresh_lock:
+            engine = self._check()
+            fresh = open_engine(self.path, self.options, self._env, previous=engine)
+            if not self._usable:          # close() began meanwhile: keep its engine
+                fresh.close()
+                self._check()
+            self._engine = fresh
+            self._bind_fast_paths()
         engine.close()
 
     def __contains__(self, key):
@@ -278,8 +278,12 @@ class Connection:
                 stop = end
         return start, stop
 
-    def _scan_at(self, sequence, start, stop, prefix, reverse):
-        engine = self._check()
+    def _scan_at(self, sequence, start, stop, prefix, reverse, engine=None):
+        """engine: the one whose state sequence belongs to (a read-only
+        connection's snapshot outlives a refresh); default the current one."""
+        current = self._check()
+        if engine is None:
+            engine = current
         start, stop = self._scan_bounds(start, stop, prefix)
         it = engine.new_iterator(sequence, start, stop, bool(reverse))
         self._children.add(it)
@@ -378,9 +382,12 @@ class Connection:
         """Close the database and every iterator, cursor and snapshot it handed
         out; idempotent.  Later calls raise ProgrammingError."""
         self._usable = False
-        if self._engine is not None:
-            self._engine.reader.usable = False     # the C get() checks this flag
-            self._engine.writer.usable = False     # and the C put() and delete() this one
+        if self._refresher is not None:
+            self._refresher.stop()
+        with self._refresh_lock:                   # a refresh() in progress finishes first
+            if self._engine is not None:
+                self._engine.reader.usable = False     # the C get() checks this flag
+                self._engine.writer.usable = False     # and the C put() and delete() this one
         for pool in (self._write_pool, self._read_pool):
             if pool is not None:
                 pool.close()      # the write pool commits what is queued first

@@ -17,6 +17,12 @@ in the same step), and only then the last sequence: every compaction
 installed in that Version started before, so it kept every entry visible at
 that sequence.
 
+A read-only engine (the writer is another process) never moves: it serves
+the memtable its open replayed and the Version it read, with the file of
+every table in that Version held open (kvcy/table_cache.py), so the
+writer's deletions cannot reach it; Connection.refresh() replaces the
+whole engine, passing the old one as `previous` to keep its caches.
+
 Background work (flushes, compactions, timed flushes) runs in
 kvcy/background.py, which calls back only through the EngineHooks passed
 in here; kvcy/obsolete_files.py deletes the files a change made obsolete.
@@ -56,7 +62,10 @@ SCAN_TIMING_PERIOD = 64
 
 class Engine:
     def __init__(self, *, dbpath, options, env, lock, info_log, stats, versions,
-                 mem, log, last_sequence, imm=()):
+                 mem, log, last_sequence, imm=(), pinned=None, previous=None):
+        """pinned: a read-only engine's table files (kvcy.table_cache.pin_table_files).
+        previous: the read-only engine a refresh replaces; its caches carry
+        over (entries are keyed by table file number, and tables never change)."""
         self.dbpath = dbpath
         self.options = options
         self.env = env
@@ -72,9 +81,15 @@ class Engine:
         self.snapshots = SnapshotList()
         self.compaction_lock = threading.Lock()   # one compaction at a time
         self._lock = lock                 # FileLock, None if read-only
-        self.block_cache = BlockCache(options.block_cache_bytes)
-        self.row_cache = RowCache(options.row_cache_bytes)
-        self.table_cache = TableCache(dbpath, env, options, self.block_cache, self.row_cache)
+        if previous is not None:
+            self.block_cache = previous.block_cache
+            self.row_cache = previous.row_cache
+        else:
+            self.block_cache = BlockCache(options.block_cache_bytes)
+            self.row_cache = RowCache(options.row_cache_bytes)
+        self.table_cache = TableCache(
+            dbpath, env, options, self.block_cache, self.row_cache, pinned,
+            previous.table_cache if previous is not None else None)
         writer = self.writer = WritePath()
         writer.mem = mem
         writer.last_sequence = last_sequence

@@ -64,6 +64,10 @@ class Options:
     readonly: bool = _opt(
         False, "open without writing anything; writes raise; cannot be "
         "combined with error_if_exists", KIND_BOOL)
+    refresh_interval: float = _opt(
+        0.0, "seconds between automatic refresh() calls of a read-only "
+        "connection; 0: only explicit refresh(); only with readonly",
+        KIND_DURATION, minimum=0)
     paranoid_checks: bool = _opt(
         True, "treat any checksum failure as corruption instead of "
         "skipping the damaged record", KIND_BOOL)
@@ -173,6 +177,10 @@ class Options:
             raise ProgrammingError(
                 "option 'error_if_exists' cannot be True with readonly=True: "
                 "a read-only open needs an existing database")
+        if self.refresh_interval and not self.readonly:
+            raise ProgrammingError(
+                "option 'refresh_interval' needs readonly=True: a writable "
+                "connection is always current")
         if self.readonly and self.write_threads:
             raise ProgrammingError(
                 "option 'write_threads' must be 0 with readonly=True: "

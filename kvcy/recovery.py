@@ -37,6 +37,7 @@ from kvcy.info_log import BufferedInfoLog, InfoLog, NullInfoLog
 from kvcy.log_reader import LogReader
 from kvcy.log_writer import LogWriter
 from kvcy.stats import Stats
+from kvcy.table_cache import pin_table_files
 from kvcy.version_edit import VersionEdit
 from kvcy.version_set import VersionSet
 
@@ -72,13 +73,13 @@ def _files(dbpath, env):
     return found
 
 
-def _load_versions(dbpath, options, env, files):
+def _load_versions(dbpath, options, env, files, previous=None):
     vset = VersionSet(dbpath, env, num_levels=options.max_levels)
     current = filename.current_file_name(dbpath)
     if env.file_exists(current):
         if options.error_if_exists:
             raise ProgrammingError("database %s already exists (error_if_exists=True)" % dbpath)
-        vset.recover()
+        vset.recover(previous=previous)
         return vset, False
     if files.get("log") or files.get("sst") or files.get("manifest"):
         raise CorruptionError("%s holds database files but no CURRENT file; it cannot be "
@@ -193,20 +194,73 @@ def _remove_obsolete(dbpath, env, vset, info_log):
                 info_log.log("could not remove obsolete file %s: %s", name, exc)
 
 
+# A read-only open that fails while the writer's MANIFEST stays as it was
+# tries this many times in all: real damage fails every time the same way.
 READONLY_OPEN_ATTEMPTS = 5
+# Failures while the MANIFEST moved are races with the writer and are tried
+# again at once, for at most this long.
+READONLY_RACE_SECONDS = 30.0
 
 
-def _read_current(dbpath, env):
+def _manifest_mark(dbpath, env):
+    """(CURRENT's bytes, size of the MANIFEST it names), or None if unreadable.
+
+    Every edit the writer records changes it, and the writer deletes a log,
+    a MANIFEST or a table only after recording the edit that made it
+    obsolete: a read-only open that failed while the mark moved raced the
+    writer, one that failed with the mark unchanged met real damage."""
     try:
-        return env.read_file(filename.current_file_name(dbpath))
-    except (FileMissingError, OperationalError):
+        current = env.read_file(filename.current_file_name(dbpath))
+        name = current.decode("utf-8", "replace").strip()
+        if not name or "/" in name:
+            return current, None
+        return current, env.get_file_size(os.path.join(dbpath, name))
+    except OperationalError:        # FileMissingError included
         return None
 
 
-def _recover_state(dbpath, options, env, info_log, stats):
-    """MANIFEST and log replay: (vset, created, logs, mem, last_sequence, damaged, clean_end)."""
+def _recover_readonly(dbpath, options, env, info_log, previous):
+    """_recover_state() for a read-only open, with every table of the Version
+    pinned open: (state, stats, pinned).  previous: the engine a refresh
+    replaces, or None; its open table files are shared, and only the
+    MANIFEST edits recorded since it was read are decoded."""
+    reuse = previous.table_cache.pinned if previous is not None else None
+    failures = 0
+    deadline = time.monotonic() + READONLY_RACE_SECONDS
+    while True:
+        before = _manifest_mark(dbpath, env)
+        stats = Stats()
+        try:
+            state = _recover_state(dbpath, options, env, info_log, stats,
+                                   previous.versions if previous is not None else None)
+            pinned = pin_table_files(dbpath, env, sorted(state[0].current.live_numbers()),
+                                     reuse)
+        except (CorruptionError, FileMissingError):
+            if _manifest_mark(dbpath, env) != before and time.monotonic() < deadline:
+                time.sleep(0.001)     # the writer moved on under this attempt
+                continue
+            failures += 1
+            if failures >= READONLY_OPEN_ATTEMPTS:
+                raise
+            time.sleep(0.01 * failures)
+            continue
+        damaged = state[5]
+        if damaged and _manifest_mark(dbpath, env) != before and time.monotonic() < deadline:
+            # paranoid_checks=False "dropped" a log the writer had just retired.
+            continue
+        return state, stats, pinned
+
+
+def _recover_state(dbpath, options, env, info_log, stats, previous=None):
+    """MANIFEST and log replay: (vset, created, logs, mem, last_sequence, damaged, clean_end).
+    previous: the VersionSet of the read-only engine a refresh replaces."""
     files = _files(dbpath, env)
-    vset, created = _load_versions(dbpath, options, env, files)
+    vset, created = _load_versions(dbpath, options, env, files, previous)
+    if options.readonly:
+        # List again after reading the MANIFEST: a log that its log number
+        # names cannot have been deleted before this listing unless the
+        # MANIFEST moved (a race the caller retries).
+        files = _files(dbpath, env)
     logs = [n for n in files.get("log", []) if n >= vset.log_number]
     if vset.log_number and vset.log_number not in logs:
         what = "log %06d named by the manifest is missing" % vset.log_number
@@ -226,7 +280,8 @@ def _recover_state(dbpath, options, env, info_log, stats):
     return vset, created, logs, mem, last_sequence, damaged, clean_end
 
 
-def open_engine(dbpath, options, env):
+def open_engine(dbpath, options, env, previous=None):
+    """Open the database; previous: the read-only engine a refresh replaces."""
     dbpath = os.fspath(dbpath)
     _prepare_directory(dbpath, options, env)
     lock = None
@@ -235,19 +290,13 @@ def open_engine(dbpath, options, env):
     vset = log = None
     info_log = NullInfoLog() if options.readonly else BufferedInfoLog()
     try:
-        for attempt in range(READONLY_OPEN_ATTEMPTS if options.readonly else 1):
+        pinned = None
+        if options.readonly:
+            state, stats, pinned = _recover_readonly(dbpath, options, env, info_log, previous)
+        else:
             stats = Stats()
-            try:
-                vset, created, logs, mem, last_sequence, damaged, clean_end = _recover_state(
-                    dbpath, options, env, info_log, stats)
-                break
-            except (CorruptionError, FileMissingError):
-                # A read-only open races a writer that may replace CURRENT, and
-                # delete logs and MANIFESTs the state it read still named: try
-                # again (real damage fails every attempt the same way).
-                if not options.readonly or attempt == READONLY_OPEN_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
+            state = _recover_state(dbpath, options, env, info_log, stats)
+        vset, created, logs, mem, last_sequence, damaged, clean_end = state
         if options.readonly:
             log_number = vset.log_number
         elif (logs == [vset.log_number] and clean_end and not damaged
@@ -297,7 +346,7 @@ def open_engine(dbpath, options, env):
             buffered.replay_into(info_log)
         return Engine(dbpath=dbpath, options=options, env=env, lock=lock, info_log=info_log,
                       stats=stats, versions=vset, mem=mem, log=log,
-                      last_sequence=last_sequence)
+                      last_sequence=last_sequence, pinned=pinned, previous=previous)
     except BaseException:
         if log is not None:
             log.close()

@@ -59,9 +59,12 @@ class Snapshot:
         self._token, self.sequence = engine.snapshots.add(lambda: engine.last_sequence)
 
     def _check(self):
+        """The engine the snapshot was taken on: a read-only connection's
+        refresh() replaces its engine, and the sequence belongs to the old one."""
         if self._token is None:
             raise ProgrammingError("cannot use a released snapshot")
-        return self._conn._check()
+        self._conn._check()
+        return self._engine
 
     def get(self, key, default=None):
         """The value of key as of the snapshot, or default."""
@@ -77,8 +80,7 @@ class Snapshot:
 
     def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
         """Like Connection.scan, as of the snapshot."""
-        self._check()
-        return self._conn._scan_at(self.sequence, start, stop, prefix, reverse)
+        return self._conn._scan_at(self.sequence, start, stop, prefix, reverse, self._check())
 
     def close(self):
         """Release the snapshot; idempotent."""

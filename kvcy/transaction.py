@@ -195,7 +195,7 @@ class Transaction:
         with self._lock:
             writes = sorted((key, value) for key, value in self._writes.items()
                             if (start is None or key >= start) and (stop is None or key < stop))
-        base = self._conn._scan_at(self.sequence, start, stop, None, reverse)
+        base = self._conn._scan_at(self.sequence, start, stop, None, reverse, self._engine)
         read_range = ReadRange(start, stop)
         self._ranges.append(read_range)
         return self._adopt(TransactionIterator(base, writes, read_range, reverse))

@@ -88,6 +88,7 @@ class VersionSet:
         self.current = Version(num_levels=num_levels)
         self.next_file_number = 2
         self.manifest_number = 0
+        self.manifest_end = 0           # bytes of the MANIFEST recover() read
         self.log_number = 0
         self.last_sequence = 0
         self.compact_pointers = {}
@@ -118,8 +119,13 @@ class VersionSet:
 
     # -- recovery ----------------------------------------------------------
 
-    def recover(self, paranoid=True):
-        """Load the state named by CURRENT.  Returns the number of edits read."""
+    def recover(self, paranoid=True, previous=None):
+        """Load the state named by CURRENT.  Returns the number of edits read.
+
+        previous: a VersionSet recovered earlier from the same directory (a
+        read-only connection's refresh).  When CURRENT still names the
+        MANIFEST it read, only the edits appended since are decoded and
+        applied to its state (a MANIFEST only grows until it is replaced)."""
         current_path = filename.current_file_name(self.dbpath)
         name = self.env.read_file(current_path).decode("utf-8", "replace")
         if not name.endswith("\n") or "/" in name.strip() or not name.strip():
@@ -135,7 +141,17 @@ class VersionSet:
         version = Version(num_levels=self.num_levels)
         fields = {}
         edits = 0
+        resume_at = 0
+        if (previous is not None and previous.manifest_number == parsed[1]
+                and previous.manifest_end <= len(reader.data)):
+            version = previous.current
+            fields = dict(log_number=previous.log_number, last_sequence=previous.last_sequence,
+                          next_file_number=previous.next_file_number)
+            self.compact_pointers = dict(previous.compact_pointers)
+            resume_at = previous.manifest_end
         for offset, payload in reader:
+            if offset < resume_at:
+                continue
             try:
                 edit = VersionEdit.decode(payload)
             except CorruptionError as exc:
@@ -155,6 +171,7 @@ class VersionSet:
         self.next_file_number = fields["next_file_number"]
         self.last_sequence = fields["last_sequence"]
         self.manifest_number = parsed[1]
+        self.manifest_end = reader.end_offset
         self.mark_file_number_used(self.manifest_number)
         self.mark_file_number_used(self.log_number)
         for number in version.live_numbers():

@@ -2,7 +2,7 @@
 
 Argument types and limits, atomic batches, lifecycle (close, context
 manager, fork), locking against a second writer (same process and another
-process), read-only opens, options, stats, threads, and the latched write
+process), options, stats, threads, and the latched write
 error after an injected ENOSPC.
 """
 import errno
@@ -397,48 +397,6 @@ def test_second_process_gets_operational_error_naming_the_holder(db_path):
     assert "OPENED" in result.stdout
 
 
-def test_readonly_open_while_writer_holds_the_lock(db_path):
-    with kvcy.connect(db_path) as writer:
-        writer.put(b"a", b"1")
-        writer.put_many([(b"b", b"2"), (b"c", b"3")])
-        writer.delete(b"c")
-        ro = kvcy.connect(db_path, readonly=True)
-        try:
-            assert ro.get_many([b"a", b"b", b"c"]) == [b"1", b"2", None]
-            for call in (lambda: ro.put(b"x", b"y"), lambda: ro.delete(b"a"),
-                         lambda: ro.put_many([(b"x", b"y")]),
-                         lambda: ro.delete_many([b"a"]),
-                         lambda: ro.write(kvcy.WriteBatch())):
-                with pytest.raises(OperationalError, match="read-only"):
-                    call()
-            assert ro.get(b"a") == b"1"
-        finally:
-            ro.close()
-        # Closing the read-only connection left the writer's lock alone.
-        with pytest.raises(OperationalError, match="locked"):
-            kvcy.connect(db_path)
-        writer.put(b"d", b"4")
-        assert writer.get(b"d") == b"4"
-    with kvcy.connect(db_path) as conn:
-        assert conn.get_many([b"a", b"b", b"c", b"d"]) == [b"1", b"2", None, b"4"]
-
-
-def test_readonly_open_does_not_write(db_path):
-    with kvcy.connect(db_path) as conn:
-        conn.put(b"a", b"1")
-    before = {p.name: p.read_bytes() for p in db_path.iterdir()}
-    with kvcy.connect(db_path, readonly=True) as ro:
-        assert ro.get(b"a") == b"1"
-    after = {p.name: p.read_bytes() for p in db_path.iterdir()}
-    assert after == before
-
-
-def test_readonly_on_missing_database_raises(db_path):
-    with pytest.raises(OperationalError):
-        kvcy.connect(db_path, readonly=True)
-    assert not db_path.exists()
-
-
 def test_create_if_missing_false_on_missing_dir(db_path):
     with pytest.raises(OperationalError, match="does not exist"):
         kvcy.connect(db_path, create_if_missing=False)
@@ -711,33 +669,3 @@ def test_failed_sync_is_latched(db_path, fault_env):
         assert conn.get(b"a") == b"1"
         assert conn.get(b"c") is None
         assert conn.get(b"b") in (None, b"2")   # reached the OS, fsync unconfirmed
-
-
-def test_readonly_reads_survive_the_writers_compaction_and_refresh(db_path):
-    # The writer's compaction deletes the tables a read-only connection opened
-    # with; its point reads refresh once and read the writer's current state.
-    with kvcy.connect(db_path, memtable_max_bytes=64 * 1024) as writer:
-        for i in range(3000):
-            writer.put(b"k%05d" % i, b"v1-%05d" % i)
-        writer.flush()
-        ro = kvcy.connect(db_path, readonly=True)
-        try:
-            for i in range(3000):
-                writer.put(b"k%05d" % i, b"v2-%05d" % i)
-            writer.flush()
-            writer.compact_range()              # the tables ro listed are gone now
-            assert ro.get(b"k00007") == b"v2-00007"
-            assert ro.get_many([b"k00001", b"k02999", b"nope"]) == [
-                b"v2-00001", b"v2-02999", None]
-            writer.put(b"new", b"1")
-            assert ro.get(b"new") is None        # its state is as of the last refresh
-            ro.refresh()
-            assert ro.get(b"new") == b"1"
-            with pytest.raises(kvcy.OperationalError):
-                ro.put(b"x", b"y")
-        finally:
-            ro.close()
-        writer.refresh()                         # a writable connection is always current
-        assert writer.get(b"new") == b"1"
-    with pytest.raises(kvcy.ProgrammingError):
-        ro.refresh()

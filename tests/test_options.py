@@ -16,6 +16,7 @@ KIB, MIB = 1024, 1024 * 1024
 
 EXPECTED_DEFAULTS = {
     "create_if_missing": True, "error_if_exists": False, "readonly": False,
+    "refresh_interval": 0.0,
     "paranoid_checks": True, "sync": False,
     "memtable_max_bytes": 4 * MIB, "memtable_min_bytes": 64 * KIB,
     "flush_interval": 0.0, "max_immutable_memtables": 2,
@@ -55,7 +56,7 @@ def test_every_field_documented():
 def test_size_and_duration_sets():
     assert SIZE_OPTIONS == {n for n in Options.names()
                             if n.endswith("_bytes")} | {"block_size"}
-    assert DURATION_OPTIONS == {"flush_interval", "stats_interval"}
+    assert DURATION_OPTIONS == {"flush_interval", "stats_interval", "refresh_interval"}
 
 
 def test_frozen():
@@ -107,7 +108,7 @@ BAD_VALUES = [
     ("flush_interval", -0.5), ("flush_interval", "5s"),
     ("flush_interval", float("inf")), ("flush_interval", float("nan")),
     ("flush_interval", True),
-    ("stats_interval", -1),
+    ("stats_interval", -1), ("refresh_interval", -1),
 ]
 
 
@@ -205,6 +206,12 @@ class TestRelations:
             Options(readonly=True, error_if_exists=True)
         Options(readonly=True, create_if_missing=False)
         Options(readonly=False, error_if_exists=True)
+
+    def test_refresh_interval_needs_readonly(self):
+        with pytest.raises(ProgrammingError, match="'refresh_interval' needs readonly=True"):
+            Options(refresh_interval=5)
+        assert Options(readonly=True, refresh_interval=0.25).refresh_interval == 0.25
+        Options(refresh_interval=0)
 
 
 class TestReplace:
