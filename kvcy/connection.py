@@ -70,6 +70,7 @@ class Connection:
         self._implicit = None         # the implicit transaction (autocommit=False)
         self._implicit_lock = threading.Lock()
         self._read_pool = self._write_pool = None
+        self._metrics_server = None   # kvcy.metrics.MetricsServer of serve_metrics()
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -377,6 +378,7 @@ class Connection:
         """Close the database and every iterator, cursor and snapshot it handed
         out; idempotent.  Later calls raise ProgrammingError."""
         self._usable = False
+        self._stop_metrics_server()
         if self._engine is not None:
             self._engine.reader.usable = False     # the C get() checks this flag
             self._engine.writer.usable = False     # and the C put() and delete() this one
@@ -402,6 +404,7 @@ class Connection:
         self.close()
 
     def __del__(self):
+        self._stop_metrics_server()
         engine = getattr(self, "_engine", None)
         for pool in (getattr(self, "_write_pool", None), getattr(self, "_read_pool", None)):
             if pool is not None:
@@ -413,6 +416,29 @@ class Connection:
                 engine.close()
             except Exception:
                 pass
+
+    # -- monitoring ----------------------------------------------------------
+
+    def serve_metrics(self, port, addr="127.0.0.1"):
+        """Serve this connection's metrics in Prometheus text format over HTTP
+        on addr:port (port 0: any free port) from a daemon thread, until
+        close(); returns the kvcy.metrics.MetricsServer (its .port, .url and
+        close()).  Binds 127.0.0.1 unless addr says otherwise.  It answers
+        GET with the metrics only: no keys, no values, no way to write."""
+        self._check()
+        from kvcy.metrics import MetricsServer     # prometheus-client loads on first use
+        running = self._metrics_server
+        if running is not None and not running.closed:
+            raise ProgrammingError("this connection already serves its metrics at %s; "
+                                   "close() that server first" % running.url)
+        self._metrics_server = MetricsServer(self, port, addr)
+        return self._metrics_server
+
+    def _stop_metrics_server(self):
+        server = getattr(self, "_metrics_server", None)
+        if server is not None:
+            self._metrics_server = None
+            server.close()
 
     def __repr__(self):
         return "<kvcy.Connection %r%s>" % (self.path, " closed" if self.closed else "")
