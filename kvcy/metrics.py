@@ -87,12 +87,22 @@ def latency_summary(latency, prefix="kvcy"):
 def cumulative_buckets(histogram, bounds=LATENCY_BOUNDS):
     """([(le, cumulative count)] ending with "+Inf", sum in seconds) of a
     kvcy._latency.LatencyHistogram, coarsened to bounds."""
-    fine, total_seconds = histogram.buckets()   # [(exclusive upper edge s, count)], sorted
+    fine, total_seconds = histogram.buckets()   # [(exclusive upper edge s, count)], in order
+    # The edges of buckets at 2**34 ns (17 s) and above come out wrong (not
+    # increasing, or negative: an int shift overflows in _latency.pyx's
+    # bucket_upper); they lie above every bound here, so they go to +Inf only.
+    edges = []
+    for edge, _ in fine:
+        if edge <= 0 or (edges and edge <= edges[-1]):
+            break
+        edges.append(edge)
+    if edges and edges[-1] * 1e6 < histogram.summary()["max"] * (1 - 1e-9):
+        edges = []     # the max lies above every edge: some wrong edge looked right
     out = []
     i = seen = 0
     for bound in bounds:
         # Relative slack: edges are computed in ns and divided by 1e9.
-        while i < len(fine) and fine[i][0] <= bound * (1 + 1e-9):
+        while i < len(edges) and edges[i] <= bound * (1 + 1e-9):
             seen += fine[i][1]
             i += 1
         out.append((floatToGoString(bound), seen))
