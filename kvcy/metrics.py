@@ -96,7 +96,8 @@ def cumulative_buckets(histogram, bounds=LATENCY_BOUNDS):
         if edge <= 0 or (edges and edge <= edges[-1]):
             break
         edges.append(edge)
-    if edges and edges[-1] * 1e6 < histogram.summary()["max"] * (1 - 1e-9):
+    if (fine and len(edges) == len(fine)
+            and edges[-1] * 1e6 < histogram.summary()["max"] * (1 - 1e-9)):
         edges = []     # the max lies above every edge: some wrong edge looked right
     out = []
     i = seen = 0
