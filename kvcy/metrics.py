@@ -14,6 +14,7 @@ engine's counters without locks (see kvcy/stats.py), the histograms with
 the GIL held.  The collector keeps only a weak reference to its
 connection, so a forgotten connection can still be garbage-collected.
 """
+import os
 import weakref
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -193,6 +194,7 @@ class MetricsServer:
             raise OperationalError("cannot serve metrics on %s port %d: %s"
                                    % (addr, port, exc.strerror or exc)) from exc
         self._thread.name = "kvcy-metrics"
+        self._pid = os.getpid()
         self.address, self.port = self._httpd.server_address[:2]
         self.closed = False
 
@@ -206,6 +208,11 @@ class MetricsServer:
         if self.closed:
             return
         self.closed = True
+        if os.getpid() != self._pid:
+            # The child of a fork has no serving thread to wait for; it only
+            # drops its copy of the socket, and the parent keeps serving.
+            self._httpd.server_close()
+            return
         self._httpd.shutdown()          # waits for the serving loop to end
         self._httpd.server_close()
         self._thread.join()

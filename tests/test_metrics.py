@@ -5,6 +5,7 @@ The endpoint is scraped over real HTTP and its text parsed with
 prometheus-client's own parser, so what is checked is what Prometheus
 would read.
 """
+import os
 import random
 import socket
 import urllib.error
@@ -127,6 +128,20 @@ def test_endpoint_stops_when_the_connection_closes(db_path):
     assert server.closed
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+
+
+def test_closing_in_a_forked_child_leaves_the_parent_serving(db_path):
+    with kvcy.connect(db_path) as conn:
+        server = conn.serve_metrics(0)
+        pid = os.fork()
+        if pid == 0:                      # the child: close must not hang or stop the parent
+            try:
+                conn.close()
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert "kvcy_puts_total" in scrape(server.url)
 
 
 def test_serve_metrics_arguments_and_state(db_path, tmp_path):
