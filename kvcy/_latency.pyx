@@ -13,6 +13,7 @@ with 3 significant bits).
 Recording needs the GIL (or a lock serializing the callers): the hot paths
 record after they have taken it back, so no atomics are needed.
 """
+from libc.stdint cimport uint64_t
 from libc.string cimport memset
 
 from kvcy._latency cimport LAT_BUCKETS, LAT_SUBS, LAT_SUB_BITS, lat_bucket
@@ -24,7 +25,7 @@ cdef inline double bucket_upper(int b):
     if b < LAT_SUBS:
         return b + 1
     e = (b - LAT_SUBS) // LAT_SUBS + LAT_SUB_BITS
-    return <double>((LAT_SUBS + (b - LAT_SUBS) % LAT_SUBS + 1)) * (<double>(1 << (e - LAT_SUB_BITS)))
+    return <double>((LAT_SUBS + (b - LAT_SUBS) % LAT_SUBS + 1)) * (<double>((<uint64_t>1) << (e - LAT_SUB_BITS)))
 
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)

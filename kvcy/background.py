@@ -2,9 +2,10 @@
 
 One daemon thread per writable database.  It sleeps on a condition until
 work is scheduled (a memtable switch, conn.flush(), a compaction trigger)
-or the flush_interval timer comes due, then works one round: it flushes
-every waiting memtable, oldest first, compacts while a level needs it and
-no memtable waits, and switches a memtable that has waited flush_interval.
+or a timer comes due, then works one round: it flushes every waiting
+memtable, oldest first, compacts while a level needs it and no memtable
+waits, and switches a memtable that has waited flush_interval.  Every
+stats_interval it writes a stats line (kvcy.stats.stats_line) to the LOG.
 An exception in background work is latched as the engine's background
 error: writes fail with OperationalError naming it from then on, reads keep
 working, and nothing already stored is lost (the WAL still holds every
@@ -26,6 +27,7 @@ from typing import Callable
 
 from kvcy.compaction_picker import pick_compaction
 from kvcy.flush import write_level0_table
+from kvcy.stats import stats_line
 from kvcy.version_edit import VersionEdit
 
 
@@ -42,6 +44,7 @@ class EngineHooks:
     drop_flushed_memtable: Callable  # (): the oldest immutable one is in a table now
     after_version_change: Callable   # (): publish, wake waiters, delete obsolete files
     run_compaction: Callable         # (c, version): kvcy.compaction.run_compaction
+    stats_dict: Callable             # () -> the engine's stats() dict
 
 
 class BackgroundWorker:
@@ -60,6 +63,7 @@ class BackgroundWorker:
         self.pending = False
         self.stopping = False
         self.busy = False
+        self.next_stats = time.monotonic() + options.stats_interval
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self):
@@ -71,10 +75,15 @@ class BackgroundWorker:
             self.cv.notify_all()
 
     def _tick_seconds(self):
+        """How long to sleep without work: until the next timed-flush check
+        or stats line, whichever is sooner; None when neither timer is on."""
+        ticks = []
         interval = self.options.flush_interval
-        if interval <= 0:
-            return None
-        return max(min(interval / 4.0, 1.0), 0.01)
+        if interval > 0:
+            ticks.append(max(min(interval / 4.0, 1.0), 0.01))
+        if self.options.stats_interval > 0:
+            ticks.append(max(self.next_stats - time.monotonic(), 0.001))
+        return min(ticks) if ticks else None
 
     def _run(self):
         hooks = self.hooks
@@ -95,6 +104,7 @@ class BackgroundWorker:
                 with self.cv:
                     self.busy = False
                     self.cv.notify_all()
+            self._maybe_log_stats()
 
     def wait_for(self, predicate, timeout=None):
         """Block until predicate() is true (checked whenever work finishes)."""
@@ -130,6 +140,23 @@ class BackgroundWorker:
             if not self._compact_once():
                 break
         self._maybe_timed_switch()
+
+    def _maybe_log_stats(self):
+        """Write the stats line when stats_interval has passed since the last
+        one (or the open).  Monitoring never fails the worker: a failure to
+        gather the stats becomes the line."""
+        interval = self.options.stats_interval
+        now = time.monotonic()
+        if interval <= 0 or now < self.next_stats:
+            return
+        # The next line is due one interval after this one, not after a
+        # missed deadline: a long compaction delays a line, it adds no burst.
+        self.next_stats = now + interval
+        try:
+            line = stats_line(self.hooks.stats_dict())
+        except Exception as exc:
+            line = "stats unavailable: %s: %s" % (type(exc).__name__, exc)
+        self.info_log.log("%s", line)
 
     def _compact_once(self):
         """Run the compaction the current Version needs most; False if none."""

@@ -164,6 +164,7 @@ def run_compaction(ctx, c, version, allow_move=True):
     stats.compaction_latency.add(time.monotonic() - started)
     stats.compaction_bytes_read += read
     stats.compaction_bytes_written += written
+    stats.add_level_write(c.output_level, written)
     stats.compaction_entries_dropped += dropped
     ctx.info_log.log("compacted %s: %d entries in, %d dropped, %d bytes -> %d bytes in %d "
                         "tables at level %d, %.3fs", c, entries, dropped, read, written,

@@ -75,6 +75,7 @@ class Connection:
         self._refresh_lock = threading.Lock()    # one refresh() at a time
         self._read_pool = self._write_pool = None
         self._refresher = None        # read-only with refresh_interval: kvcy/refresher.py
+        self._metrics_server = None   # kvcy.metrics.MetricsServer of serve_metrics()
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -384,6 +385,7 @@ class Connection:
         self._usable = False
         if self._refresher is not None:
             self._refresher.stop()
+        self._stop_metrics_server()
         with self._refresh_lock:                   # a refresh() in progress finishes first
             if self._engine is not None:
                 self._engine.reader.usable = False     # the C get() checks this flag
@@ -410,6 +412,7 @@ class Connection:
         self.close()
 
     def __del__(self):
+        self._stop_metrics_server()
         engine = getattr(self, "_engine", None)
         for pool in (getattr(self, "_write_pool", None), getattr(self, "_read_pool", None)):
             if pool is not None:
@@ -421,6 +424,29 @@ class Connection:
                 engine.close()
             except Exception:
                 pass
+
+    # -- monitoring ----------------------------------------------------------
+
+    def serve_metrics(self, port, addr="127.0.0.1"):
+        """Serve this connection's metrics in Prometheus text format over HTTP
+        on addr:port (port 0: any free port) from a daemon thread, until
+        close(); returns the kvcy.metrics.MetricsServer (its .port, .url and
+        close()).  Binds 127.0.0.1 unless addr says otherwise.  It answers
+        GET with the metrics only: no keys, no values, no way to write."""
+        self._check()
+        from kvcy.metrics import MetricsServer     # prometheus-client loads on first use
+        running = self._metrics_server
+        if running is not None and not running.closed:
+            raise ProgrammingError("this connection already serves its metrics at %s; "
+                                   "close() that server first" % running.url)
+        self._metrics_server = MetricsServer(self, port, addr)
+        return self._metrics_server
+
+    def _stop_metrics_server(self):
+        server = getattr(self, "_metrics_server", None)
+        if server is not None:
+            self._metrics_server = None
+            server.close()
 
     def __repr__(self):
         return "<kvcy.Connection %r%s>" % (self.path, " closed" if self.closed else "")

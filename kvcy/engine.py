@@ -51,6 +51,7 @@ from kvcy._two_level import LevelIterator
 from kvcy.compaction import CompactionContext, run_compaction
 from kvcy.compaction_picker import overlapping, plan
 from kvcy.snapshot import SnapshotList
+from kvcy.stats import level_figures
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.log_writer import LogWriter
 from kvcy.obsolete_files import delete_obsolete_files
@@ -131,7 +132,8 @@ class Engine:
                     drop_flushed_memtable=self._drop_flushed_memtable,
                     after_version_change=self._after_version_change,
                     run_compaction=lambda c, version: run_compaction(
-                        self.compaction_context, c, version)))
+                        self.compaction_context, c, version),
+                    stats_dict=self.stats_dict))
             self.background.start()
             self.background.schedule()     # compactions the opened Version may need
 
@@ -405,9 +407,13 @@ class Engine:
             background_error=(str(self.background_error)
                               if self.background_error is not None else None),
         )
-        for level in range(len(version.files)):
-            out["level%d_files" % level] = version.num_files(level)
-            out["level%d_bytes" % level] = version.level_bytes(level)
+        levels, totals = level_figures(version, self.options, self.stats,
+                                       out["bytes_written"], 1 + len(self.imm))
+        for figures in levels:
+            out["level%d_files" % figures["level"]] = figures["files"]
+            out["level%d_bytes" % figures["level"]] = figures["bytes"]
+        out["levels"] = levels
+        out.update(totals)
         return out
 
     # -- lifecycle ---------------------------------------------------------

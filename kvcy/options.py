@@ -157,6 +157,9 @@ class Options:
     stats_interval: float = _opt(
         0.0, "seconds between stats dumps to the LOG file; 0 disables "
         "them", KIND_DURATION, minimum=0, section="Monitoring")
+    info_log_max_bytes: int = _opt(
+        4 * _MIB, "size at which the LOG file is rotated to LOG.old and a "
+        "new LOG started; 0 never rotates it during a run", KIND_SIZE, minimum=0)
 
     def __post_init__(self):
         self.validate()

@@ -342,7 +342,8 @@ def open_engine(dbpath, options, env, previous=None):
         if not options.readonly:
             buffered = info_log
             info_log = InfoLog(env, filename.info_log_file_name(dbpath),
-                               os.path.join(dbpath, filename.INFO_LOG_OLD))
+                               os.path.join(dbpath, filename.INFO_LOG_OLD),
+                               options.info_log_max_bytes)
             buffered.replay_into(info_log)
         return Engine(dbpath=dbpath, options=options, env=env, lock=lock, info_log=info_log,
                       stats=stats, versions=vset, mem=mem, log=log,

@@ -29,7 +29,7 @@ EXPECTED_DEFAULTS = {
     "level_size_multiplier": 10, "max_levels": 7,
     "target_file_bytes": 2 * MIB,
     "read_threads": 0, "write_threads": 0, "background_threads": 1,
-    "stats_interval": 0.0,
+    "stats_interval": 0.0, "info_log_max_bytes": 4 * MIB,
 }
 
 
