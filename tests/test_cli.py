@@ -309,7 +309,7 @@ def test_check_wiring_exit_codes_json_and_progress(capsys, monkeypatch, db):
     assert "check: 100%" in err
     status, out, err = run(capsys, "check", "other")
     assert out.splitlines() == ["000005.sst: block at offset 0: bad checksum",
-                                "kvcy: other: 1 problems found; see kvcy repair"]
+                                "kvcy: other: 1 problem found; see kvcy repair"]
     assert calls == [db, "other", "other"]
     status, out, err = run(capsys, "check", db, "--block-size", "8KiB")
     assert status == 1 and "--block-size has no effect" in err

@@ -130,8 +130,9 @@ def check(args, out):
     else:
         for problem in report.problems:
             print(problem, file=out)
-        print("kvcy: %s: %d problems found; see kvcy repair" % (args.db, len(report.problems)),
-              file=out)
+        count = len(report.problems)
+        print("kvcy: %s: %d problem%s found; see kvcy repair"
+              % (args.db, count, "" if count == 1 else "s"), file=out)
     return 0 if report.ok else 1
 
 
