@@ -18,6 +18,7 @@ PACKAGE = os.path.join(ROOT, "kvcy")
 
 # Modules with a .pyi beside them; stubtest compares each with the runtime.
 STUBBED = ["kvcy.connection", "kvcy.cursor", "kvcy.snapshot", "kvcy.transaction", "kvcy.dbm",
+           "kvcy.shelve", "kvcy.aio",
            "kvcy._write_batch", "kvcy._read_path", "kvcy._write_path", "kvcy._latency",
            "kvcy._db_iter", "kvcy._iterator", "kvcy._block", "kvcy._block_builder",
            "kvcy._bloom", "kvcy._merge", "kvcy._two_level", "kvcy._crc32c", "kvcy._snappy"]
@@ -27,7 +28,9 @@ import tempfile
 from typing import Iterator
 
 import kvcy
+import kvcy.aio
 import kvcy.dbm
+import kvcy.shelve
 from kvcy import WriteBatch
 
 
@@ -63,6 +66,16 @@ def main() -> None:
         db[b"x"] = b"y"
         got: bytes = db[b"x"]
         print(len(db), got, db.get("x", b""))
+    with kvcy.shelve.open(tempfile.mkdtemp()) as shelf:
+        shelf["answer"] = 42
+
+
+async def use_aio(path: str) -> bytes | None:
+    async with kvcy.aio.connect(path) as db:
+        await db.put(b"k", b"v")
+        async for key, value in db.scan():
+            print(key + value)
+        return await db.get(b"k")
 '''
 
 BAD = '''
@@ -103,8 +116,8 @@ def test_mypy_checks_a_program_against_the_stubs(tmp_path):
     status, output = run_mypy(tmp_path, "--strict", "--follow-imports=silent",
                               "good.py", "bad.py")
     good = [line for line in output.splitlines() if line.startswith("good.py")]
-    assert good == ['good.py:19: note: Revealed type is "bytes | None"',
-                    'good.py:20: note: Revealed type is "bytes | str"'], output
+    assert good == ['good.py:21: note: Revealed type is "bytes | None"',
+                    'good.py:22: note: Revealed type is "bytes | str"'], output
     bad = [line.split(": error: ")[0] for line in output.splitlines()
                  if line.startswith("bad.py") and ": error: " in line]
     # one error on each line that misuses the API
