@@ -45,7 +45,7 @@ def test_check_finds_damage_and_repair_fixes_it(capsys, damaged):
     path, table = damaged
     assert main(["check", path]) == 1
     out = capsys.readouterr().out
-    assert table in out and "problems found" in out.splitlines()[-1]
+    assert table in out and out.splitlines()[-1].endswith("1 problem found; see kvcy repair")
     assert main(["repair", path, "--json"]) == 0
     assert isinstance(json.loads(capsys.readouterr().out), dict)
     assert main(["check", path]) == 0
