@@ -13,6 +13,10 @@ from kvcy.errors import (ConflictError, CorruptionError, DatabaseError, DataErro
 from kvcy.options import MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options
 from kvcy.transaction import Transaction, retry_transaction
 from kvcy import dbm, shelve     # the stdlib-compatible modules: kvcy.dbm.open(), kvcy.shelve.open()
+# The functions shadow their modules' names on the package (kvcy.check is the
+# function); the modules stay importable as kvcy.check / kvcy.repair.
+from kvcy.check import CheckReport, check
+from kvcy.repair import RepairReport, repair
 
 __version__ = "0.1.0"
 
@@ -31,7 +35,7 @@ apilevel = "2.0"
 
 __all__ = [
     "connect", "Connection", "WriteBatch", "Options", "Transaction", "retry_transaction",
-    "dbm", "shelve", "aio",
+    "dbm", "shelve", "aio", "check", "CheckReport", "repair", "RepairReport",
     "Error", "InterfaceError", "DatabaseError", "OperationalError", "ConflictError",
     "CorruptionError", "ProgrammingError", "DataError", "NotSupportedError",
     "MAX_KEY_BYTES", "MAX_VALUE_BYTES", "MAX_BATCH_BYTES",

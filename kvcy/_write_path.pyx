@@ -91,6 +91,21 @@ cdef inline void init_writer(Writer* w, bint sync) noexcept:
     w.wake = NULL
 
 
+cdef int batch_writer(Writer* w, WriteBatch batch, bint sync) except -1:
+    # w := a writer for batch, with a private copy of its rep (the batch may
+    # change in another thread while w waits); the caller frees w.rep.
+    init_writer(w, sync)
+    w.count = batch.count_
+    w.data_bytes = batch.data_bytes_
+    if w.count:
+        w.rep = <unsigned char*>malloc(batch.size)
+        if w.rep == NULL:
+            raise MemoryError()
+        memcpy(w.rep, batch.buf, batch.size)
+        w.rep_len = batch.size
+    return 0
+
+
 cdef object member_error(object exc):
     """The exception a member raises for its group's failure exc."""
     if isinstance(exc, OperationalError):
@@ -553,16 +568,7 @@ cdef class WritePath:
         cdef bint timed = self.batch_latency.should_time()
         if timed:
             started = now_ns()
-        init_writer(&w, do_sync)
-        w.count = batch.count_
-        w.data_bytes = batch.data_bytes_
-        if w.count:
-            # A private copy: the batch may change (another thread) while this waits.
-            w.rep = <unsigned char*>malloc(batch.size)
-            if w.rep == NULL:
-                raise MemoryError()
-            memcpy(w.rep, batch.buf, batch.size)
-            w.rep_len = batch.size
+        batch_writer(&w, batch, do_sync)
         try:
             self._commit(&w)
         finally:
@@ -581,15 +587,7 @@ cdef class WritePath:
         cdef bint do_sync = self.sync_default if sync is None else check_sync(sync)
         cdef Writer w
         cdef int last_group
-        init_writer(&w, do_sync)
-        w.count = batch.count_
-        w.data_bytes = batch.data_bytes_
-        if w.count:
-            w.rep = <unsigned char*>malloc(batch.size)
-            if w.rep == NULL:
-                raise MemoryError()
-            memcpy(w.rep, batch.buf, batch.size)
-            w.rep_len = batch.size
+        batch_writer(&w, batch, do_sync)
         try:
             self.acquire_lock()
             try:

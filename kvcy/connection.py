@@ -25,6 +25,7 @@ import warnings
 import weakref
 
 from kvcy._write_batch import WriteBatch
+from kvcy.check import check_database
 from kvcy.config import resolve_options
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
 from kvcy.env import FileMissingError, default_env
@@ -416,6 +417,17 @@ class Connection:
 
     def __repr__(self):
         return "<kvcy.Connection %r%s>" % (self.path, " closed" if self.closed else "")
+
+    # -- checking (kvcy/check.py) -------------------------------------------
+
+    def check(self, *, progress=None):
+        """Read every table of the Version this connection uses (pinned for
+        the duration), the MANIFEST and the logs; return a kvcy.check.CheckReport
+        naming each damaged file, block offset and what is wrong.  progress:
+        an optional callable(done, total), in bytes.  Damage never raises."""
+        engine = self._check()
+        version = engine.versions.current       # held here: its tables stay on disk
+        return check_database(self.path, self._env, version=version, progress=progress)
 
 
 def connect(path, config=None, *, env=None, autocommit=True, **options):

@@ -7,6 +7,7 @@ from _typeshed import ReadableBuffer
 
 from kvcy._db_iter import DBIterator
 from kvcy._write_batch import WriteBatch
+from kvcy.check import CheckReport
 from kvcy.cursor import Cursor
 from kvcy.env import Env
 from kvcy.options import Options
@@ -57,6 +58,8 @@ class Connection:
     def compact_range(self, start: ReadableBuffer | None = None,
                       stop: ReadableBuffer | None = None) -> None: ...
     def stats(self) -> dict[str, Any]: ...
+    def check(self, *, progress: Callable[[int, int], object] | None = None) -> CheckReport:
+        """kvcy.check() of the tables of this connection's version (pinned)."""
     def close(self) -> None: ...
     def __enter__(self) -> Connection: ...
     def __exit__(self, *exc_info: object) -> None: ...

@@ -409,6 +409,11 @@ class Engine:
         try:
             if self.background is not None:
                 self.background.stop()
+                # The inputs of the last compactions wait for a later flush
+                # or compaction to delete them; none comes now, and no reader
+                # is left (the connection closed its iterators and snapshots).
+                delete_obsolete_files(self.env, self.dbpath, self.versions, self.table_cache,
+                                      self.info_log)
             if self.log is not None:
                 if writer.error is None:
                     # Closing makes every acknowledged write durable, not only sync=True ones.

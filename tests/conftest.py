@@ -15,6 +15,7 @@ import glob
 import importlib
 import importlib.machinery
 import os
+import pathlib
 import warnings
 
 import pytest
@@ -93,3 +94,20 @@ def db_path(tmp_path):
 def fault_env():
     """A fresh FaultEnv over the real file system."""
     return FaultEnv()
+
+
+class FakePath:
+    """An os.PathLike whose __fspath__ may return bytes (pathlib's cannot)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __fspath__(self):
+        return self.path
+
+
+@pytest.fixture(params=[pathlib.Path, os.fsencode, lambda p: FakePath(os.fsencode(p))],
+                ids=["pathlib", "bytes", "pathlike-of-bytes"])
+def as_path(request):
+    """Each way of naming a file a dbm-style open() must accept."""
+    return request.param

@@ -5,7 +5,6 @@ The kept len() count has tests/test_dbm_len.py.
 """
 import dbm.dumb
 import os
-import pathlib
 
 import pytest
 
@@ -111,19 +110,6 @@ def test_empty_value_is_not_absent(path):
     db.close()
 
 
-class FakePath:
-    """An os.PathLike whose __fspath__ may return bytes (pathlib's cannot)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __fspath__(self):
-        return self.path
-
-
-@pytest.mark.parametrize("as_path", [pathlib.Path, os.fsencode,
-                                     lambda p: FakePath(os.fsencode(p))],
-                         ids=["pathlib", "bytes", "pathlike-of-bytes"])
 def test_open_with_bytes_and_path_like(path, as_path):
     kdbm.open(as_path(path), "c").close()
     with kdbm.open(as_path(path), "r") as db:

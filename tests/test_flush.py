@@ -659,6 +659,27 @@ def test_old_manifests_and_logs_are_deleted_while_running(db_path):
             assert current.read() == "MANIFEST-%06d\n" % manifests[0]
 
 
+def test_close_deletes_compaction_inputs_no_later_compaction_would(db_path):
+    # An iterator pins the level-0 inputs of a compaction; once it is closed
+    # nothing else comes along to delete them, so close() does.
+    conn = kvcy.connect(db_path)
+    for round_ in range(3):
+        conn.put_many([(b"k%04d" % i, b"%d" % round_) for i in range(500)])
+        conn.flush()
+    inputs = db_files(db_path)["sst"]
+    it = conn.scan()
+    conn.compact_range()
+    assert set(inputs) <= set(db_files(db_path)["sst"])      # pinned by the iterator
+    it.close()
+    conn.close()
+    with kvcy.connect(db_path, readonly=True) as ro:
+        stats = ro.stats()
+        live = sum(stats["level%d_files" % level] for level in range(7))
+        assert ro.get(b"k0042") == b"2"
+    ssts = db_files(db_path)["sst"]
+    assert len(ssts) == live and not set(inputs) & set(ssts)
+
+
 # --- reads during flushes ---------------------------------------------------------------------
 
 def test_reads_during_flushes_see_every_acknowledged_write(db_path):

@@ -3,7 +3,6 @@ checks shelves over the stdlib's dbm modules (its file-backed cases, and its
 mapping-protocol suite run over kvcy shelves for every pickle protocol).
 """
 import os
-import pathlib
 import pickle
 import shelve
 import shutil
@@ -44,19 +43,6 @@ def test_pickled_objects_round_trip_and_survive_reopen(path, protocol):
         assert pickle.loads(db[b"key1"]) == (1, 2, 3, 4)
 
 
-class FakePath:
-    """An os.PathLike whose __fspath__ may return bytes (pathlib's cannot)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __fspath__(self):
-        return self.path
-
-
-@pytest.mark.parametrize("as_path", [pathlib.Path, os.fsencode,
-                                     lambda p: FakePath(os.fsencode(p))],
-                         ids=["pathlib", "bytes", "pathlike-of-bytes"])
 def test_path_like_and_bytes_file_names(path, as_path):
     with kshelve.open(as_path(path)) as shelf:
         shelf["key1"] = (1, 2, 3, 4)
