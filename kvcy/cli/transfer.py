@@ -105,8 +105,8 @@ def load(args, out):
     try:
         config, options = connect_args(args)
         with kvcy.connect(args.db, config, **options) as conn, \
-                progress_bar(args, total=size, unit="B", unit_scale=True,
-                             desc="load") as bar:
+                progress_bar(args, total=size, unit="B" if size is not None else " entries",
+                             unit_scale=True, desc="load") as bar:
             batch = []
             try:
                 for line, key_text, value_text in records:
@@ -116,11 +116,13 @@ def load(args, out):
                     if len(batch) >= args.batch_size:
                         conn.put_many(batch)
                         loaded += len(batch)
+                        # A file's bar counts bytes read; stdin's, entries stored.
+                        bar.update(len(batch) if size is None else f.buffer.tell() - bar.n)
                         batch = []
-                        if size is not None:
-                            bar.update(f.buffer.tell() - bar.n)
                 conn.put_many(batch)
                 loaded += len(batch)
+                if size is None:
+                    bar.update(len(batch))
             except (DataError, UnicodeDecodeError) as exc:
                 raise DataError("%s (%d entries before it were loaded)"
                                 % (exc, loaded)) from None
