@@ -131,7 +131,7 @@ def test_dump_to_stdout_and_load_from_stdin(capsys, db, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO(out))
     status, _, err = run(capsys, "load", tmp_path / "copy", "--progress", "--batch-size", "2")
     assert status == 0
-    assert "load: 3.00 entries" in err        # stdin has no size: the bar counts entries
+    assert "load: 3 entries" in err        # stdin has no size: the bar counts entries
     with kvcy.connect(tmp_path / "copy", readonly=True) as conn:
         assert conn.get(b"user:3") == b"barbara" and len(list(conn.scan())) == 3
 

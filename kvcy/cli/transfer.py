@@ -106,7 +106,7 @@ def load(args, out):
         config, options = connect_args(args)
         with kvcy.connect(args.db, config, **options) as conn, \
                 progress_bar(args, total=size, unit="B" if size is not None else " entries",
-                             unit_scale=True, desc="load") as bar:
+                             unit_scale=size is not None, desc="load") as bar:
             batch = []
             try:
                 for line, key_text, value_text in records:
