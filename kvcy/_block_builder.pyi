@@ -1,9 +1,12 @@
 """Builder of one table block (prefix-compressed entries + restart array)."""
+from typing import final
+
 from _typeshed import ReadableBuffer
 
+@final
 class BlockBuilder:
     """REQUIRES: keys added in strictly increasing internal-key order."""
-    def __init__(self, restart_interval: int = 16) -> None:
+    def __new__(cls, restart_interval: int = 16) -> BlockBuilder:
         """restart_interval >= 1 (ValueError otherwise)."""
     def add(self, key: ReadableBuffer, value: ReadableBuffer) -> None:
         """Append an entry; ProgrammingError after finish() until reset()."""

@@ -4,6 +4,7 @@ from typing import Any, Iterator, Optional, Tuple
 from _typeshed import ReadableBuffer
 
 from kvcy._iterator import InternalIterator
+from kvcy._latency import LatencyHistogram
 
 def prefix_stop(prefix: ReadableBuffer) -> Optional[bytes]:
     """Exclusive stop bound of the keys starting with prefix (None: unbounded)."""
@@ -33,6 +34,10 @@ class DBIterator(Iterator[Tuple[bytes, bytes]]):
     def key(self) -> bytes: ...
     def value(self) -> bytes: ...
     def item(self) -> Tuple[bytes, bytes]: ...
+    def take(self, n: int, how: int = 0) -> list[Tuple[bytes, bytes]]:
+        """Up to n pairs in iteration order in one call; how: 0 from the entry
+        under the cursor, 1 after a step, 2 from the first entry of the scan."""
+    latency: LatencyHistogram | None
     def status(self) -> Optional[BaseException]: ...
     def close(self) -> None:
         """Release the internal iterator and the pin; idempotent."""

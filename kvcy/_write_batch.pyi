@@ -1,0 +1,48 @@
+"""Write batches and their rep (byte format); see kvcy/_write_batch.pyx and
+docs/format.md#write-batch."""
+from typing import Any, Iterable, Tuple
+
+from _typeshed import ReadableBuffer
+
+class WriteBatch:
+    """An ordered set of puts and deletes applied atomically by
+    Connection.write() / Transaction.write(); DataError past MAX_BATCH_BYTES."""
+    def __init__(self) -> None: ...
+    def put(self, key: ReadableBuffer, value: ReadableBuffer) -> None:
+        """Add a put of value under key (both bytes-like; str raises TypeError)."""
+    def delete(self, key: ReadableBuffer) -> None:
+        """Add a delete of key."""
+    def put_pairs(self, pairs: Iterable[Tuple[ReadableBuffer, ReadableBuffer]]) -> None:
+        """Add a put for every (key, value) pair."""
+    def delete_keys(self, keys: Iterable[ReadableBuffer]) -> None:
+        """Add a delete for every key."""
+    def clear(self) -> None: ...
+    def set_sequence(self, sequence: int) -> None:
+        """ValueError past the 56-bit maximum."""
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def byte_size(self) -> int:
+        """Bytes of the rep, header included."""
+    @property
+    def data_bytes(self) -> int:
+        """Sum of key and value lengths."""
+    def data(self) -> bytes:
+        """The rep (header with the current sequence, then the records)."""
+    def __len__(self) -> int: ...
+
+def encode_single(sequence: int, kind: int, key: ReadableBuffer,
+                  value: ReadableBuffer | None = None) -> bytes:
+    """The rep of a one-entry batch."""
+
+def batch_header(rep: ReadableBuffer) -> Tuple[int, int]:
+    """(sequence, count) of a rep, validating the whole rep first."""
+
+def apply_batch(rep: ReadableBuffer, mem: Any) -> None:
+    """Insert every entry of rep into mem, a kvcy._memtable.MemTable (entry i
+    at sequence + i)."""
+
+def iterate_batch(rep: ReadableBuffer) -> list[Tuple[int, bytes, bytes | None]]:
+    """(kind, key, value) of each entry (value None for deletes)."""
