@@ -32,7 +32,6 @@ import functools
 
 from kvcy.config import resolve_options
 from kvcy.connection import Connection
-from kvcy.env import FileMissingError
 
 # Pool sizes kvcy.aio uses where read_threads or write_threads is 0 (the
 # default): every call needs a pool to run on.
@@ -131,16 +130,8 @@ class AsyncConnection:
         parallel chunks on the read pool."""
         read_pool, _ = self._pools()
         keys = list(keys)
-        try:
-            values = await asyncio.wrap_future(
-                read_pool.submit_get_many(self.connection._engine, keys))
-        except FileMissingError:
-            # A read-only connection behind its writer: as Connection.get_many.
-            if not self.connection.options.readonly:
-                raise
-            await asyncio.wrap_future(read_pool.submit(self.connection.refresh))
-            values = await asyncio.wrap_future(
-                read_pool.submit_get_many(self.connection._engine, keys))
+        values = await asyncio.wrap_future(
+            read_pool.submit_get_many(self.connection._engine, keys))
         if default is not None:
             values = [default if value is None else value for value in values]
         return values

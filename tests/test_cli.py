@@ -205,7 +205,7 @@ def test_stats_table_json_and_prometheus(capsys, db):
     as_json = json.loads(run(capsys, "stats", db, "--json")[1])
     assert as_json["last_sequence"] == 5
     prom = run(capsys, "stats", db, "--prometheus")[1]
-    assert "kvcy_last_sequence 5" in prom.splitlines()
+    assert "kvcy_last_sequence 5.0" in prom.splitlines()     # prometheus-client's float text
     status, out, err = run(capsys, "stats", db, "--json", "--prometheus")
     assert status == 2 and "not allowed with argument" in err
 
@@ -226,6 +226,21 @@ def test_stats_watch_follows_a_writer(capsys, db, monkeypatch):
     first, second = [json.loads(chunk) for chunk in out.split("\n}\n") if chunk.strip()
                      for chunk in [chunk + "}"]]
     assert (first["last_sequence"], second["last_sequence"]) == (5, 6)
+
+
+def test_stats_serve_answers_a_scrape_between_refreshes(capsys, db, monkeypatch):
+    import urllib.request
+    from prometheus_client.parser import text_string_to_metric_families
+    scraped = []
+
+    def scrape_instead_of_sleeping(seconds):
+        url = capsys.readouterr().out.split()[-1]
+        scraped.append((seconds, urllib.request.urlopen(url, timeout=10).read().decode()))
+    monkeypatch.setattr("kvcy.cli.stats_table.time.sleep", scrape_instead_of_sleeping)
+    status, out, err = run(capsys, "stats", db, "--serve", "0", "--count", "1")
+    assert status == 0 and len(scraped) == 1 and scraped[0][0] == 5.0
+    families = {f.name: f for f in text_string_to_metric_families(scraped[0][1])}
+    assert families["kvcy_last_sequence"].samples[0].value == 5
 
 
 def test_compact_reports_and_keeps_data(capsys, db):

@@ -4,6 +4,7 @@
     kvcy stats DB --json              stats() as JSON
     kvcy stats DB --prometheus        Prometheus text exposition format
     kvcy stats DB --watch 2           redraw the table every 2 seconds
+    kvcy stats DB --serve 9464        serve /metrics to Prometheus until Ctrl-C
 
 The table is built from whatever stats() returns, so a new counter shows up
 without a change here: flat numbers in one name/value list, levelN_files
@@ -38,6 +39,11 @@ def register(sub):
                    help="print again every SECONDS until interrupted (Ctrl-C)")
     p.add_argument("--count", metavar="N", type=positive_int, default=None,
                    help="with --watch, stop after N prints")
+    p.add_argument("--serve", metavar="PORT", type=int, default=None,
+                   help="serve the metrics over HTTP on PORT for Prometheus to scrape, "
+                        "refreshing every --watch seconds (default 5), until interrupted")
+    p.add_argument("--addr", metavar="ADDRESS", default="127.0.0.1",
+                   help="with --serve, the address to bind (default 127.0.0.1)")
     add_option_flags(p, readonly=True, create_if_missing=False)
     p.set_defaults(run=stats)
 
@@ -45,6 +51,8 @@ def register(sub):
 def stats(args, out):
     config, options = connect_args(args)
     with kvcy.connect(args.db, config, **options) as conn:
+        if args.serve is not None:
+            return _serve(args, conn, out)
         if args.watch is None:
             _print(args, conn.stats(), out)
             return 0
@@ -59,6 +67,20 @@ def stats(args, out):
             if args.count is not None and printed >= args.count:
                 return 0
             time.sleep(args.watch)
+
+
+def _serve(args, conn, out):
+    # Serve until interrupted (main() turns Ctrl-C into exit status 130);
+    # the read-only connection follows the writer's files between scrapes.
+    server = conn.serve_metrics(args.serve, addr=args.addr)
+    out.write("serving metrics at %s\n" % server.url)
+    out.flush()
+    printed = 0
+    while args.count is None or printed < args.count:
+        time.sleep(args.watch or 5.0)
+        conn.refresh()
+        printed += 1
+    return 0
 
 
 def _print(args, values, out):
