@@ -26,6 +26,7 @@ pins its Version, so a concurrent compaction cannot delete a table under it.
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from kvcy import filename
 from kvcy._block import Block
@@ -521,7 +522,8 @@ class _Unlisted:
         self.number = number
 
 
-def check(path, *, progress=None):
+def check(path: "str | os.PathLike[str]", *,
+          progress: "Callable[[int, int], object] | None" = None) -> CheckReport:
     """Check the closed database at path; returns a CheckReport.
 
     progress: an optional callable(done, total), in bytes read.  Raises

@@ -37,6 +37,7 @@ block and record so an operator knows which key ranges to look at.
 """
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 
 from kvcy import filename
 from kvcy._crc32c import crc32c, unmask
@@ -377,7 +378,8 @@ def _archive(env, dbpath, name, report):
     report.lost.append(target)
 
 
-def repair(path, *, progress=None):
+def repair(path: "str | os.PathLike[str]", *,
+           progress: "Callable[[int, int], object] | None" = None) -> RepairReport:
     """Rebuild the database at path from the tables and logs that survive;
     returns a RepairReport (what was recovered, dropped, and moved to lost/).
 
