@@ -27,7 +27,7 @@ import os
 import threading
 import weakref
 
-from kvcy.env import Env, PosixEnv, io_error
+from kvcy.env import Env, PosixEnv, WritableFile, io_error
 from kvcy.errors import OperationalError
 
 # "new_file" creates a file for writing; "open" opens one for reading.
@@ -134,6 +134,32 @@ class FaultRandomAccessFile(_FaultFile):
         return self._base.read(offset, n)
 
 
+class _UnsyncedWritableFile(WritableFile):
+    __slots__ = ()
+
+    def sync(self):
+        if self._fd < 0:
+            super().sync()    # the closed-file error
+
+
+class UnsyncedPosixEnv(PosixEnv):
+    """The real file system with every fsync skipped: a base for FaultEnv in
+    loops that never simulate power loss (tests/test_ioerr.py), where
+    thousands of fsyncs would only cost time.  FaultEnv still counts and
+    fails the syncs."""
+
+    def new_writable_file(self, path):
+        f = super().new_writable_file(path)
+        return _UnsyncedWritableFile(f.path, f.fileno(), f.size)
+
+    def new_appendable_file(self, path):
+        f = super().new_appendable_file(path)
+        return _UnsyncedWritableFile(f.path, f.fileno(), f.size)
+
+    def sync_dir(self, dirpath):
+        pass
+
+
 class FaultEnv(Env):
     """An env that tracks durability and injects faults; see module doc."""
 
@@ -170,8 +196,9 @@ class FaultEnv(Env):
         OperationalError for ``errno_code``: only that one, or with
         ``persist`` that one and every later one (a disk that stays full
         or dead) until clear_faults().  ``only(path) -> bool`` limits which
-        files count (None: all).  ``counted`` says how many operations were
-        counted so far, ``injected`` how many failed."""
+        files count (None: all).  ``counted_ops`` lists the (op, path) of
+        every operation counted so far, ``counted`` their number;
+        ``injected`` says how many failed, ``injected_ops`` which."""
         if n < 1:
             raise ValueError("fail_nth counts from 1, got %r" % (n,))
         self._arm(n - 1, errno_code, ops, persist, only)
@@ -187,7 +214,9 @@ class FaultEnv(Env):
             self._fail_persist = persist
             self._fail_only = only
             self.counted = 0
+            self.counted_ops = []
             self.injected = 0
+            self.injected_ops = []
 
     def clear_faults(self):
         with self._fault_lock:
@@ -197,7 +226,9 @@ class FaultEnv(Env):
             self._fail_persist = True
             self._fail_only = None
             self.counted = 0
+            self.counted_ops = []
             self.injected = 0
+            self.injected_ops = []
 
     def _maybe_fail(self, op, path):
         if self._fail_countdown is None or op not in self._fail_ops:
@@ -208,12 +239,14 @@ class FaultEnv(Env):
             if self._fail_only is not None and not self._fail_only(path):
                 return
             self.counted += 1
+            self.counted_ops.append((op, path))
             if self._fail_countdown > 0:
                 self._fail_countdown -= 1
                 return
             if not self._fail_persist:
                 self._fail_countdown = None    # this one only
             self.injected += 1
+            self.injected_ops.append((op, path))
             code = self._fail_errno
         self._raise(code, op.replace("_", " "), path)
 
