@@ -5,6 +5,7 @@ wait_until_idle(conn): block until the background thread has nothing to do
 directory with the live tables does not race the engine's own work.
 table_numbers(path) / live_table_numbers(conn): the .sst files on disk and
 the tables the current Version lists, at every level.
+close_and_find_orphans(conn, path): close once idle and compare.
 """
 import os
 
@@ -32,3 +33,16 @@ def table_numbers(path):
 def live_table_numbers(conn):
     """Numbers of the tables the connection's current Version lists, every level."""
     return conn._engine.versions.current.live_numbers()
+
+
+def close_and_find_orphans(conn, path):
+    """Close conn once its background work is idle; return (orphans, missing):
+    table numbers in path that its last Version did not list, and listed
+    ones not in path.  Compared after close() because a table a reader's
+    iterator pinned through a compaction stays until the next flush,
+    compaction or close deletes it; close() deletes every obsolete table."""
+    wait_until_idle(conn)
+    live = live_table_numbers(conn)
+    conn.close()
+    on_disk = table_numbers(path)
+    return sorted(on_disk - live), sorted(live - on_disk)

@@ -36,7 +36,7 @@ import kvcy.background
 from kvcy import OperationalError
 from kvcy import filename
 
-from background_helpers import live_table_numbers, table_numbers, wait_until_idle
+from background_helpers import close_and_find_orphans
 from fault_env import FaultEnv
 from test_crash import (N_KEYS, apply_op, child_env, make_op, partial_batches, read_state,
                         wait_for_ready, write_child_script)
@@ -133,11 +133,10 @@ def run_flush_crash_rounds(tmp_path, rounds, seed):
                 # moves them to level 1) after the background work the open
                 # started is done, so a table it is still writing is no orphan.
                 conn.flush()
-                wait_until_idle(conn)
                 stats = conn.stats()
-                on_disk, live = table_numbers(db), live_table_numbers(conn)
-                assert on_disk == live, "%s: orphan tables %s, missing tables %s" % (
-                    where, sorted(on_disk - live), sorted(live - on_disk))
+                orphans, missing = close_and_find_orphans(conn, db)
+                assert not orphans and not missing, "%s: orphan tables %s, missing %s" % (
+                    where, orphans, missing)
         assert stats["dropped_bytes"] == 0, where
         if state != expected and state != expected_plus:
             partial = partial_batches(state, seed, 0, in_flight)
@@ -151,8 +150,7 @@ def run_flush_crash_rounds(tmp_path, rounds, seed):
         start = in_flight + 1
     with kvcy.connect(db) as conn:
         assert read_state(conn) == model
-        wait_until_idle(conn)
-        assert table_numbers(db) == live_table_numbers(conn)
+        assert close_and_find_orphans(conn, db) == ([], [])
     return total_acked, run_flushes
 
 

@@ -45,7 +45,7 @@ from kvcy import OperationalError
 from kvcy import filename
 from kvcy.version_edit import VersionEdit
 
-from background_helpers import live_table_numbers, table_numbers, wait_until_idle
+from background_helpers import close_and_find_orphans, wait_until_idle
 from fault_env import FAULT_OPS, FaultEnv, UnsyncedPosixEnv
 
 KIB = 1024
@@ -259,14 +259,13 @@ def check_reopened(run, where):
             assert parsed is None or parsed[0] != "dbtmp", "%s: %s left" % (where, name)
             if parsed and parsed[1] is not None:
                 on_disk.setdefault(parsed[0], set()).add(parsed[1])
-        wait_until_idle(conn)
-        live = live_table_numbers(conn)
-        assert on_disk.get("sst", set()) == live, "%s: tables on disk %s, live %s" % (
-            where, sorted(on_disk.get("sst", ())), sorted(live))
         assert len(on_disk.get("log", ())) == 1, "%s: logs %s" % (where, on_disk.get("log"))
         assert len(on_disk.get("manifest", ())) == 1, "%s: manifests %s" % (
             where, on_disk.get("manifest"))
         conn.put(b"after", b"reopen")
+        orphans, missing = close_and_find_orphans(conn, run.path)
+    assert not orphans and not missing, "%s: orphan tables %s, missing %s" % (
+        where, orphans, missing)
     with kvcy.connect(run.path, env=UNSYNCED) as conn:
         assert conn.get(b"after") == b"reopen", where
 
@@ -493,5 +492,4 @@ def test_a_failed_manifest_write_deletes_no_file_the_manifest_may_name(db_path, 
         conn.close()
     with kvcy.connect(db_path) as conn:
         assert dict(zip(model, conn.get_many(list(model)))) == model
-        wait_until_idle(conn)
-        assert table_numbers(db_path) == live_table_numbers(conn)
+        assert close_and_find_orphans(conn, db_path) == ([], [])
