@@ -59,9 +59,12 @@ class Snapshot:
         self._token, self.sequence = engine.snapshots.add(lambda: engine.last_sequence)
 
     def _check(self):
+        # The connection first: after its close() (which releases every
+        # snapshot) the error says the database is closed, not "released".
+        engine = self._conn._check()
         if self._token is None:
             raise ProgrammingError("cannot use a released snapshot")
-        return self._conn._check()
+        return engine
 
     def get(self, key, default=None):
         """The value of key as of the snapshot, or default."""
