@@ -206,10 +206,11 @@ def test_every_child_object_raises_after_close(db_path):
 
 FORK_CALLS = ("get", "get_many", "put", "delete", "put_many", "scan", "snapshot", "cursor",
               "begin", "flush", "compact_range", "stats", "old iterator", "old cursor",
-              "old snapshot get", "old snapshot scan", "old transaction commit")
+              "old snapshot get", "old snapshot scan", "old transaction iterator",
+              "old transaction cursor", "old transaction commit")
 
 
-def _in_child(conn, it, cur, snap, txn):
+def _in_child(conn, it, cur, snap, txn, txn_it, txn_cur):
     calls = {
         "get": lambda: conn.get(b"k1"), "get_many": lambda: conn.get_many([b"k1"]),
         "put": lambda: conn.put(b"c", b"child"), "delete": lambda: conn.delete(b"k1"),
@@ -218,7 +219,8 @@ def _in_child(conn, it, cur, snap, txn):
         "flush": conn.flush, "compact_range": conn.compact_range, "stats": conn.stats,
         "old iterator": lambda: next(it), "old cursor": cur.fetchone,
         "old snapshot get": lambda: snap.get(b"k1"), "old snapshot scan": snap.scan,
-        "old transaction commit": txn.commit,
+        "old transaction iterator": lambda: next(txn_it), "old transaction cursor":
+        txn_cur.fetchone, "old transaction commit": txn.commit,
     }
     out = {}
     for name in FORK_CALLS:
@@ -246,13 +248,16 @@ def test_a_connection_and_its_children_refuse_work_after_fork(db_path):
         snap = conn.snapshot()
         txn = conn.begin()
         txn.put(b"txn", b"child")
+        txn_it = txn.scan()
+        next(txn_it)
+        txn_cur = txn.cursor().scan()
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:                                  # the child: report, then _exit
             status = 1
             try:
                 os.close(read_fd)
-                os.write(write_fd, json.dumps(_in_child(conn, it, cur, snap, txn)).encode())
+                os.write(write_fd, json.dumps(_in_child(conn, it, cur, snap, txn, txn_it, txn_cur)).encode())
                 status = 0
             finally:
                 os._exit(status)
@@ -281,7 +286,7 @@ def test_a_connection_and_its_children_refuse_work_after_fork(db_path):
                  if outcome != "ProgrammingError fork"}
         assert not wrong, wrong
         # The parent is untouched: it reads, writes and still holds the lock.
-        assert next(it)[0].startswith(b"k")
+        assert next(it)[0].startswith(b"k") and next(txn_it)[0].startswith(b"k")
         assert conn.get(b"k1") == b"v1" and conn.get(b"c") is None
         txn.commit()
         conn.put(b"after", b"fork")
