@@ -38,6 +38,8 @@ cdef class DBIterator:
     cdef Buf saved_value         # reverse: value()
     cdef Buf seek_key            # scratch for internal seek targets
     cdef object status_          # None, or the error this iterator itself raised (sticky)
+    cdef public str closed_message   # what a use after close says (the connection sets
+                                     # it to the fork message in a forked child)
     cdef public LatencyHistogram latency   # times __next__'s steps (None: not timed)
     cdef object __weakref__      # a connection tracks its open iterators weakly
 

@@ -88,6 +88,7 @@ cdef class DBIterator:
 
     def __cinit__(self):
         self.state = DBITER_CLOSED       # until __init__ has run: unusable, never a crash
+        self.closed_message = "the iterator is closed"
 
     def __dealloc__(self):
         buf_free(&self.saved_key)
@@ -275,7 +276,7 @@ cdef class DBIterator:
 
     cdef int check_open(self) except -1:
         if self.state == DBITER_CLOSED:
-            raise ProgrammingError("the iterator is closed")
+            raise ProgrammingError(self.closed_message)
         return 0
 
     cdef object c_status(self):
@@ -313,7 +314,7 @@ cdef class DBIterator:
         # Start a call that moves the internal iterator: open, not stopped by
         # an error, and not already inside such a call.
         if self.state == DBITER_CLOSED:
-            raise ProgrammingError("the iterator is closed")
+            raise ProgrammingError(self.closed_message)
         if self.busy:
             raise ProgrammingError("the iterator is already in use (shared between threads?)")
         if self.status_ is not None:

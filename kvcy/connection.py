@@ -30,7 +30,7 @@ from kvcy.config import resolve_options
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
 from kvcy.env import default_env
 from kvcy.errors import OperationalError, ProgrammingError
-from kvcy._db_iter import prefix_stop
+from kvcy._db_iter import DBIterator, prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
 from kvcy.recovery import open_engine
@@ -57,6 +57,12 @@ def _after_fork_in_child():
         for path in (conn._engine.reader, conn._engine.writer):
             path.usable = False
             path.unusable_message = _forked_message(conn._pid)
+        # Iterators do not check their connection on every step: close the
+        # child's copies (the parent's are untouched), saying why.
+        for child in list(conn._children):
+            if isinstance(child, DBIterator):
+                child.closed_message = _forked_message(conn._pid)
+                child.close()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -17,7 +17,12 @@ from kvcy.errors import OperationalError
 
 
 def delete_obsolete_files(env, dbpath, versions, table_cache, info_log):
-    """Delete logs older than the log number and tables no live Version lists."""
+    """Delete logs older than the log number and tables no live Version lists.
+    Does nothing once a MANIFEST write failed (kvcy/version_set.py): the
+    MANIFEST on disk may still name what looks obsolete in memory."""
+    if versions.manifest_error is not None:
+        info_log.log("obsolete files kept: a MANIFEST write failed, the next open decides")
+        return
     # List first: a table created after the listing cannot be mistaken for
     # garbage, and one listed here is either live or pending by now (its
     # number enters pending_outputs before its file is created).

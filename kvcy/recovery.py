@@ -81,7 +81,8 @@ def _load_versions(dbpath, options, env, files, previous=None):
             raise ProgrammingError("database %s already exists (error_if_exists=True)" % dbpath)
         vset.recover(previous=previous)
         return vset, False
-    if files.get("log") or files.get("sst") or files.get("manifest"):
+    if ((files.get("log") or files.get("sst") or files.get("manifest"))
+            and not _creation_leftovers(dbpath, env, files)):
         raise CorruptionError("%s holds database files but no CURRENT file; it cannot be "
                               "opened safely" % dbpath)
     if options.readonly or not options.create_if_missing:
@@ -89,6 +90,29 @@ def _load_versions(dbpath, options, env, files, previous=None):
                                % (dbpath, options.create_if_missing,
                                   ", readonly=True" if options.readonly else ""))
     return vset, True
+
+
+def _creation_leftovers(dbpath, env, files):
+    """True iff the files of a directory without CURRENT hold nothing: no
+    table, every log empty, every MANIFEST readable and naming no table and
+    no write.  A creating open that failed or crashed before it installed
+    CURRENT leaves such files; the next open creates the database afresh
+    (and deletes them) instead of refusing the directory."""
+    if files.get("sst"):
+        return False
+    for number in files.get("log", []):
+        if env.get_file_size(filename.log_file_name(dbpath, number)) != 0:
+            return False
+    for number in files.get("manifest", []):
+        path = filename.manifest_file_name(dbpath, number)
+        try:
+            for _, payload in LogReader(env.read_file(path), path=path):
+                edit = VersionEdit.decode(payload)
+                if edit.new_files or edit.last_sequence:
+                    return False
+        except CorruptionError:
+            return False
+    return True
 
 
 def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequence):

@@ -61,9 +61,11 @@ class Snapshot:
     def _check(self):
         """The engine the snapshot was taken on: a read-only connection's
         refresh() replaces its engine, and the sequence belongs to the old one."""
+        # The connection first: after its close() (which releases every
+        # snapshot) the error says the database is closed, not "released".
+        self._conn._check()
         if self._token is None:
             raise ProgrammingError("cannot use a released snapshot")
-        self._conn._check()
         return self._engine
 
     def get(self, key, default=None):

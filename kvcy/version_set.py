@@ -15,6 +15,15 @@ Version becomes current; a new MANIFEST (written at every open) starts
 with a snapshot of the whole state, and CURRENT is switched to it by an
 atomic rename followed by a directory sync.
 
+A MANIFEST write or sync that fails leaves the file holding the edit or
+not: nobody can tell until the next open reads it.  The VersionSet then
+latches manifest_error: later log_and_apply calls raise, and no file may be
+deleted on the strength of the in-memory state (obsolete_files.py checks
+it), since the edit that made a file obsolete, or the one that made a new
+table live, may be on disk either way; the next open reads the MANIFEST
+and deletes what it does not name (LevelDB stops deleting files after a
+background error for this reason).
+
 Thread-safety: log_and_apply and the counters REQUIRE the caller to hold
 the engine's version lock; `current` may be read without it (a reference
 assignment is atomic).
@@ -24,7 +33,7 @@ import threading
 import weakref
 
 from kvcy import filename
-from kvcy.errors import CorruptionError
+from kvcy.errors import CorruptionError, OperationalError
 from kvcy.log_reader import LogReader
 from kvcy.log_writer import LogWriter
 from kvcy.version_edit import FileMetaData, VersionEdit
@@ -96,6 +105,7 @@ class VersionSet:
         self.lock = threading.Lock()    # the version lock of the module docstring
         self._live = weakref.WeakSet()  # every Version made current and still referenced
         self.pending_outputs = set()    # numbers of tables being written, not yet recorded
+        self.manifest_error = None      # the failed MANIFEST write; see the module doc
 
     def new_file_number(self):
         n = self.next_file_number
@@ -195,6 +205,12 @@ class VersionSet:
         REQUIRES: self.lock held.  The first call after open starts a new
         MANIFEST holding a snapshot, then points CURRENT at it.
         """
+        if self.manifest_error is not None:
+            raise OperationalError(
+                "cannot record a change of the database's files: an earlier MANIFEST write "
+                "failed (%s: %s); reopen the database" % (
+                    type(self.manifest_error).__name__, self.manifest_error)
+            ) from self.manifest_error
         if edit.log_number is not None:
             self.mark_file_number_used(edit.log_number)
         version = self.current.apply(edit)
@@ -202,21 +218,25 @@ class VersionSet:
         if new_manifest:
             number = self.new_file_number()
         edit.next_file_number = self.next_file_number
-        if new_manifest:
-            path = filename.manifest_file_name(self.dbpath, number)
-            writer = LogWriter(self.env.new_writable_file(path), number)
-            try:
-                writer.add_record(self._snapshot_edit().encode())
-                writer.add_record(edit.encode(), sync=True)
-                self.env.write_file_atomically(filename.current_file_name(self.dbpath),
-                                               ("MANIFEST-%06d\n" % number).encode())
-            except BaseException:
-                writer.close()
-                raise
-            self._manifest = writer
-            self.manifest_number = number
-        else:
-            self._manifest.add_record(edit.encode(), sync=True)
+        try:
+            if new_manifest:
+                path = filename.manifest_file_name(self.dbpath, number)
+                writer = LogWriter(self.env.new_writable_file(path), number)
+                try:
+                    writer.add_record(self._snapshot_edit().encode())
+                    writer.add_record(edit.encode(), sync=True)
+                    self.env.write_file_atomically(filename.current_file_name(self.dbpath),
+                                                   ("MANIFEST-%06d\n" % number).encode())
+                except BaseException:
+                    writer.close()
+                    raise
+                self._manifest = writer
+                self.manifest_number = number
+            else:
+                self._manifest.add_record(edit.encode(), sync=True)
+        except Exception as exc:
+            self.manifest_error = exc
+            raise
         self._install(version)
         if edit.log_number is not None:
             self.log_number = edit.log_number

@@ -6,26 +6,33 @@ sync() made durable, and which files were created since their directory's
 last sync_dir().  simulate_crash() then does to the real files what power
 loss may do: unsynced bytes vanish and files whose directory entry was
 never synced disappear.  It can also make the file system fail: silently
-drop writes (set_filesystem_active(False)) or raise EIO/ENOSPC after a
-number of operations (fail_after).
+drop writes (set_filesystem_active(False)), raise EIO/ENOSPC after a
+number of operations (fail_after), or fail exactly the N-th operation of
+chosen kinds, once or from then on (fail_nth: SQLite's I/O-error loops,
+tests/test_ioerr.py).  An ENOSPC append writes part of its bytes first, as
+a file system that fills up in the middle of a write does.
 
 Harsher than reality in one way, as LevelDB's is: a file created or
 renamed into place since the last sync_dir of its directory is removed
 entirely, even if an older file of that name existed before.
 
-Single-threaded use only (tests).  Files opened before simulate_crash()
-are dead afterwards: their operations raise OperationalError.
+Fault counting is guarded by a lock, so the engine's background thread
+may share the env with the test's thread; the crash simulation is for one
+thread at a time (tests).  Files opened before simulate_crash() are dead
+afterwards: their operations raise OperationalError.
 """
 
 import errno
 import os
+import threading
 import weakref
 
-from kvcy.env import Env, PosixEnv, io_error
+from kvcy.env import Env, PosixEnv, WritableFile, io_error
 from kvcy.errors import OperationalError
 
+# "new_file" creates a file for writing; "open" opens one for reading.
 FAULT_OPS = frozenset(
-    ["append", "sync", "sync_dir", "new_file", "rename", "remove", "read"])
+    ["append", "sync", "sync_dir", "new_file", "open", "rename", "remove", "read"])
 
 
 def _key(path):
@@ -72,8 +79,17 @@ class FaultWritableFile(_FaultFile):
     def append(self, data):
         env = self._env
         env.appends += 1
-        self._check("append")
         n = memoryview(data).nbytes
+        try:
+            self._check("append")
+        except OperationalError as exc:
+            if getattr(exc, "errno", None) == errno.ENOSPC and env._active and n > 1:
+                # A disk that fills up mid-write keeps what fitted.
+                part = memoryview(data).cast("B")[:n // 2]
+                self._base.append(part)
+                self.size += len(part)
+                self._state.size += len(part)
+            raise
         if not env._active:
             if env._inactive_errno is not None:
                 env._raise(env._inactive_errno, "append to", self.path)
@@ -118,6 +134,32 @@ class FaultRandomAccessFile(_FaultFile):
         return self._base.read(offset, n)
 
 
+class _UnsyncedWritableFile(WritableFile):
+    __slots__ = ()
+
+    def sync(self):
+        if self._fd < 0:
+            super().sync()    # the closed-file error
+
+
+class UnsyncedPosixEnv(PosixEnv):
+    """The real file system with every fsync skipped: a base for FaultEnv in
+    loops that never simulate power loss (tests/test_ioerr.py), where
+    thousands of fsyncs would only cost time.  FaultEnv still counts and
+    fails the syncs."""
+
+    def new_writable_file(self, path):
+        f = super().new_writable_file(path)
+        return _UnsyncedWritableFile(f.path, f.fileno(), f.size)
+
+    def new_appendable_file(self, path):
+        f = super().new_appendable_file(path)
+        return _UnsyncedWritableFile(f.path, f.fileno(), f.size)
+
+    def sync_dir(self, dirpath):
+        pass
+
+
 class FaultEnv(Env):
     """An env that tracks durability and injects faults; see module doc."""
 
@@ -130,6 +172,7 @@ class FaultEnv(Env):
         self._inactive_errno = None
         self.appends = 0
         self.syncs = 0
+        self._fault_lock = threading.Lock()
         self.clear_faults()
 
     # --- fault control ----------------------------------------------------
@@ -145,25 +188,67 @@ class FaultEnv(Env):
         """Let ``n_ops`` more operations of kinds ``ops`` succeed, then make
         every later one raise OperationalError for ``errno_code`` until
         clear_faults().  fail_after(0) fails the very next one."""
+        self._arm(n_ops, errno_code, ops, persist=True, only=None)
+
+    def fail_nth(self, n, errno_code=errno.EIO, ops=FAULT_OPS, persist=False,
+                 only=None):
+        """Make the n-th (from 1) operation of kinds ``ops`` from now raise
+        OperationalError for ``errno_code``: only that one, or with
+        ``persist`` that one and every later one (a disk that stays full
+        or dead) until clear_faults().  ``only(path) -> bool`` limits which
+        files count (None: all).  ``counted_ops`` lists the (op, path) of
+        every operation counted so far, ``counted`` their number;
+        ``injected`` says how many failed, ``injected_ops`` which."""
+        if n < 1:
+            raise ValueError("fail_nth counts from 1, got %r" % (n,))
+        self._arm(n - 1, errno_code, ops, persist, only)
+
+    def _arm(self, n_ops, errno_code, ops, persist, only):
         unknown = set(ops) - FAULT_OPS
         if unknown:
             raise ValueError("unknown fault ops %s" % sorted(unknown))
-        self._fail_countdown = n_ops
-        self._fail_errno = errno_code
-        self._fail_ops = frozenset(ops)
+        with self._fault_lock:
+            self._fail_countdown = n_ops
+            self._fail_errno = errno_code
+            self._fail_ops = frozenset(ops)
+            self._fail_persist = persist
+            self._fail_only = only
+            self.counted = 0
+            self.counted_ops = []
+            self.injected = 0
+            self.injected_ops = []
 
     def clear_faults(self):
-        self._fail_countdown = None
-        self._fail_errno = None
-        self._fail_ops = frozenset()
+        with self._fault_lock:
+            self._fail_countdown = None
+            self._fail_errno = None
+            self._fail_ops = frozenset()
+            self._fail_persist = True
+            self._fail_only = None
+            self.counted = 0
+            self.counted_ops = []
+            self.injected = 0
+            self.injected_ops = []
 
     def _maybe_fail(self, op, path):
         if self._fail_countdown is None or op not in self._fail_ops:
             return
-        if self._fail_countdown > 0:
-            self._fail_countdown -= 1
-            return
-        self._raise(self._fail_errno, op.replace("_", " "), path)
+        with self._fault_lock:
+            if self._fail_countdown is None:
+                return
+            if self._fail_only is not None and not self._fail_only(path):
+                return
+            self.counted += 1
+            self.counted_ops.append((op, path))
+            if self._fail_countdown > 0:
+                self._fail_countdown -= 1
+                return
+            if not self._fail_persist:
+                self._fail_countdown = None    # this one only
+            self.injected += 1
+            self.injected_ops.append((op, path))
+            code = self._fail_errno
+        self._raise(code, op.replace("_", " "), path)
 
     def _raise(self, code, what, path):
         exc = OSError(code, os.strerror(code), path)
@@ -234,9 +319,11 @@ class FaultEnv(Env):
         return FaultWritableFile(self, f, state)
 
     def new_sequential_file(self, path):
+        self._maybe_fail("open", path)
         return FaultSequentialFile(self, self.base.new_sequential_file(path))
 
     def new_random_access_file(self, path):
+        self._maybe_fail("open", path)
         return FaultRandomAccessFile(
             self, self.base.new_random_access_file(path))
 
