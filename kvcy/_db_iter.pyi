@@ -38,6 +38,7 @@ class DBIterator(Iterator[Tuple[bytes, bytes]]):
         """Up to n pairs in iteration order in one call; how: 0 from the entry
         under the cursor, 1 after a step, 2 from the first entry of the scan."""
     latency: LatencyHistogram | None
+    closed_message: str
     def status(self) -> Optional[BaseException]: ...
     def close(self) -> None:
         """Release the internal iterator and the pin; idempotent."""
