@@ -1,0 +1,41 @@
+"""Fuzz target: the snappy decoder (kvcy._snappy, kvcy's own C codec of
+the raw snappy format, which reads every compressed table block).
+
+Input: one mode byte, then bytes.  Mode bit 0: a round trip: the bytes are
+compressed by kvcy._snappy.compress and must decompress, by kvcy and by
+python-snappy, to exactly themselves.  Otherwise the bytes are a
+compressed block from disk: kvcy._snappy.uncompress yields bytes or raises
+CorruptionError, and agrees with python-snappy (the reference codec) on
+what a valid block decodes to.
+"""
+import snappy as reference
+
+from kvcy import _snappy
+from kvcy.errors import CorruptionError
+
+SEEDS = "compressed: mode 0 + the snappy-compressed blocks of the workload's tables"
+
+
+def fuzz_one(data):
+    if not data:
+        return
+    mode, body = data[0], data[1:]
+    if mode & 1:
+        packed = _snappy.compress(body)
+        if _snappy.uncompress(packed) != body or reference.uncompress(packed) != body:
+            raise AssertionError("snappy round trip of %d bytes failed" % len(body))
+        return
+    try:
+        want = reference.uncompress(body)
+    except Exception:
+        want = None
+    try:
+        got = _snappy.uncompress(body)
+    except CorruptionError:
+        if want is not None:
+            raise AssertionError("kvcy refused a block python-snappy decodes (%d bytes)"
+                                 % len(want))
+        raise
+    if type(got) is not bytes or got != want:
+        raise AssertionError("kvcy decoded %d bytes, python-snappy %r"
+                             % (len(got), None if want is None else len(want)))
