@@ -22,7 +22,9 @@ import sys
 import tempfile
 import time
 
-from . import TARGET_NAMES, harness, load_target
+from . import TARGET_NAMES, load_target
+
+harness = None          # imported by main(), under atheris's instrumentation if used
 
 
 def _atheris():
@@ -33,14 +35,23 @@ def _atheris():
     return atheris
 
 
-def run_atheris(atheris, name, target, seconds, runs, artifacts):
-    """Hand the target to libFuzzer; returns the executions it made.  libFuzzer
-    exits the process itself on an input that breaks the rule."""
+def run_atheris(atheris, name, target, seconds, runs, artifacts, summary, max_len):
+    """Hand the target to libFuzzer.  It saves an input that breaks the rule
+    under artifacts and exits; otherwise this ends the process when the time
+    or the runs are used up, after printing summary(counts): libFuzzer's own
+    exit skips Python's atexit handlers."""
     counts = {"executions": 0, "rejected": 0}
+    deadline = None
 
     def test_one_input(data):
-        counts["executions"] += 1
+        nonlocal deadline
+        if deadline is None:
+            deadline = time.monotonic() + (seconds if seconds is not None else 1e12)
         counts["rejected"] += harness.execute(name, target, data)
+        counts["executions"] += 1
+        if (runs is not None and counts["executions"] >= runs) or time.monotonic() >= deadline:
+            summary(counts)
+            os._exit(0)
 
     # libFuzzer writes new inputs to the first corpus directory: a scratch one,
     # so that the seeds in the repository stay as seeds.py made them.
@@ -50,18 +61,12 @@ def run_atheris(atheris, name, target, seconds, runs, artifacts):
     if os.path.isdir(harness.regression_dir(name)):
         argv.append(harness.regression_dir(name))
     argv += ["-timeout=%d" % harness.HANG_SECONDS, "-rss_limit_mb=2048",
-             "-max_len=%d" % harness.MAX_INPUT_BYTES, "-print_final_stats=1",
+             "-max_len=%d" % max_len, "-print_final_stats=1",
              "-artifact_prefix=%s/" % artifacts.rstrip("/")]
-    if seconds is not None:
-        argv.append("-max_total_time=%d" % max(1, int(seconds)))
-    if runs is not None:
-        argv.append("-runs=%d" % runs)
+    if seconds is not None:      # a backstop: test_one_input ends the run
+        argv.append("-max_total_time=%d" % (int(seconds) + 60))
     atheris.Setup(argv, test_one_input)
-    try:
-        atheris.Fuzz()
-    except SystemExit:
-        pass
-    return counts
+    atheris.Fuzz()
 
 
 def run_target(name, engine, seconds, runs, seed, artifacts):
@@ -70,10 +75,20 @@ def run_target(name, engine, seconds, runs, seed, artifacts):
     seeds = harness.read_inputs(harness.seed_dir(name))
     regressions = harness.read_inputs(harness.regression_dir(name))
     started = time.monotonic()
+
+    def summary(counts):
+        print("fuzz %s: %d executions (%d rejected as corrupt) in %.1f s, %s engine, "
+              "%d seeds and %d regressions replayed, 0 broke the rule"
+              % (name, counts["executions"], counts["rejected"], time.monotonic() - started,
+                 engine, len(seeds), len(regressions)), flush=True)
+
     try:
         harness.replay(name, target, seeds + regressions)
         if engine == "atheris":
-            counts = run_atheris(_atheris(), name, target, seconds, runs, artifacts)
+            # Inputs may grow to twice the largest seed: bigger ones only run slower.
+            max_len = min(harness.MAX_INPUT_BYTES,
+                          max([4096] + [2 * len(d) for _, d in seeds + regressions]))
+            run_atheris(_atheris(), name, target, seconds, runs, artifacts, summary, max_len)
         else:
             counts = harness.run_random(name, target, seconds=seconds, runs=runs, seed=seed,
                                         corpus=[d for _, d in seeds + regressions])
@@ -83,10 +98,7 @@ def run_target(name, engine, seconds, runs, seed, artifacts):
         import traceback
         traceback.print_exception(exc.cause)
         return False
-    print("fuzz %s: %d executions (%d rejected as corrupt) in %.1f s, %s engine, "
-          "%d seeds and %d regressions replayed, 0 broke the rule"
-          % (name, counts["executions"], counts["rejected"], time.monotonic() - started,
-             engine, len(seeds), len(regressions)), flush=True)
+    summary(counts)
     return True
 
 
@@ -103,6 +115,19 @@ def main(argv=None):
     parser.add_argument("--artifacts", default="/tmp/kvcy-fuzz/artifacts",
                         help="where inputs that break the rule are saved")
     args = parser.parse_args(argv)
+    global harness
+    engine = args.engine or ("atheris" if _atheris() else "random")
+    if engine == "atheris" and _atheris() is None:
+        parser.error("atheris is not installed (pip install -e '.[fuzz]')")
+    if engine == "atheris" and "kvcy" not in sys.modules:
+        # Coverage of the Python layers (kvcy's readers and the targets' checks);
+        # the Cython kernels are not instrumented (see docs/fuzzing.md).
+        with _atheris().instrument_imports(include=["kvcy", __package__]):
+            from . import harness
+            for name in TARGET_NAMES:
+                load_target(name)
+    else:
+        from . import harness
     if args.list or not args.target:
         for name in TARGET_NAMES:
             print("%-12s %s" % (name, load_target(name).SEEDS))
@@ -112,9 +137,6 @@ def main(argv=None):
         for name, count in write_seeds().items():
             print("%-12s %d seeds" % (name, count))
         return 0
-    engine = args.engine or ("atheris" if _atheris() else "random")
-    if engine == "atheris" and _atheris() is None:
-        parser.error("atheris is not installed (pip install -e '.[fuzz]')")
     if args.time is None and args.runs is None:
         args.time = 60.0
     if args.target == "all":
