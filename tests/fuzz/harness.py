@@ -43,12 +43,12 @@ HANG_SECONDS = 10.0
 class RuleBroken(AssertionError):
     """An input broke the rule; .data is the input, .cause what happened."""
 
-    def __init__(self, target, data, cause):
+    def __init__(self, target, data, cause, where=""):
         self.target = target
         self.data = data
         self.cause = cause
-        super().__init__("fuzz target %s: %s: %s (input of %d bytes)"
-                         % (target, type(cause).__name__, cause, len(data)))
+        super().__init__("fuzz target %s: %s: %s (input of %d bytes%s)"
+                         % (target, type(cause).__name__, cause, len(data), where))
 
 
 class Hang(BaseException):
@@ -199,7 +199,7 @@ def replay(name, target, inputs):
         try:
             execute(name, target, data)
         except RuleBroken as exc:
-            raise RuleBroken(name, data, "%s (replaying %s)" % (exc.cause, entry)) from exc
+            raise RuleBroken(name, data, exc.cause, ", replaying " + entry) from exc.cause
     return len(inputs)
 
 

@@ -11,9 +11,22 @@ what a valid block decodes to.
 import snappy as reference
 
 from kvcy import _snappy
+from kvcy._coding import decode_varint32
 from kvcy.errors import CorruptionError
 
 SEEDS = "compressed: mode 0 + the snappy-compressed blocks of the workload's tables"
+
+
+def _length_is_varint32(body):
+    """True iff the block starts with a valid varint32 length.  The snappy
+    format caps it at 5 bytes (as Google's snappy does); python-snappy also
+    takes longer ones (a 9-byte varint of 0 found by the fuzzer, kept as a
+    regression): kvcy refusing those is right, not a disagreement."""
+    try:
+        decode_varint32(body, 0)
+        return True
+    except CorruptionError:
+        return False
 
 
 def fuzz_one(data):
@@ -32,7 +45,7 @@ def fuzz_one(data):
     try:
         got = _snappy.uncompress(body)
     except CorruptionError:
-        if want is not None:
+        if want is not None and _length_is_varint32(body):
             raise AssertionError("kvcy refused a block python-snappy decodes (%d bytes)"
                                  % len(want))
         raise
