@@ -107,12 +107,15 @@ class Consumer:
         return len(self.data) - self.pos
 
 
-def entries_from(data, limit=400):
-    """Sorted, distinct (internal key, value) entries made from data."""
+def entries_from(data, limit=300, max_bytes=64 * 1024):
+    """Sorted, distinct (internal key, value) entries made from data, at
+    most `limit` of them and about max_bytes in all (bigger tables only make
+    each execution slower)."""
     c = Consumer(data)
     out = {}
     previous = b""
-    while c.left() > 0 and len(out) < limit:
+    total = 0
+    while c.left() > 0 and len(out) < limit and total < max_bytes:
         head = c.byte()
         # Share a prefix with the previous key half the time: prefix compression.
         shared = previous[:c.byte() % (len(previous) + 1)] if head & 1 else b""
@@ -123,5 +126,6 @@ def entries_from(data, limit=400):
         if head & 8:
             value *= 1 + c.byte() % 64     # some long, compressible values
         out[encode_internal_key(user_key, sequence, kind)] = value
+        total += len(user_key) + len(value)
         previous = user_key
     return sorted(out.items(), key=lambda e: internal_order(e[0]))
