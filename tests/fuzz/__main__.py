@@ -35,7 +35,7 @@ def _atheris():
     return atheris
 
 
-def run_atheris(atheris, name, target, seconds, runs, artifacts, summary, max_len):
+def run_atheris(atheris, name, target, seconds, runs, artifacts, summary, max_len, seed):
     """Hand the target to libFuzzer.  It saves an input that breaks the rule
     under artifacts and exits; otherwise this ends the process when the time
     or the runs are used up, after printing summary(counts): libFuzzer's own
@@ -63,6 +63,8 @@ def run_atheris(atheris, name, target, seconds, runs, artifacts, summary, max_le
     argv += ["-timeout=%d" % harness.HANG_SECONDS, "-rss_limit_mb=2048",
              "-max_len=%d" % max_len, "-print_final_stats=1",
              "-artifact_prefix=%s/" % artifacts.rstrip("/")]
+    if seed:
+        argv.append("-seed=%d" % seed)       # libFuzzer's 0 means "pick one"
     if seconds is not None:      # a backstop: test_one_input ends the run
         argv.append("-max_total_time=%d" % (int(seconds) + 60))
     atheris.Setup(argv, test_one_input)
@@ -88,7 +90,8 @@ def run_target(name, engine, seconds, runs, seed, artifacts):
             # Inputs may grow to twice the largest seed: bigger ones only run slower.
             max_len = min(harness.MAX_INPUT_BYTES,
                           max([4096] + [2 * len(d) for _, d in seeds + regressions]))
-            run_atheris(_atheris(), name, target, seconds, runs, artifacts, summary, max_len)
+            run_atheris(_atheris(), name, target, seconds, runs, artifacts, summary, max_len,
+                        seed)
         else:
             counts = harness.run_random(name, target, seconds=seconds, runs=runs, seed=seed,
                                         corpus=[d for _, d in seeds + regressions])
