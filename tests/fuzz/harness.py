@@ -26,7 +26,6 @@ Not thread-safe: one run per process.
 import os
 import random
 import signal
-import struct
 import time
 
 from kvcy.errors import CorruptionError
@@ -202,9 +201,3 @@ def replay(name, target, inputs):
             raise RuleBroken(name, data, exc.cause, ", replaying " + entry) from exc.cause
     return len(inputs)
 
-
-def u32(data, i):
-    """The little-endian fixed32 at data[i:i+4], 0 past the end (for targets)."""
-    if i + 4 > len(data):
-        return 0
-    return struct.unpack_from("<I", data, i)[0]

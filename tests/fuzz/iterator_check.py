@@ -10,7 +10,7 @@ is a pass.  A scan that does not end within `max_steps` is a hang.
 """
 import struct
 
-from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, KIND_VALUE, MAX_SEQUENCE
+from kvcy.dbformat import KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 
 
 class NoProgress(AssertionError):
@@ -124,6 +124,3 @@ def known_kind(entries):
     to a lookup, which reports them)."""
     return all(k[-8] in (KIND_VALUE, KIND_DELETE) for k, _ in entries)
 
-
-__all__ = ["walk", "lookups", "expected_get", "known_kind", "internal_order",
-           "NoProgress", "KIND_FOR_SEEK"]
