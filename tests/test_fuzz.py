@@ -139,3 +139,16 @@ def test_target_long_run(name):
     seconds = float(os.environ.get("KVCY_FUZZ_SECONDS", "60"))
     proc = run_fuzz(name, "--time", str(seconds), timeout=seconds + 300)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def test_seed_builder_covers_every_target():
+    # seeds.py (python -m tests.fuzz seeds) still runs its workload and cuts
+    # every kind of file it needs: each target gets seeds its decoder accepts.
+    from fuzz.seeds import build_seeds
+    seeds = build_seeds()
+    assert set(seeds) == set(TARGET_NAMES)
+    for name, files in seeds.items():
+        target = load_target(name)
+        accepted = [n for n, data in sorted(files.items())
+                    if not harness.execute(name, target, data)]
+        assert accepted, "no seed of %s decodes" % name
