@@ -11,6 +11,7 @@ from kvcy.connection import Connection, connect
 from kvcy.errors import (ConflictError, CorruptionError, DatabaseError, DataError, Error,
                          InterfaceError, NotSupportedError, OperationalError, ProgrammingError)
 from kvcy.options import MAX_BATCH_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, Options
+from kvcy.table_writer import TableInfo, TableWriter
 from kvcy.transaction import Transaction, retry_transaction
 from kvcy import dbm, shelve     # the stdlib-compatible modules: kvcy.dbm.open(), kvcy.shelve.open()
 # The functions shadow their modules' names on the package (kvcy.check is the
@@ -35,6 +36,7 @@ apilevel = "2.0"
 
 __all__ = [
     "connect", "Connection", "WriteBatch", "Options", "Transaction", "retry_transaction",
+    "TableWriter", "TableInfo",
     "dbm", "shelve", "aio", "check", "CheckReport", "repair", "RepairReport",
     "Error", "InterfaceError", "DatabaseError", "OperationalError", "ConflictError",
     "CorruptionError", "ProgrammingError", "DataError", "NotSupportedError",

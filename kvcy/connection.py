@@ -33,6 +33,7 @@ from kvcy.errors import OperationalError, ProgrammingError
 from kvcy._db_iter import DBIterator, prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
+from kvcy.ingest import ingest_files
 from kvcy.recovery import open_engine
 from kvcy.refresher import Refresher
 from kvcy.snapshot import Snapshot
@@ -467,6 +468,23 @@ class Connection:
         engine = self._check()
         version = engine.versions.current       # held here: its tables stay on disk
         return check_database(self.path, self._env, version=version, progress=progress)
+
+    # -- bulk ingestion (kvcy/ingest.py) -------------------------------------
+
+    def ingest(self, paths, move=False):
+        """Add table files written by kvcy.TableWriter, all or none: each is
+        checked whole first, then copied in with a sequence number above
+        everything present, so its pairs shadow older values and snapshots
+        taken before do not see them.  The memtable is flushed first.
+        paths: one path or an iterable of paths whose key ranges do not
+        overlap.  move=True deletes the source files once they are in.
+        Returns the sequence number the pairs carry (None if there are none)."""
+        engine = self._check()
+        if isinstance(paths, (str, bytes, os.PathLike)):
+            paths = [paths]
+        if not isinstance(move, bool):
+            raise TypeError("move must be True or False, not %s" % type(move).__name__)
+        return ingest_files(engine, self._env, list(paths), move)
 
 
 def connect(path, config=None, *, env=None, autocommit=True, **options):

@@ -66,6 +66,9 @@ class Connection:
     def __enter__(self) -> Connection: ...
     def __exit__(self, *exc_info: object) -> None: ...
     def __del__(self) -> None: ...
+    def ingest(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+               move: bool = False) -> int | None:
+        """Add kvcy.TableWriter files atomically (kvcy/ingest.py)."""
 
 def connect(path: str | os.PathLike[str], config: _Config = None, *, env: Env | None = None,
             autocommit: bool = True, **options: Any) -> Connection:

@@ -1,0 +1,207 @@
+"""Adding table files built outside the database (Connection.ingest).
+
+Files come from kvcy.TableWriter: every entry has sequence 0 and kind value.
+Ingest runs in three steps:
+
+1. Check, before anything changes: each file is read whole with
+   kvcy.check.check_table (format, every block checksum, key order, bloom
+   filter, properties), must hold only sequence-0 entries, and the files'
+   key ranges must not overlap one another.
+2. Under the compaction lock and the engine's write lock, with every
+   memtable flushed first (a memtable is read before the tables, so an
+   older memtable entry of an ingested key would otherwise shadow it):
+   take sequence S = last_sequence + 1 and copy each file into the data
+   directory under a new file number, every entry rewritten to carry S.
+   The ingested pairs then shadow older values exactly as if they had been
+   written at S, and a snapshot taken before (sequence < S) never sees them.
+3. Record every new file in ONE VersionEdit that also advances
+   last_sequence to S.  A crash before that record leaves only unrecorded
+   files, orphans the next open deletes: all of the files are in, or none.
+
+Each file goes to the deepest level above every file it overlaps: level 0
+if it overlaps anything in level 0, the last level if it overlaps nothing.
+Writers wait while the files are copied (about as long as reading them).
+"""
+import os
+import struct
+
+from kvcy import filename
+from kvcy._table_builder import TableBuilder
+from kvcy.check import check_table
+from kvcy.compaction_picker import overlapping
+from kvcy.dbformat import KIND_VALUE, TAG_BYTES
+from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
+from kvcy.table import Table
+from kvcy.version_edit import FileMetaData, VersionEdit
+
+_TAG = struct.Struct("<Q")
+
+
+class _Source:
+    """One file to ingest, checked: path and user-key range."""
+
+    def __init__(self, path, file_size, smallest, largest, entries):
+        self.path = path
+        self.file_size = file_size
+        self.smallest = smallest
+        self.largest = largest
+        self.entries = entries
+
+
+def check_ingest_file(env, path):
+    """Read and check the whole table at path; return its _Source (None if it
+    holds no entries).  Raises CorruptionError or ProgrammingError naming it."""
+    try:
+        file = env.new_random_access_file(path)
+    except FileNotFoundError as exc:
+        raise ProgrammingError("cannot ingest %s: no such file" % path) from exc
+    try:
+        report = check_table(file, file.size, path)
+        if not report.ok:
+            raise CorruptionError("cannot ingest %s: %s" % (path, "; ".join(
+                str(p) for p in report.problems)))
+        if report.max_sequence != 0:
+            raise ProgrammingError(
+                "cannot ingest %s: it holds entries of sequence up to %d, not a "
+                "kvcy.TableWriter file (every entry of sequence 0)" % (path, report.max_sequence))
+        if report.entries == 0:
+            return None
+        return _Source(path, file.size, report.smallest[:-TAG_BYTES],
+                       report.largest[:-TAG_BYTES], report.entries)
+    finally:
+        file.close()
+
+
+def check_disjoint(sources):
+    """Sort sources by key; ProgrammingError naming two files whose ranges overlap."""
+    sources = sorted(sources, key=lambda s: s.smallest)
+    for before, after in zip(sources, sources[1:]):
+        if after.smallest <= before.largest:
+            raise ProgrammingError(
+                "cannot ingest %s and %s together: their key ranges overlap (%r..%r and "
+                "%r..%r)" % (before.path, after.path, before.smallest, before.largest,
+                             after.smallest, after.largest))
+    return sources
+
+
+def target_level(version, smallest, largest):
+    """The deepest level above every file overlapping [smallest, largest]."""
+    levels = len(version.files)
+    for level in range(levels):
+        if overlapping(version.files[level], smallest, largest):
+            return max(level - 1, 0)
+    return levels - 1
+
+
+def rewrite_with_sequence(env, options, source, dest, sequence):
+    """Copy source's entries to a new table at dest with every entry at
+    sequence; return (file size, smallest internal key, largest internal key).
+    Refuses (ProgrammingError) a deletion or a repeated user key."""
+    tag = _TAG.pack((sequence << 8) | KIND_VALUE)
+    src = env.new_random_access_file(source.path)
+    out = env.new_writable_file(dest)
+    try:
+        it = Table.open(src, src.size).iterator()
+        builder = TableBuilder(out, options, dest)
+        add = builder.add
+        prev = None
+        it.seek_to_first()
+        while it.valid():
+            ikey = it.key()
+            user = ikey[:-TAG_BYTES]
+            if ikey[-TAG_BYTES] != KIND_VALUE:
+                raise ProgrammingError("cannot ingest %s: key %r is a deletion; ingested "
+                                       "files hold values only" % (source.path, user))
+            if prev is not None and user <= prev:
+                raise ProgrammingError("cannot ingest %s: key %r repeats" % (source.path, user))
+            add(user + tag, it.value())
+            prev = user
+            it.next()
+        if it.status() is not None:
+            raise it.status()
+        size = builder.finish()
+        out.sync()
+        return size, builder.props.smallest, builder.props.largest
+    finally:
+        out.close()
+        src.close()
+
+
+def _flushed_and_locked(engine):
+    """Flush every memtable, then hold the compaction lock and the write
+    lock with none left (writes between the flush and the lock go again)."""
+    writer = engine.writer
+    while True:
+        engine.flush(wait=True)
+        engine.compaction_lock.acquire()
+        writer.acquire()
+        if not len(writer.mem) and not engine.imm:
+            return
+        writer.release()
+        engine.compaction_lock.release()
+
+
+def ingest_files(engine, env, paths, move=False):
+    """Add the TableWriter files at paths to engine's database atomically;
+    return the sequence they carry (None if they hold no entries).
+    move=True deletes the source files once they are in."""
+    if engine.readonly:
+        raise OperationalError("cannot ingest: the database is open read-only")
+    paths = [os.fspath(path) for path in paths]
+    sources = [check_ingest_file(env, path) for path in paths]
+    sources = check_disjoint([s for s in sources if s is not None])
+    if not sources:
+        if move:
+            for path in paths:
+                os.remove(path)
+        return None
+    versions = engine.versions
+    writer = engine.writer
+    numbers = []
+    _flushed_and_locked(engine)
+    try:
+        engine._check_writable()
+        sequence = writer.last_sequence + 1
+        version = versions.current
+        edit = VersionEdit(last_sequence=sequence)
+        try:
+            for source in sources:
+                with versions.lock:
+                    number = versions.new_file_number()
+                    versions.pending_outputs.add(number)
+                numbers.append(number)
+                dest = filename.table_file_name(engine.dbpath, number)
+                size, smallest, largest = rewrite_with_sequence(
+                    env, engine.options, source, dest, sequence)
+                level = target_level(version, source.smallest, source.largest)
+                edit.add_file(level, FileMetaData(number, size, smallest, largest))
+            env.sync_dir(engine.dbpath)     # the tables' names must outlive a power loss
+        except BaseException:
+            # Nothing is recorded: the copies go now (else the next open would).
+            for number in numbers:
+                try:
+                    env.remove_file(filename.table_file_name(engine.dbpath, number))
+                except OSError:
+                    pass
+            with versions.lock:
+                versions.pending_outputs.difference_update(numbers)
+            raise
+        try:
+            with versions.lock:
+                versions.log_and_apply(edit)
+        finally:
+            # A failed record may still be on disk: the files stay for reopen to judge.
+            with versions.lock:
+                versions.pending_outputs.difference_update(numbers)
+        writer.last_sequence = sequence
+        del version
+    finally:
+        writer.release()
+        engine.compaction_lock.release()
+    engine.info_log.log("ingested %d files as tables %s at sequence %d", len(sources),
+                        ", ".join("%06d" % n for n in numbers), sequence)
+    engine._after_version_change()
+    if move:
+        for path in paths:
+            os.remove(path)
+    return sequence
