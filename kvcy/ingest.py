@@ -20,9 +20,13 @@ Ingest runs in three steps:
 
 Each file goes to the deepest level above every file it overlaps: level 0
 if it overlaps anything in level 0, the last level if it overlaps nothing.
-Writers wait while the files are copied (about as long as reading them).
+A file that overlaps nothing, ingested while no snapshot (nor transaction)
+is live, is copied unchanged (hard-linked with move=True) and keeps
+sequence 0: no reader can tell the difference, and no entry is decoded.
+Writers wait while the files are copied.
 """
 import os
+import shutil
 import struct
 
 from kvcy import filename
@@ -30,18 +34,21 @@ from kvcy._table_builder import TableBuilder
 from kvcy.check import check_table
 from kvcy.compaction_picker import overlapping
 from kvcy.dbformat import KIND_VALUE, TAG_BYTES
+from kvcy.env import PosixEnv
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
 from kvcy.table import Table
 from kvcy.version_edit import FileMetaData, VersionEdit
 
 _TAG = struct.Struct("<Q")
+ZERO_TAG = _TAG.pack(KIND_VALUE)         # sequence 0, kind value: TableWriter's tag
 
 
 class _Source:
     """One file to ingest, checked: path and user-key range."""
 
-    def __init__(self, path, file_size, smallest, largest, entries):
+    def __init__(self, path, file_size, smallest, largest, entries, deletions):
         self.path = path
+        self.deletions = deletions
         self.file_size = file_size
         self.smallest = smallest
         self.largest = largest
@@ -66,8 +73,9 @@ def check_ingest_file(env, path):
                 "kvcy.TableWriter file (every entry of sequence 0)" % (path, report.max_sequence))
         if report.entries == 0:
             return None
+        deletions = Table.open(file, file.size).properties.num_deletions
         return _Source(path, file.size, report.smallest[:-TAG_BYTES],
-                       report.largest[:-TAG_BYTES], report.entries)
+                       report.largest[:-TAG_BYTES], report.entries, deletions)
     finally:
         file.close()
 
@@ -127,6 +135,24 @@ def rewrite_with_sequence(env, options, source, dest, sequence):
         src.close()
 
 
+def copy_unchanged(source, dest, move):
+    """Put source's bytes at dest, synced: a hard link when move=True (the
+    source goes once the file is recorded), else a copy; return the size."""
+    if move:
+        try:
+            os.link(source.path, dest)
+            return source.file_size
+        except OSError:
+            pass              # another file system, or no hard links: copy
+    shutil.copyfile(source.path, dest)
+    fd = os.open(dest, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return source.file_size
+
+
 def _flushed_and_locked(engine):
     """Flush every memtable, then hold the compaction lock and the write
     lock with none left (writes between the flush and the lock go again)."""
@@ -164,6 +190,16 @@ def ingest_files(engine, env, paths, move=False):
         sequence = writer.last_sequence + 1
         version = versions.current
         edit = VersionEdit(last_sequence=sequence)
+        last_level = len(version.files) - 1
+        # Without a live snapshot (transactions hold one too), a file that
+        # overlaps nothing can keep sequence 0: no reader can tell it from
+        # sequence S, and copying its bytes skips decoding every entry.  The
+        # snapshot list stays locked until the file is in, so none starts
+        # in between and sees it early.
+        snapshot_lock = engine.snapshots._lock
+        snapshot_lock.acquire()
+        # (Only through the real file system: a wrapping env sees every write.)
+        unchanged = len(engine.snapshots) == 0 and type(env) is PosixEnv
         try:
             for source in sources:
                 with versions.lock:
@@ -171,9 +207,14 @@ def ingest_files(engine, env, paths, move=False):
                     versions.pending_outputs.add(number)
                 numbers.append(number)
                 dest = filename.table_file_name(engine.dbpath, number)
-                size, smallest, largest = rewrite_with_sequence(
-                    env, engine.options, source, dest, sequence)
                 level = target_level(version, source.smallest, source.largest)
+                if unchanged and level == last_level and not source.deletions:
+                    size = copy_unchanged(source, dest, move)
+                    smallest = source.smallest + ZERO_TAG
+                    largest = source.largest + ZERO_TAG
+                else:
+                    size, smallest, largest = rewrite_with_sequence(
+                        env, engine.options, source, dest, sequence)
                 edit.add_file(level, FileMetaData(number, size, smallest, largest))
             env.sync_dir(engine.dbpath)     # the tables' names must outlive a power loss
         except BaseException:
@@ -183,6 +224,7 @@ def ingest_files(engine, env, paths, move=False):
                     env.remove_file(filename.table_file_name(engine.dbpath, number))
                 except OSError:
                     pass
+            snapshot_lock.release()
             with versions.lock:
                 versions.pending_outputs.difference_update(numbers)
             raise
@@ -190,6 +232,7 @@ def ingest_files(engine, env, paths, move=False):
             with versions.lock:
                 versions.log_and_apply(edit)
         finally:
+            snapshot_lock.release()
             # A failed record may still be on disk: the files stay for reopen to judge.
             with versions.lock:
                 versions.pending_outputs.difference_update(numbers)

@@ -101,6 +101,24 @@ def test_ingest_overlapping_nothing_goes_to_the_last_level(tmp_path):
         assert list(conn.scan())[:2] == [(b"a", b"1"), (key(0), b"v")]
 
 
+def test_snapshot_does_not_see_a_file_that_overlaps_nothing(tmp_path):
+    # Without a snapshot such a file is copied unchanged (sequence 0); with
+    # one it must be rewritten at a sequence the snapshot does not see.
+    with kvcy.connect(tmp_path / "db") as conn:
+        conn.put(b"a", b"1")
+        snap = conn.snapshot()
+        with conn.transaction() as txn:
+            assert txn.get(key(3)) is None
+            write_table(tmp_path / "t", ((key(i), b"v") for i in range(10)))
+            conn.ingest(tmp_path / "t")
+            assert snap.get(key(3)) is None and conn.get(key(3)) == b"v"
+            txn.put(key(3), b"from the transaction")
+            with pytest.raises(kvcy.ConflictError):
+                txn.commit()
+        assert len(list(snap.scan())) == 1
+        assert level_files(conn)[-1] == 1
+
+
 def test_ingest_goes_just_above_the_shallowest_overlapping_level(tmp_path):
     with kvcy.connect(tmp_path / "db") as conn:
         conn.put(key(50), b"old")
