@@ -90,9 +90,30 @@ class TableWriter:
 
     def add_many(self, pairs):
         """add() each (key, value) of an iterable, in order."""
+        # The common case (bytes keys and values within the limits) inlined:
+        # a method call per pair would cost as much as the table writing.
         add = self.add
-        for key, value in pairs:
-            add(key, value)
+        build = self._builder.add if self._builder is not None and self.info is None else None
+        if build is None:
+            return add_each(add, pairs)
+        last = self._last
+        count = 0
+        try:
+            for key, value in pairs:
+                if (type(key) is not bytes or type(value) is not bytes or last is None
+                        or key <= last or len(key) > MAX_KEY_BYTES
+                        or len(value) > MAX_VALUE_BYTES):
+                    self._last, self._count = last, self._count + count
+                    count = 0
+                    add(key, value)          # checks and raises, or sets the first key
+                    last = self._last
+                    continue
+                build(key + _TAG, value)
+                last = key
+                count += 1
+        finally:
+            self._last = last
+            self._count += count
 
     def finish(self):
         """Write the table's index and footer, sync and close it; return TableInfo."""
@@ -133,3 +154,8 @@ class TableWriter:
             self.abandon()
         return False
 
+
+
+def add_each(add, pairs):
+    for key, value in pairs:
+        add(key, value)
