@@ -3,10 +3,9 @@
 Files come from kvcy.TableWriter: every entry has sequence 0 and kind value.
 Ingest runs in three steps:
 
-1. Check, before anything changes: each file is read whole with
-   kvcy.check.check_table (format, every block checksum, key order, bloom
-   filter, properties), must hold only sequence-0 entries, and the files'
-   key ranges must not overlap one another.
+1. Check, before anything changes: each file is read whole (format, every
+   block checksum, key order, entry count), must hold only values of
+   sequence 0, and the files' key ranges must not overlap one another.
 2. Under the compaction lock and the engine's write lock, with every
    memtable flushed first (a memtable is read before the tables, so an
    older memtable entry of an ingested key would otherwise shadow it):
@@ -31,9 +30,8 @@ import struct
 
 from kvcy import filename
 from kvcy._table_builder import TableBuilder
-from kvcy.check import check_table
 from kvcy.compaction_picker import overlapping
-from kvcy.dbformat import KIND_VALUE, TAG_BYTES
+from kvcy.dbformat import KIND_VALUE, TAG_BYTES, parse_internal_key
 from kvcy.env import PosixEnv
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
 from kvcy.table import Table
@@ -46,9 +44,8 @@ ZERO_TAG = _TAG.pack(KIND_VALUE)         # sequence 0, kind value: TableWriter's
 class _Source:
     """One file to ingest, checked: path and user-key range."""
 
-    def __init__(self, path, file_size, smallest, largest, entries, deletions):
+    def __init__(self, path, file_size, smallest, largest, entries):
         self.path = path
-        self.deletions = deletions
         self.file_size = file_size
         self.smallest = smallest
         self.largest = largest
@@ -57,27 +54,59 @@ class _Source:
 
 def check_ingest_file(env, path):
     """Read and check the whole table at path; return its _Source (None if it
-    holds no entries).  Raises CorruptionError or ProgrammingError naming it."""
+    holds no entries).  Raises CorruptionError or ProgrammingError naming it.
+
+    Table.open checks the footer, index, filter and properties; the scan
+    reads every data block through its CRC32C and block-structure checks
+    (kvcy._table, in C) while this loop checks each key: the TableWriter
+    tag (sequence 0, kind value) and user keys strictly increasing."""
     try:
         file = env.new_random_access_file(path)
     except FileNotFoundError as exc:
         raise ProgrammingError("cannot ingest %s: no such file" % path) from exc
     try:
-        report = check_table(file, file.size, path)
-        if not report.ok:
-            raise CorruptionError("cannot ingest %s: %s" % (path, "; ".join(
-                str(p) for p in report.problems)))
-        if report.max_sequence != 0:
-            raise ProgrammingError(
-                "cannot ingest %s: it holds entries of sequence up to %d, not a "
-                "kvcy.TableWriter file (every entry of sequence 0)" % (path, report.max_sequence))
-        if report.entries == 0:
+        try:
+            table = Table.open(file, file.size)
+            smallest, largest, entries = _scan_keys(table, path)
+        except CorruptionError as exc:
+            raise CorruptionError("cannot ingest %s: %s" % (path, exc)) from exc
+        recorded = table.properties.num_entries
+        if recorded != entries:
+            raise CorruptionError("cannot ingest %s: its properties record %d entries, "
+                                  "it holds %d" % (path, recorded, entries))
+        if entries == 0:
             return None
-        deletions = Table.open(file, file.size).properties.num_deletions
-        return _Source(path, file.size, report.smallest[:-TAG_BYTES],
-                       report.largest[:-TAG_BYTES], report.entries, deletions)
+        return _Source(path, file.size, smallest, largest, entries)
     finally:
         file.close()
+
+
+def _scan_keys(table, path):
+    """(smallest user key, largest user key, entries) of table, every key checked."""
+    it = table.iterator()
+    it.seek_to_first()
+    valid, key, step = it.valid, it.key, it.next
+    smallest = prev = None
+    entries = 0
+    while valid():
+        ikey = key()
+        if not ikey.endswith(ZERO_TAG):
+            user, sequence, kind = parse_internal_key(ikey)
+            raise ProgrammingError(
+                "cannot ingest %s: key %r has sequence %d, kind %d; a kvcy.TableWriter "
+                "file holds values of sequence 0 (not a kvcy.TableWriter file)"
+                % (path, user, sequence, kind))
+        user = ikey[:-TAG_BYTES]
+        if prev is not None and user <= prev:
+            raise CorruptionError("key %r is not after the key before it, %r" % (user, prev))
+        if smallest is None:
+            smallest = user
+        prev = user
+        entries += 1
+        step()
+    if it.status() is not None:
+        raise it.status()
+    return smallest, prev, entries
 
 
 def check_disjoint(sources):
@@ -208,7 +237,7 @@ def ingest_files(engine, env, paths, move=False):
                 numbers.append(number)
                 dest = filename.table_file_name(engine.dbpath, number)
                 level = target_level(version, source.smallest, source.largest)
-                if unchanged and level == last_level and not source.deletions:
+                if unchanged and level == last_level:
                     size = copy_unchanged(source, dest, move)
                     smallest = source.smallest + ZERO_TAG
                     largest = source.largest + ZERO_TAG
