@@ -5,9 +5,9 @@ taken while writes continue:
 
   1. Under the write lock and the version lock (so no write, flush or
      compaction moves in between): note the last sequence, pin the current
-     Version (holding it keeps its tables on disk, kvcy/version_set.py),
-     hard-link the immutable logs at or above the log number and copy the
-     live log's bytes (every acknowledged write is in the OS: log_writer.py).
+     Version (holding it keeps its tables on disk, kvcy/version_set.py) and
+     copy the logs at or above the log number (every acknowledged write is
+     in the OS, log_writer.py, and no write lands while the lock is held).
      The logs are a memtable's worth, so writers wait only that long.
   2. Outside the locks: hard-link every table of the pinned Version (copy
      when linking fails, e.g. across file systems, EXDEV).
@@ -115,16 +115,14 @@ def _capture(engine, work):
             version = engine.versions.current
             log_number = engine.versions.log_number
             manifest_sequence = engine.versions.last_sequence   # what the older logs held
-            live_log = engine.log.number if engine.log is not None else None
             for name in engine.env.get_children(engine.dbpath):
                 parsed = filename.parse_file_name(name)
                 if parsed is None or parsed[0] != "log" or parsed[1] < log_number:
                     continue
                 src = os.path.join(engine.dbpath, name)
-                if parsed[1] == live_log:
-                    _copy_prefix(src, os.path.join(work, name), os.path.getsize(src))
-                else:
-                    link_or_copy(src, os.path.join(work, name))
+                # Copied, never linked: opening the copy may truncate a torn
+                # tail or append, which must not reach the original's logs.
+                _copy_prefix(src, os.path.join(work, name), os.path.getsize(src))
     finally:
         writer.release()
     return sequence, version, log_number, manifest_sequence
