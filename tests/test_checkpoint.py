@@ -237,3 +237,12 @@ def test_checkpoints_killed_midway_leave_whole_copies_or_none(tmp_path):
     assert checked >= 1
     with kvcy.connect(str(tmp_path / "db")) as conn:
         assert conn.stats()["last_sequence"] >= 1
+
+
+def test_cli_restore_refuses_database_options(tmp_path, capsys):
+    src = str(tmp_path / "db")
+    kvcy.connect(src).close()
+    assert main(["backup", src, str(tmp_path / "b"), "--block-cache-bytes", "1MiB"]) == 0
+    assert main(["restore", str(tmp_path / "b"), str(tmp_path / "r"), "--sync"]) == 1
+    assert "--sync has no effect here" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "r")

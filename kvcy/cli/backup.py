@@ -15,11 +15,12 @@ import shutil
 import kvcy
 from kvcy import filename
 from kvcy.cli.arguments import CommandError
+from kvcy.cli.option_flags import add_option_flags, connect_args, refuse_option_flags
 from kvcy.cli.progress import add_progress_flag, progress_bar, reporter
 
 
 def register(sub):
-    p = sub.add_parser("backup", usage="%(prog)s SRC DEST [--progress]",
+    p = sub.add_parser("backup", usage="%(prog)s SRC DEST [--progress] [options]",
                        help="copy a database, consistent as of one moment",
                        description="Write a checkpoint of the database SRC to the new "
                                    "directory DEST (tables hard-linked where the file "
@@ -27,6 +28,7 @@ def register(sub):
     p.add_argument("src", metavar="SRC", help="the database directory")
     p.add_argument("dest", metavar="DEST", help="the backup directory (must not exist)")
     add_progress_flag(p)
+    add_option_flags(p, create_if_missing=False)
     p.set_defaults(run=backup)
 
     p = sub.add_parser("restore", usage="%(prog)s BACKUP DEST [--progress]",
@@ -36,13 +38,15 @@ def register(sub):
     p.add_argument("backup", metavar="BACKUP", help="a directory kvcy backup wrote")
     p.add_argument("dest", metavar="DEST", help="the new database directory")
     add_progress_flag(p)
+    add_option_flags(p)
     p.set_defaults(run=restore)
 
 
 def backup(args, out):
     if os.path.lexists(args.dest):
         raise CommandError("%s already exists; give a new directory" % args.dest)
-    with kvcy.connect(args.src, create_if_missing=False) as conn:
+    config, options = connect_args(args)
+    with kvcy.connect(args.src, config, **options) as conn:
         with progress_bar(args, unit="B", unit_scale=True, desc="backup") as bar:
             sequence = conn.checkpoint(args.dest, progress=reporter(bar))
     print("backed up %s to %s at sequence %d" % (args.src, args.dest, sequence), file=out)
@@ -50,6 +54,7 @@ def backup(args, out):
 
 
 def restore(args, out):
+    refuse_option_flags(args, "restore")
     names = _database_files(args.backup)
     if os.path.isdir(args.dest) and os.listdir(args.dest):
         raise CommandError("%s is not empty; restore into a new or empty directory" % args.dest)
