@@ -92,7 +92,8 @@ def create_checkpoint(engine, dest, progress=None):
                                  filename.table_file_name(work, meta.number))
             if progress is not None:
                 progress(done, total)
-        _write_manifest(work, version, log_number, manifest_sequence, engine.versions.next_file_number)
+        _write_manifest(engine.env, work, version, log_number, manifest_sequence,
+                        engine.versions.next_file_number)
         _fsync_path(work)
         _refuse_existing(dest)
         os.rename(work, dest)
@@ -128,7 +129,7 @@ def _capture(engine, work):
     return sequence, version, log_number, manifest_sequence
 
 
-def _write_manifest(work, version, log_number, sequence, next_file_number):
+def _write_manifest(env, work, version, log_number, sequence, next_file_number):
     number = next_file_number      # above every table and log copied
     edit = VersionEdit(log_number=log_number, next_file_number=number + 1,
                        last_sequence=sequence)
@@ -136,8 +137,6 @@ def _write_manifest(work, version, log_number, sequence, next_file_number):
         for meta in files:
             edit.add_file(level, meta)
     path = filename.manifest_file_name(work, number)
-    from kvcy.env import default_env
-    env = default_env()
     manifest = LogWriter(env.new_writable_file(path), number)
     try:
         manifest.add_record(edit.encode(), sync=True)
@@ -188,12 +187,15 @@ def destroy(path):
                                % path)
     lock = lock_file(filename.lock_file_name(path))
     try:
-        for name in names:
+        # CURRENT first: a crash midway leaves a directory no open takes
+        # for a database.  LOCK last, while still held, so no opener can
+        # hold a LOCK file that is about to vanish.
+        for name in sorted(names, key=lambda n: n != filename.CURRENT):
             parsed = filename.parse_file_name(name)
             if parsed is not None and parsed[0] != "lock":
                 os.remove(os.path.join(path, name))
+        os.remove(filename.lock_file_name(path))
     finally:
         lock.release()
-    os.remove(filename.lock_file_name(path))
     if not os.listdir(path):
         os.rmdir(path)

@@ -85,6 +85,14 @@ def test_checkpoint_refuses_an_existing_destination(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["db", "there"]   # no temporary left behind
 
 
+def test_checkpoint_refuses_a_read_only_connection(tmp_path):
+    kvcy.connect(str(tmp_path / "db")).close()
+    with kvcy.connect(str(tmp_path / "db"), readonly=True) as conn:
+        with pytest.raises(kvcy.OperationalError, match="open read-only"):
+            conn.checkpoint(str(tmp_path / "copy"))
+    assert not os.path.exists(tmp_path / "copy")
+
+
 def test_checkpoint_reports_progress_in_table_bytes(tmp_path):
     calls = []
     with kvcy.connect(str(tmp_path / "db")) as conn:
