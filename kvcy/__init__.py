@@ -18,6 +18,7 @@ from kvcy import dbm, shelve     # the stdlib-compatible modules: kvcy.dbm.open(
 # function); the modules stay importable as kvcy.check / kvcy.repair.
 from kvcy.check import CheckReport, check
 from kvcy.repair import RepairReport, repair
+from kvcy.checkpoint import destroy
 
 __version__ = "0.1.0"
 
@@ -37,7 +38,7 @@ apilevel = "2.0"
 __all__ = [
     "connect", "Connection", "WriteBatch", "Options", "Transaction", "retry_transaction",
     "TableWriter", "TableInfo",
-    "dbm", "shelve", "aio", "check", "CheckReport", "repair", "RepairReport",
+    "dbm", "shelve", "aio", "check", "CheckReport", "repair", "RepairReport", "destroy",
     "Error", "InterfaceError", "DatabaseError", "OperationalError", "ConflictError",
     "CorruptionError", "ProgrammingError", "DataError", "NotSupportedError",
     "MAX_KEY_BYTES", "MAX_VALUE_BYTES", "MAX_BATCH_BYTES",

@@ -486,6 +486,30 @@ class Connection:
             raise TypeError("move must be True or False, not %s" % type(move).__name__)
         return ingest_files(engine, self._env, list(paths), move)
 
+    # -- checkpoints and sizes (kvcy/checkpoint.py) ---------------------------
+
+    def checkpoint(self, dest, *, progress=None):
+        """Write an openable copy of the database, as of one moment, to the new
+        directory dest while writes go on: tables hard-linked (copied across
+        file systems), the logs copied up to that moment.  Returns the
+        sequence number the copy holds every write up to.  progress: an
+        optional callable(done, total), in table bytes."""
+        engine = self._check()
+        if engine.readonly:
+            raise OperationalError("cannot checkpoint: the database is open read-only")
+        from kvcy.checkpoint import create_checkpoint
+        return create_checkpoint(engine, dest, progress)
+
+    def approximate_size(self, start=None, stop=None):
+        """Estimated bytes on disk of the tables holding keys in [start, stop)
+        (None: unbounded); tables the range cuts count pro rata by their
+        index.  Writes still in the memtable are not counted."""
+        engine = self._check()
+        start = None if start is None else _bytes_like(start, "start")
+        stop = None if stop is None else _bytes_like(stop, "stop")
+        from kvcy.checkpoint import approximate_size
+        return approximate_size(engine, start, stop)
+
 
 def connect(path, config=None, *, env=None, autocommit=True, **options):
     """Open (by default, create) the database in directory path.

@@ -282,7 +282,7 @@ def test_help_of_every_subcommand_and_flag(capsys):
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert set(sub.choices) == {"get", "put", "delete", "scan", "dump", "load", "stats",
-                                "compact", "check", "repair", "bench"}
+                                "compact", "check", "repair", "backup", "restore", "bench"}
     for name, subparser in sub.choices.items():
         for action in subparser._actions:
             assert action.help, "kvcy %s: %s has no help" % (name, action.option_strings)

@@ -4,6 +4,7 @@
     kvcy load|dump ...               JSON lines or CSV (kvcy/cli/transfer.py)
     kvcy stats ...                   table, JSON, Prometheus (kvcy/cli/stats_table.py)
     kvcy compact|check|repair ...    maintenance (kvcy/cli/maintenance.py)
+    kvcy backup|restore ...          whole-database copies (kvcy/cli/backup.py)
     kvcy bench ...                   ops/s (kvcy/cli/bench.py)
 
 main(argv) runs one command and returns its exit status, so tests and
@@ -20,7 +21,7 @@ import os
 import sys
 
 import kvcy
-from kvcy.cli import bench, key_value, maintenance, stats_table, transfer
+from kvcy.cli import backup, bench, key_value, maintenance, stats_table, transfer
 from kvcy.cli.arguments import CommandError, CommandParser
 
 EXIT_INTERRUPTED = 130      # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -35,7 +36,7 @@ def build_parser():
                     "--help; see docs/operations.md.")
     parser.add_argument("--version", action="version", version="kvcy " + kvcy.__version__)
     sub = parser.add_subparsers(dest="command", metavar="command")
-    for module in (key_value, transfer, stats_table, maintenance, bench):
+    for module in (key_value, transfer, stats_table, maintenance, backup, bench):
         module.register(sub)
     return parser
 
