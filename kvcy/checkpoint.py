@@ -26,8 +26,8 @@ from kvcy import filename
 from kvcy.dbformat import KIND_FOR_SEEK, MAX_SEQUENCE, encode_internal_key
 from kvcy.env import lock_file
 from kvcy.errors import OperationalError, ProgrammingError
-from kvcy.log_writer import LogWriter
 from kvcy.version_edit import VersionEdit
+from kvcy.version_set import write_manifest
 
 _COPY_CHUNK = 1 << 20
 
@@ -45,7 +45,7 @@ def link_or_copy(src, dst):
         os.link(src, dst)
     except OSError:
         shutil.copyfile(src, dst)
-        _fsync_path(dst)
+        fsync_path(dst)
     return os.path.getsize(dst)
 
 
@@ -64,7 +64,8 @@ def _copy_prefix(src, dst, length):
         os.fsync(fout.fileno())
 
 
-def _fsync_path(path):
+def fsync_path(path):
+    """fsync a file or directory by name."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -94,10 +95,10 @@ def create_checkpoint(engine, dest, progress=None):
                 progress(done, total)
         _write_manifest(engine.env, work, version, log_number, manifest_sequence,
                         engine.versions.next_file_number)
-        _fsync_path(work)
+        fsync_path(work)
         _refuse_existing(dest)
         os.rename(work, dest)
-        _fsync_path(parent)
+        fsync_path(parent)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -136,12 +137,7 @@ def _write_manifest(env, work, version, log_number, sequence, next_file_number):
     for level, files in enumerate(version.files):
         for meta in files:
             edit.add_file(level, meta)
-    path = filename.manifest_file_name(work, number)
-    manifest = LogWriter(env.new_writable_file(path), number)
-    try:
-        manifest.add_record(edit.encode(), sync=True)
-    finally:
-        manifest.close()
+    write_manifest(env, work, number, edit)
     env.write_file_atomically(filename.current_file_name(work),
                               ("MANIFEST-%06d\n" % number).encode())
 

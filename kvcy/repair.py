@@ -53,11 +53,11 @@ from kvcy.env import default_env
 from kvcy.errors import CorruptionError
 from kvcy.log_format import FIRST_TYPE, FULL_TYPE, LAST_TYPE
 from kvcy.log_reader import LogReader
-from kvcy.log_writer import LogWriter
 from kvcy.table import Table
 from kvcy.table_format import (BLOCK_TRAILER_BYTES, FOOTER_BYTES, MAX_BLOCK_BYTES, BlockHandle,
                                read_block)
 from kvcy.version_edit import FileMetaData, VersionEdit
+from kvcy.version_set import write_manifest
 
 __all__ = ["repair", "RepairReport"]
 
@@ -441,12 +441,7 @@ def _repair_locked(dbpath, env, progress):
                        last_sequence=report.last_sequence)
     for meta in output.metas:
         edit.add_file(REPAIR_LEVEL, meta)
-    manifest_path = filename.manifest_file_name(dbpath, manifest_number)
-    writer = LogWriter(env.new_writable_file(manifest_path), manifest_number)
-    try:
-        writer.add_record(edit.encode(), sync=True)
-    finally:
-        writer.close()
+    write_manifest(env, dbpath, manifest_number, edit)
     env.sync_dir(dbpath)
     for name in damaged + ["%06d.log" % n for n in logs] + [
             os.path.basename(filename.manifest_file_name(dbpath, n)) for n in manifests]:
@@ -458,7 +453,7 @@ def _repair_locked(dbpath, env, progress):
         env.remove_file(os.path.join(dbpath, name))
         report.removed.append(name)
     env.sync_dir(dbpath)
-    report.manifest = os.path.basename(manifest_path)
+    report.manifest = os.path.basename(filename.manifest_file_name(dbpath, manifest_number))
     report.tables_written = ["%06d.sst" % m.number for m in output.metas]
     if progress is not None:
         progress(total, total)

@@ -41,6 +41,17 @@ from kvcy.version_edit import FileMetaData, VersionEdit
 NUM_LEVELS = 7
 
 
+def write_manifest(env, dbpath, number, edit):
+    """Write MANIFEST-number holding edit alone, synced (a fresh database
+    state, as repair and checkpoints make); the caller points CURRENT at it."""
+    writer = LogWriter(env.new_writable_file(filename.manifest_file_name(dbpath, number)),
+                       number)
+    try:
+        writer.add_record(edit.encode(), sync=True)
+    finally:
+        writer.close()
+
+
 def internal_sort_key(ikey):
     """Sort key giving internal-key order: user key ascending, tag descending."""
     return (ikey[:-8], -int.from_bytes(ikey[-8:], "little"))

@@ -14,6 +14,7 @@ import shutil
 
 import kvcy
 from kvcy import filename
+from kvcy.checkpoint import fsync_path
 from kvcy.cli.arguments import CommandError
 from kvcy.cli.option_flags import add_option_flags, connect_args, refuse_option_flags
 from kvcy.cli.progress import add_progress_flag, progress_bar, reporter
@@ -68,9 +69,9 @@ def restore(args, out):
         for name in sorted(names, key=lambda n: n == filename.CURRENT):
             target = os.path.join(args.dest, name)
             shutil.copyfile(os.path.join(args.backup, name), target)
-            _fsync(target)
+            fsync_path(target)
             bar.update(sizes[name])
-    _fsync(args.dest)
+    fsync_path(args.dest)
     print("restored %s to %s" % (args.backup, args.dest), file=out)
     return 0
 
@@ -86,9 +87,3 @@ def _database_files(path):
             if (filename.parse_file_name(n) or ("",))[0] in ("log", "sst", "manifest", "current")]
 
 
-def _fsync(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
