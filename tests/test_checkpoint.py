@@ -202,8 +202,10 @@ threading.Thread(target=write, daemon=True).start()
 n = 0
 while True:
     sequence = conn.checkpoint(os.path.join(out, "cp%04d" % n))
-    with open(os.path.join(out, "cp%04d.seq" % n), "w") as f:
+    # Written aside and renamed: a kill mid-write must not leave a partial number.
+    with open(os.path.join(out, "cp%04d.tmp" % n), "w") as f:
         f.write("%d" % sequence)
+    os.rename(os.path.join(out, "cp%04d.tmp" % n), os.path.join(out, "cp%04d.seq" % n))
     print(n, flush=True)
     n += 1
 """
