@@ -82,6 +82,13 @@ def encode_exact(data, encoding, what):
     return encode(data, encoding)
 
 
+def range_bounds(args, encoding):
+    """{"start", "stop", "prefix"}: the range flags decoded as keys (None when not given)."""
+    return {name: None if getattr(args, name) is None
+            else decode(getattr(args, name), encoding, "--" + name)
+            for name in ("start", "stop", "prefix")}
+
+
 def _short(text, limit=40):
     return text if len(text) <= limit else text[:limit] + "..."
 

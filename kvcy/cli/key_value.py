@@ -13,7 +13,7 @@ import json
 import kvcy
 from kvcy.cli.arguments import CommandError, add_db_argument, non_negative_int
 from kvcy.cli.codec import (add_encoding_flags, decode, encode, encode_field, key_encoding,
-                            value_encoding)
+                            range_bounds, value_encoding)
 from kvcy.cli.option_flags import add_option_flags, connect_args
 
 
@@ -97,9 +97,7 @@ def delete(args, out):
 
 def scan(args, out):
     kenc, venc = key_encoding(args), value_encoding(args)
-    bounds = {name: None if getattr(args, name) is None
-              else decode(getattr(args, name), kenc, "--" + name)
-              for name in ("start", "stop", "prefix")}
+    bounds = range_bounds(args, kenc)
     config, options = connect_args(args)
     with kvcy.connect(args.db, config, **options) as conn:
         with conn.scan(bounds["start"], bounds["stop"], prefix=bounds["prefix"],

@@ -21,7 +21,7 @@ import sys
 
 import kvcy
 from kvcy.cli.arguments import add_db_argument, positive_int
-from kvcy.cli.codec import (add_encoding_flags, decode, encode_exact, key_encoding,
+from kvcy.cli.codec import (add_encoding_flags, range_bounds, decode, encode_exact, key_encoding,
                             value_encoding)
 from kvcy.cli.option_flags import add_option_flags, connect_args
 from kvcy.cli.progress import add_progress_flag, progress_bar
@@ -68,9 +68,7 @@ def register(sub):
 
 def dump(args, out):
     kenc, venc = key_encoding(args), value_encoding(args)
-    bounds = {name: None if getattr(args, name) is None
-              else decode(getattr(args, name), kenc, "--" + name)
-              for name in ("start", "stop", "prefix")}
+    bounds = range_bounds(args, kenc)
     config, options = connect_args(args)
     with kvcy.connect(args.db, config, **options) as conn:
         if args.file == "-":
