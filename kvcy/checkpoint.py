@@ -14,10 +14,16 @@ taken while writes continue:
   3. Write a MANIFEST holding that Version and the log number, then CURRENT,
      fsync everything and the directory.  The copy is built in a temporary
      sibling directory and renamed to dest, so a crash leaves no half copy.
+     The temporary directory has a lock file beside it, held while it is
+     built; the next checkpoint into the same parent removes any whose lock
+     nobody holds (its maker died), so kill -9 leaves no lasting litter.
 
 Opening the copy replays its logs onto the Version, which yields exactly the
 writes up to the noted sequence.
 """
+import contextlib
+import fcntl
+import glob
 import os
 import shutil
 import tempfile
@@ -82,8 +88,14 @@ def create_checkpoint(engine, dest, progress=None):
     parent = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(parent):
         raise ProgrammingError("checkpoint destination's directory %r does not exist" % parent)
-    work = tempfile.mkdtemp(prefix=".kvcy-checkpoint-", dir=parent)
+    _remove_abandoned_work(parent)
+    # The lock file first and the directory named after it: a directory
+    # never exists without its held lock.
+    lock_fd, lock_path = tempfile.mkstemp(prefix=_WORK_PREFIX, suffix=_LOCK_SUFFIX, dir=parent)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    work = lock_path[:-len(_LOCK_SUFFIX)]
     try:
+        os.mkdir(work)
         sequence, version, log_number, manifest_sequence = _capture(engine, work)
         tables = [meta for level in version.files for meta in level]
         total = sum(meta.file_size for meta in tables)
@@ -102,7 +114,35 @@ def create_checkpoint(engine, dest, progress=None):
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        os.remove(lock_path)
+        os.close(lock_fd)
     return sequence
+
+
+_WORK_PREFIX = ".kvcy-checkpoint-"
+_LOCK_SUFFIX = ".lock"
+
+
+def _remove_abandoned_work(parent):
+    """Remove the temporary directories of checkpoints whose process died
+    (their lock file is not held); leave those still being built alone."""
+    for lock_path in glob.glob(os.path.join(glob.escape(parent),
+                                            _WORK_PREFIX + "*" + _LOCK_SUFFIX)):
+        try:
+            fd = os.open(lock_path, os.O_RDWR)
+        except FileNotFoundError:
+            continue                       # finished meanwhile
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue                   # a live checkpoint
+            shutil.rmtree(lock_path[:-len(_LOCK_SUFFIX)], ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(lock_path)
+        finally:
+            os.close(fd)
 
 
 def _capture(engine, work):
@@ -173,23 +213,30 @@ def destroy(path):
     """Remove the database at path: its kvcy files, then the directory if
     nothing else is left in it.  Refuses a database some connection holds
     open (OperationalError naming the holder) and a directory that is not a
-    kvcy database (ProgrammingError)."""
+    kvcy database (ProgrammingError).  A destroy cut short by a crash is
+    finished by calling destroy again."""
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise ProgrammingError("cannot destroy %r: no such directory" % path)
     names = os.listdir(path)
-    if filename.CURRENT not in names:
+    if filename.CURRENT not in names and filename.DESTROYING not in names:
         raise ProgrammingError("cannot destroy %r: not a kvcy database (no CURRENT file)"
                                % path)
     lock = lock_file(filename.lock_file_name(path))
     try:
-        # CURRENT first: a crash midway leaves a directory no open takes
-        # for a database.  LOCK last, while still held, so no opener can
-        # hold a LOCK file that is about to vanish.
-        for name in sorted(names, key=lambda n: n != filename.CURRENT):
+        marker = os.path.join(path, filename.DESTROYING)
+        if filename.CURRENT in names:
+            # One atomic step makes the directory unopenable (recovery refuses
+            # the marker) and lets a destroy cut short here be run again.
+            os.rename(filename.current_file_name(path), marker)
+            fsync_path(path)
+        for name in names:
             parsed = filename.parse_file_name(name)
-            if parsed is not None and parsed[0] != "lock":
+            if parsed is not None and parsed[0] not in ("lock", "current", "destroying"):
                 os.remove(os.path.join(path, name))
+        # The marker goes after every other file, LOCK last while still
+        # held, so no opener can hold a LOCK file that is about to vanish.
+        os.remove(marker)
         os.remove(filename.lock_file_name(path))
     finally:
         lock.release()

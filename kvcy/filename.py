@@ -5,6 +5,7 @@
     MANIFEST-NNNNNN   version edits (log format)
     CURRENT           name of the live MANIFEST, replaced by atomic rename
     LOCK              held (flock) by the one writer; names its holder
+    DESTROYING        CURRENT renamed by kvcy.destroy: a destroy is under way
     LOG, LOG.old      human-readable event log
     NNNNNN.dbtmp      temporary file, removed at open
 
@@ -16,6 +17,7 @@ import re
 
 CURRENT = "CURRENT"
 LOCK = "LOCK"
+DESTROYING = "DESTROYING"
 INFO_LOG = "LOG"
 INFO_LOG_OLD = "LOG.old"
 
@@ -55,7 +57,7 @@ def parse_file_name(name):
     """(kind, number) for a file kvcy owns, or None.
 
     kind is one of "log", "sst", "dbtmp", "manifest", "current", "lock",
-    "info_log"; number is None for the unnumbered kinds.
+    "info_log", "destroying"; number is None for the unnumbered kinds.
     """
     m = _NUMBERED.match(name)
     if m:
@@ -67,6 +69,8 @@ def parse_file_name(name):
         return "current", None
     if name == LOCK:
         return "lock", None
+    if name == DESTROYING:
+        return "destroying", None
     if name in (INFO_LOG, INFO_LOG_OLD):
         return "info_log", None
     return None

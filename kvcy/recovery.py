@@ -76,6 +76,9 @@ def _files(dbpath, env):
 def _load_versions(dbpath, options, env, files, previous=None):
     vset = VersionSet(dbpath, env, num_levels=options.max_levels)
     current = filename.current_file_name(dbpath)
+    if env.file_exists(os.path.join(dbpath, filename.DESTROYING)):
+        raise OperationalError("%s is half removed by an interrupted kvcy.destroy; call "
+                               "kvcy.destroy(%r) again to finish it" % (dbpath, dbpath))
     if env.file_exists(current):
         if options.error_if_exists:
             raise ProgrammingError("database %s already exists (error_if_exists=True)" % dbpath)

@@ -256,3 +256,53 @@ def test_cli_restore_refuses_database_options(tmp_path, capsys):
     assert main(["restore", str(tmp_path / "b"), str(tmp_path / "r"), "--sync"]) == 1
     assert "--sync has no effect here" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "r")
+
+
+def test_checkpoint_removes_work_left_by_a_dead_checkpoint_but_not_a_live_one(tmp_path):
+    import fcntl
+    path = str(tmp_path / "db")
+    dead = tmp_path / ".kvcy-checkpoint-dead"
+    dead.mkdir()
+    (dead / "000005.sst").write_bytes(b"half a copy")
+    (tmp_path / ".kvcy-checkpoint-dead.lock").write_bytes(b"")
+    live = tmp_path / ".kvcy-checkpoint-live"
+    live.mkdir()
+    (tmp_path / ".kvcy-checkpoint-live.lock").write_bytes(b"")
+    held = os.open(tmp_path / ".kvcy-checkpoint-live.lock", os.O_RDWR)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        with kvcy.connect(path) as conn:
+            conn.put(b"a", b"1")
+            conn.checkpoint(str(tmp_path / "copy"))
+    finally:
+        os.close(held)
+    assert not dead.exists() and not (tmp_path / ".kvcy-checkpoint-dead.lock").exists()
+    assert live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".kvcy-checkpoint-live", ".kvcy-checkpoint-live.lock", "copy", "db"]
+    assert _contents(str(tmp_path / "copy")) == {b"a": b"1"}
+
+
+def test_destroy_cut_short_refuses_to_open_and_finishes_when_run_again(tmp_path, monkeypatch):
+    path = str(tmp_path / "db")
+    with kvcy.connect(path) as conn:
+        conn.put(b"a", b"1")
+        conn.flush()
+        conn.put(b"b", b"2")
+    real_remove = os.remove
+    removed = []
+
+    def crash_after_one(name):
+        if removed:
+            raise OSError("simulated crash")
+        removed.append(name)
+        real_remove(name)
+    monkeypatch.setattr(os, "remove", crash_after_one)
+    with pytest.raises(OSError, match="simulated crash"):
+        kvcy.destroy(path)
+    monkeypatch.setattr(os, "remove", real_remove)
+    assert "CURRENT" not in os.listdir(path)
+    with pytest.raises(kvcy.OperationalError, match="interrupted kvcy.destroy"):
+        kvcy.connect(path)
+    kvcy.destroy(path)
+    assert not os.path.exists(path)
