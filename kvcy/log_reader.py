@@ -147,6 +147,51 @@ class LogReader:
             pos = nxt
         return out
 
+    def salvage(self, on_damage):
+        """Every intact logical record as (offset, payload), skipping damage and
+        resuming at the next intact record, where iteration stops (repair's
+        reading: keep what survives).  on_damage(offset, description) hears of
+        each stretch skipped.  Intact means what it means for iteration."""
+        data = self.data
+        pos = 0
+        fragments = None
+        start = 0
+        while pos < len(data):
+            rtype, a, b, nxt = self._physical(pos)
+            if rtype == "skip":
+                pos = nxt
+                continue
+            if rtype is None:
+                resume = self._find_intact(b if b > pos else pos + 1, False)
+                at = start if fragments is not None else pos
+                if resume is None:
+                    if nxt or any(data[pos:]):
+                        on_damage(at, "%s; the %d bytes to the end dropped" % (a, len(data) - at))
+                    return
+                on_damage(at, "%s; %d bytes dropped" % (a, resume - at))
+                fragments = None
+                pos = resume
+                continue
+            chunk = data[a:a + b]
+            if rtype == FULL_TYPE or rtype == FIRST_TYPE:
+                if fragments is not None:
+                    on_damage(start, "fragmented record without its end")
+                if rtype == FULL_TYPE:
+                    fragments = None
+                    yield pos, chunk
+                else:
+                    fragments, start = [chunk], pos
+            elif fragments is None:
+                on_damage(pos, "record fragment without its start")
+            else:
+                fragments.append(chunk)
+                if rtype == LAST_TYPE:
+                    yield start, b"".join(fragments)
+                    fragments = None
+            pos = nxt
+        if fragments is not None:
+            on_damage(start, "record cut off by the end of the log")
+
     def _damaged(self, reason, offset, search_from, to_end=False):
         """Handle damage at offset; returns normally only to stop reading."""
         if to_end:

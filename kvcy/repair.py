@@ -51,7 +51,6 @@ from kvcy.config import resolve_options
 from kvcy.dbformat import KIND_DELETE
 from kvcy.env import default_env
 from kvcy.errors import CorruptionError
-from kvcy.log_format import FIRST_TYPE, FULL_TYPE, LAST_TYPE
 from kvcy.log_reader import LogReader
 from kvcy.table import Table
 from kvcy.table_format import (BLOCK_TRAILER_BYTES, FOOTER_BYTES, MAX_BLOCK_BYTES, BlockHandle,
@@ -232,49 +231,9 @@ def _scan_tables(env, dbpath, numbers, report, sources):
 
 def _log_records(data, name, report):
     """Every intact logical record of a log, skipping damage and resuming at
-    the next intact record (LogReader stops at damage; repair keeps going).
-    Uses LogReader's record parser, whose rules for what is intact it shares."""
+    the next intact record (LogReader.salvage), each skip reported."""
     reader = LogReader(data, path=name, paranoid=False)
-    pos = 0
-    fragments = None
-    start = 0
-    while pos < len(data):
-        rtype, a, b, nxt = reader._physical(pos)
-        if rtype == "skip":
-            pos = nxt
-            continue
-        if rtype is None:
-            resume = reader._find_intact(b if b > pos else pos + 1, False)
-            what, at = a, (start if fragments is not None else pos)
-            if resume is None:
-                if nxt or any(data[pos:]):
-                    report.dropped.append(Problem(name, at, "%s; the %d bytes to the end "
-                                                  "dropped" % (what, len(data) - at)))
-                return
-            report.dropped.append(Problem(name, at, "%s; %d bytes dropped"
-                                          % (what, resume - at)))
-            fragments = None
-            pos = resume
-            continue
-        chunk = data[a:a + b]
-        if rtype == FULL_TYPE or rtype == FIRST_TYPE:
-            if fragments is not None:
-                report.dropped.append(Problem(name, start, "fragmented record without its end"))
-            if rtype == FULL_TYPE:
-                fragments = None
-                yield pos, chunk
-            else:
-                fragments, start = [chunk], pos
-        elif fragments is None:
-            report.dropped.append(Problem(name, pos, "record fragment without its start"))
-        else:
-            fragments.append(chunk)
-            if rtype == LAST_TYPE:
-                yield start, b"".join(fragments)
-                fragments = None
-        pos = nxt
-    if fragments is not None:
-        report.dropped.append(Problem(name, start, "record cut off by the end of the log"))
+    return reader.salvage(lambda at, what: report.dropped.append(Problem(name, at, what)))
 
 
 def _replay_logs(env, dbpath, numbers, report, sources):

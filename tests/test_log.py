@@ -805,3 +805,29 @@ def test_cut_off_value_holding_log_bytes_is_a_torn_tail():
     reader = LogReader(data[:cut], path=PATH, paranoid=True)
     assert [p for _, p in reader] == [b"first"]
     assert reader.torn_tail_bytes > 0 and reader.damage is None
+
+
+# -- salvage: repair's reading, past damage ----------------------------------
+
+def test_salvage_skips_damage_and_resumes_at_the_next_intact_record():
+    records = [payload(i, 100) for i in range(4)] + [big_string(b"x", BLOCK + 500)]
+    data = bytearray(write_log(records))
+    data[(100 + H) + H + 10] ^= 0xFF            # inside record 1's data: its CRC fails
+    notes = []
+    reader = LogReader(bytes(data), path=PATH, paranoid=False)
+    got = list(reader.salvage(lambda at, what: notes.append((at, what))))
+    assert payloads(got) == [records[0]] + records[2:]
+    assert [at for at, _ in notes] == [100 + H]
+    assert notes[0][1] == "checksum mismatch; %d bytes dropped" % (100 + H)
+    # Iteration stops at the same damage (paranoid=False), salvage went on.
+    assert payloads(read_log(bytes(data), paranoid=False)[0]) == [records[0]]
+
+
+def test_salvage_reports_a_fragmented_record_cut_off_by_the_end():
+    records = [payload(1, 50), big_string(b"y", BLOCK + 100)]
+    data = write_log(records)
+    notes = []
+    got = list(LogReader(data[:BLOCK + 20], paranoid=False).salvage(
+        lambda at, what: notes.append((at, what))))
+    assert payloads(got) == [records[0]]
+    assert notes and notes[0][0] == 50 + H
