@@ -42,6 +42,7 @@ cdef struct Found:
 # What the C read functions need of a table; lives inside its Table object.
 cdef struct TableReader:
     int fd                               # >= 0: pread without the GIL; -1: file.read with it
+    const unsigned char* map             # the file mapped read-only (NULL: pread); file_size bytes
     uint64_t file_size
     uint64_t number                      # table file number: the block cache key
     const unsigned char* index_base      # the index block's bytes (owned by Table.index)
@@ -64,6 +65,7 @@ cdef class Table:
     cdef public object row_cache         # kvcy.cache.RowCache or None
     cdef object __weakref__
 
+    cdef void map_table(self)
     cdef int lookup(self, const unsigned char* key, size_t klen, uint64_t sequence,
                     Found* out) except -1
     cdef CacheHandle* load_block(self, uint64_t offset, uint64_t size, bint in_index) except NULL

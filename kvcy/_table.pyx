@@ -33,6 +33,13 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from posix.unistd cimport pread
+from posix.stat cimport fstat, struct_stat
+
+cdef extern from "_mapped_file.h" nogil:
+    int kvcy_map_install() noexcept
+    size_t kvcy_map_copy(unsigned char* dst, const unsigned char* src, size_t n) noexcept
+    const unsigned char* kvcy_map_open(int fd, uint64_t size) noexcept
+    void kvcy_map_close(const unsigned char* p, uint64_t size) noexcept
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
 
@@ -58,6 +65,25 @@ from kvcy import table_format as _format
 cdef uint64_t FOOTER_BYTES = _format.FOOTER_BYTES
 cdef uint64_t TRAILER_BYTES = _format.BLOCK_TRAILER_BYTES
 cdef uint64_t MAX_BLOCK_BYTES = _format.MAX_BLOCK_BYTES
+
+# Tables read through a mapping (kvcy/_mapped_file.h); past this many, new
+# tables use pread, which keeps the process well inside the kernel's map
+# count limit (vm.max_map_count, 65530 by default) at any database size.
+cdef Py_ssize_t MAX_MAPPED_TABLES = 4096
+cdef Py_ssize_t mapped_tables = 0
+
+
+def mapped_table_count():
+    """How many open tables are read through a mapping (for stats and tests)."""
+    return mapped_tables
+
+
+def set_max_mapped_tables(Py_ssize_t n):
+    """Map at most n tables from now on (tables past it use pread); returns
+    the previous limit.  For tests and for hosts with a low map count."""
+    global MAX_MAPPED_TABLES
+    previous, MAX_MAPPED_TABLES = MAX_MAPPED_TABLES, n
+    return previous
 cdef int NO_COMPRESSION = _format.NO_COMPRESSION
 cdef int SNAPPY_COMPRESSION = _format.SNAPPY_COMPRESSION
 _TableIterator = None
@@ -173,6 +199,8 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
     cdef size_t n, got = 0
     cdef ssize_t r
     cdef unsigned char* buf
+    cdef CacheHandle* h
+    cdef struct_stat st
     err.offset = offset
     err.size = size
     if offset > limit or limit - offset < TRAILER_BYTES or size > limit - offset - TRAILER_BYTES \
@@ -187,6 +215,18 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
     if buf == NULL:
         fail(err, READ_NO_MEMORY, 0, 0)
         return NULL
+    if t.map != NULL:
+        # The bounds above hold for the mapping (file_size bytes); a file cut
+        # short behind kvcy's back reads as truncated, not as a crash.
+        got = kvcy_map_copy(buf, t.map + offset, n)
+        h = table_finish_block(t, buf, got, offset, size, err)
+        if h == NULL and err.code == READ_CHECKSUM and fstat(t.fd, &st) == 0 \
+                and <uint64_t>st.st_size < offset + n:
+            # The bytes past a shortened file's end read as zeros up to the
+            # page's end: name the cause, as pread's short read would.
+            fail(err, READ_TRUNCATED, 0,
+                 <uint64_t>st.st_size - offset if <uint64_t>st.st_size > offset else 0)
+        return h
     while got < n:
         r = pread(t.fd, buf + got, n - got, <long>(offset + got))
         if r < 0:
@@ -338,6 +378,25 @@ cdef class Table:
         if file_size < FOOTER_BYTES:
             raise CorruptionError("table %s: %d bytes is too short to be a table"
                                   % (self.path, file_size))
+        self.map_table()
+
+    cdef void map_table(self):
+        # Map the file for block reads when it is read by descriptor; on any
+        # failure (no room, an odd file system) the table keeps using pread.
+        global mapped_tables
+        self.r.map = NULL
+        if self.r.fd < 0 or mapped_tables >= MAX_MAPPED_TABLES or kvcy_map_install() != 0:
+            return
+        self.r.map = kvcy_map_open(self.r.fd, self.r.file_size)
+        if self.r.map != NULL:
+            mapped_tables += 1
+
+    def __dealloc__(self):
+        global mapped_tables
+        if self.r.map != NULL:
+            kvcy_map_close(self.r.map, self.r.file_size)
+            self.r.map = NULL
+            mapped_tables -= 1
 
     @classmethod
     def open(cls, file, file_size, number=0, block_cache=None, row_cache=None):

@@ -460,7 +460,8 @@ def test_truncated_table_file(pristine, tmp_path):
 
 def test_table_shrunk_while_open(pristine, tmp_path):
     # The table is open (footer and index in memory), so the shortened file
-    # is met by pread without the GIL: "truncated", never stale bytes.
+    # is met by a mapped read or pread without the GIL: "truncated", never
+    # stale bytes.
     path, model = damaged_copy(pristine, tmp_path)
     with kvcy.connect(path, block_cache_bytes=4 * KIB) as conn:
         assert conn.get_many(ALL_KEYS) == [model.get(k) for k in ALL_KEYS]   # opens all

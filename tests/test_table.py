@@ -1030,3 +1030,58 @@ def test_builder_write_error_is_sticky_and_names_the_file(tmp_path):
     with pytest.raises(OperationalError):
         builder.finish()
     file.close()
+
+
+# -- tables read through a mapping (kvcy/_mapped_file.h) ----------------------
+
+_SHRUNK_CHILD = r"""
+import faulthandler, glob, os, sys
+import kvcy
+faulthandler.enable()        # as pytest does: kvcy's SIGBUS handler must sit beside it
+path = sys.argv[1]
+conn = kvcy.connect(path, block_cache_bytes=0, compression="none")
+conn.put_many([(b"%08d" % i, b"v" * 200) for i in range(20000)])
+conn.flush()
+assert conn.get(b"%08d" % 0) == b"v" * 200          # the table is open, and mapped
+(table,) = glob.glob(os.path.join(path, "*.sst"))
+os.truncate(table, 4096)                              # cut behind kvcy's back
+try:
+    conn.get(b"%08d" % 19000)
+except kvcy.CorruptionError as exc:
+    print("CorruptionError:", exc)
+else:
+    print("no error")
+conn.put(b"after", b"1")                              # the process goes on
+print(conn.get(b"after"))
+"""
+
+
+def test_a_table_cut_short_while_mapped_reads_as_corruption_not_a_crash(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", _SHRUNK_CHILD, str(tmp_path / "db")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("CorruptionError:") and "truncated" in lines[0], lines
+    assert lines[1] == "b'1'"
+
+
+def test_tables_beyond_the_mapping_budget_read_with_pread(tmp_path):
+    import kvcy
+    from kvcy import _table
+    path = str(tmp_path / "db")
+    previous = _table.set_max_mapped_tables(_table.mapped_table_count())   # no room left
+    try:
+        with kvcy.connect(path, block_cache_bytes=0) as conn:
+            conn.put_many([(b"%06d" % i, b"x" * 50) for i in range(3000)])
+            conn.flush()
+            count = _table.mapped_table_count()
+            assert conn.get(b"%06d" % 1234) == b"x" * 50          # read with pread
+            assert _table.mapped_table_count() == count
+        _table.set_max_mapped_tables(previous)
+        with kvcy.connect(path, block_cache_bytes=0) as conn:
+            assert conn.get(b"%06d" % 1234) == b"x" * 50          # read through a mapping
+            assert _table.mapped_table_count() == count + 1
+    finally:
+        _table.set_max_mapped_tables(previous)
