@@ -1,9 +1,10 @@
 """Scale: bulk load and random reads at 1M, 10M and 100M keys.
 
     python bench/scale.py [--num 100000000] [--sizes 1000000,10000000]
-                          [--put-many 10000000] [--reads 200000] [--processes 2]
-                          [--table-pairs 1000000] [--dir DIR] [--json PATH]
-                          [--skip-ingest] [--skip-put-many] [--skip-reads] [--keep]
+                          [--put-many 10000000] [--reads 200000] [--repeat 3]
+                          [--processes 2] [--table-pairs 1000000] [--dir DIR]
+                          [--json PATH] [--skip-ingest] [--skip-put-many]
+                          [--skip-reads] [--keep] [--in-process] [--quiet]
 
 For each size of --sizes and --num (smallest first), a fresh database is
 loaded with that many pairs through kvcy.TableWriter + conn.ingest: the key
@@ -11,16 +12,21 @@ range is cut into tables of --table-pairs pairs, built by --processes
 worker processes (concurrent.futures), and ingested in one call
 (move=True).  Then, in a new process, readrandom (--reads gets of random
 existing keys) and seekrandom (--reads/10 seeks, each reading 10 pairs)
-run on it, and the database is deleted (unless --keep).  Separately,
+run on it (--repeat times each, a new sample of keys each time: the
+median counts), and the database is deleted (unless --keep).  Separately,
 --put-many pairs are loaded with conn.put_many() in batches of 1,000 in a
 scattered key order (a fixed stride through the key space), and read the
 same way.
 
-Keys are b"%016d" % i; values are 100 bytes, 50 bytes of a seeded random
-pool repeated twice (they compress about 2:1, as bench/peers.py's), the
-same for key i in every run.  Each phase runs in a process of its own, so
-its peak resident set (getrusage ru_maxrss) is its own; the load's
-includes its worker processes (RUSAGE_CHILDREN).  Reported per phase:
+Keys are b"%016d" % i; values are 100 bytes, 50 seeded random bytes
+repeated twice (they compress about 2:1, as bench/peers.py's), one of
+65,536 such values picked by i (the same for key i in every run; no two
+neighbouring keys share one).  Pairs are made by map/zip in C, so the
+load's time is the engine's more than the generator's.
+
+Each phase runs in a process of its own, so its peak resident set
+(getrusage ru_maxrss) is its own; the load's workers are reported apart
+(RUSAGE_CHILDREN: the largest of them).  Reported per phase:
 seconds, pairs/s, bytes on disk, write amplification (table and log bytes
 written per byte of user data), peak RSS; for reads also the bytes of the
 index blocks and bloom filters held by the open tables, against the
@@ -40,6 +46,7 @@ import platform
 import random
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -53,8 +60,8 @@ import kvcy  # noqa: E402
 KEY_BYTES = 16
 VALUE_BYTES = 100
 HALF = VALUE_BYTES // 2
-POOL_BYTES = 1 << 24             # the random bytes values are cut from
-STRIDE = 7919                    # offset step between neighbouring keys' values
+VALUE_KINDS = 1 << 16            # distinct values (a power of two)
+STRIDE = 7919                    # odd: key i gets value (i * STRIDE) mod VALUE_KINDS
 PUT_MANY_BATCH = 1000
 SEEK_READS = 10                  # pairs read after each seek
 CHECKED_READS = 1000             # values compared, untimed, after the reads
@@ -68,25 +75,29 @@ except ImportError:              # progress is optional
 # -- data -------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=2)
-def value_pool(seed):
-    return random.Random(seed).randbytes(POOL_BYTES)
+def value_table(seed):
+    """VALUE_KINDS distinct values, each 50 seeded random bytes twice."""
+    pool = random.Random(seed).randbytes(HALF * VALUE_KINDS)
+    return [pool[n * HALF:(n + 1) * HALF] * 2 for n in range(VALUE_KINDS)]
 
 
 def key_of(i):
     return b"%016d" % i
 
 
-def value_of(pool, i):
-    """Key i's value: 50 pool bytes twice (about 2:1 compressible)."""
-    o = (i * STRIDE) % (POOL_BYTES - HALF)
-    return pool[o:o + HALF] * 2
+def value_of(values, i):
+    """Key i's value: neighbouring keys get different ones (STRIDE is odd),
+    so a block holds no repeated value and compresses about 2:1."""
+    return values[(i * STRIDE) & (VALUE_KINDS - 1)]
 
 
-def sorted_pairs(pool, start, stop):
-    span = POOL_BYTES - HALF
-    for i in range(start, stop):
-        o = (i * STRIDE) % span
-        yield b"%016d" % i, pool[o:o + HALF] * 2
+def sorted_pairs(values, start, stop):
+    """(key_of(i), value_of(values, i)) for i in [start, stop), made by
+    map and zip in C: the loop a benchmark times is the engine's, not a
+    Python generator's."""
+    keys = map(b"%016d".__mod__, range(start, stop))
+    slots = map((VALUE_KINDS - 1).__and__, range(start * STRIDE, stop * STRIDE, STRIDE))
+    return zip(keys, map(values.__getitem__, slots))
 
 
 def scatter_stride(num):
@@ -118,9 +129,9 @@ def peak_rss(who=resource.RUSAGE_SELF):
 def write_table(args):
     """Worker: one table of keys [start, stop); returns (path, file size)."""
     path, start, stop, seed = args
-    pool = value_pool(seed)
+    values = value_table(seed)
     with kvcy.TableWriter(path) as writer:
-        writer.add_many(sorted_pairs(pool, start, stop))
+        writer.add_many(sorted_pairs(values, start, stop))
     return path, writer.info.file_size, stop - start
 
 
@@ -166,7 +177,7 @@ def load_ingest(dbpath, tmp, num, processes, table_pairs, seed, quiet):
 
 def load_put_many(dbpath, num, seed, quiet):
     """put_many of num pairs, PUT_MANY_BATCH at a time, in a scattered order."""
-    pool = value_pool(seed)
+    values = value_table(seed)
     step = scatter_stride(num)
     bar = progress(num, "put_many %d" % num, quiet)
     started = time.perf_counter()
@@ -176,7 +187,7 @@ def load_put_many(dbpath, num, seed, quiet):
             batch = []
             for j in range(first, min(first + PUT_MANY_BATCH, num)):
                 i = (j * step) % num
-                batch.append((key_of(i), value_of(pool, i)))
+                batch.append((key_of(i), value_of(values, i)))
             put_many(batch)
             if bar is not None:
                 bar.update(len(batch))
@@ -206,29 +217,33 @@ def pinned_table_bytes(conn):
     return len(tables), index, bloom
 
 
-def read_phase(dbpath, num, reads, seed):
-    """readrandom and seekrandom on a loaded database, opened afresh."""
+def read_phase(dbpath, num, reads, seed, repeat=1):
+    """readrandom and seekrandom on a loaded database, opened afresh; each
+    repeated with a new sample of keys, the median reported."""
     rng = random.Random(seed + num)
-    keys = [key_of(rng.randrange(num)) for _ in range(reads)]
-    seeks = keys[:max(reads // SEEK_READS, 1)]
+    samples = [[key_of(rng.randrange(num)) for _ in range(reads)] for _ in range(repeat)]
     before = peak_rss()
     opened = time.perf_counter()
     with kvcy.connect(dbpath) as conn:
         open_seconds = time.perf_counter() - opened
         get = conn.get
-        started = time.perf_counter()
-        for k in keys:
-            get(k)
-        readrandom = reads / (time.perf_counter() - started)
-        cur = conn.cursor().scan()
-        started = time.perf_counter()
-        for k in seeks:
-            cur.seek(k)
-            cur.fetchmany(SEEK_READS)
-        seekrandom = len(seeks) / (time.perf_counter() - started)
-        cur.close()
-        pool = value_pool(seed)
-        wrong = sum(get(k) != value_of(pool, int(k)) for k in keys[:CHECKED_READS])
+        readrandom, seekrandom = [], []
+        for keys in samples:
+            started = time.perf_counter()
+            for k in keys:
+                get(k)
+            readrandom.append(reads / (time.perf_counter() - started))
+        for keys in samples:
+            seeks = keys[:max(reads // SEEK_READS, 1)]
+            cur = conn.cursor().scan()
+            started = time.perf_counter()
+            for k in seeks:
+                cur.seek(k)
+                cur.fetchmany(SEEK_READS)
+            seekrandom.append(len(seeks) / (time.perf_counter() - started))
+            cur.close()
+        values = value_table(seed)
+        wrong = sum(get(k) != value_of(values, int(k)) for k in samples[0][:CHECKED_READS])
         if wrong:
             raise AssertionError("%d of %d values read back wrong" % (wrong, CHECKED_READS))
         tables, index_bytes, bloom_bytes = pinned_table_bytes(conn)
@@ -238,7 +253,9 @@ def read_phase(dbpath, num, reads, seed):
         levels = [level["files"] for level in conn.stats()["levels"]]
     peak = peak_rss()
     return {
-        "num": num, "reads": reads, "readrandom": readrandom, "seekrandom": seekrandom,
+        "num": num, "reads": reads, "repeat": repeat,
+        "readrandom": statistics.median(readrandom), "seekrandom": statistics.median(seekrandom),
+        "readrandom_runs": readrandom, "seekrandom_runs": seekrandom,
         "open_seconds": open_seconds, "open_tables": tables, "level_files": levels,
         "index_bytes": index_bytes, "bloom_bytes": bloom_bytes, "memory_budget_bytes": budget,
         "rss_before_open_bytes": before, "peak_rss_bytes": peak,
@@ -297,7 +314,10 @@ def main(argv=None):
                         help="smaller ingest loads, comma-separated ('' for none)")
     parser.add_argument("--put-many", type=positive, default=10_000_000,
                         help="keys loaded through put_many (default 10,000,000)")
-    parser.add_argument("--reads", type=positive, default=200_000)
+    parser.add_argument("--reads", type=positive, default=200_000,
+                        help="gets per readrandom run (seekrandom: a tenth as many seeks)")
+    parser.add_argument("--repeat", type=positive, default=3,
+                        help="readrandom and seekrandom runs, each a new sample; median")
     parser.add_argument("--processes", type=positive, default=2)
     parser.add_argument("--table-pairs", type=positive, default=1_000_000,
                         help="pairs per ingested table")
@@ -339,7 +359,8 @@ def main(argv=None):
             row = {"num": num, "load": load}
             if not args.skip_reads:
                 row["reads"] = run_phase(args.in_process, read_phase, dbpath, num,
-                                         min(args.reads, max(num, 1)), args.seed)
+                                         min(args.reads, max(num, 1)), args.seed,
+                                         args.repeat)
             if not args.keep:
                 shutil.rmtree(dbpath, ignore_errors=True)
             rows.append(row)
