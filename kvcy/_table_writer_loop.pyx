@@ -84,8 +84,8 @@ def add_pairs(TableBuilder builder not None, iterator, bytes tag not None, last,
     Returns (added, first, last, stopped, error): the number of pairs
     added, the first user key added (None when none was), the last (or the `last` passed in), the pair that ended the
     call (None when the iterator ran out) and the exception the builder
-    failed with (an I/O error, no memory; None), for the caller to raise
-    once it has counted what went in.  TypeError if tag is not 8 bytes."""
+    (an I/O error, no memory) or the iterator failed with (else None), for
+    the caller to raise once it has counted what went in.  TypeError if tag is not 8 bytes."""
     cdef Pair* pairs
     cdef unsigned char* ikey
     cdef Py_ssize_t n, done, added = 0
@@ -116,6 +116,11 @@ def add_pairs(TableBuilder builder not None, iterator, bytes tag not None, last,
                 except StopIteration:
                     more = False
                     break
+                except BaseException as exc:
+                    # The iterator failed: the pairs it gave before go in
+                    # first, as a loop of add() calls would have added them.
+                    error = exc
+                    break
                 if type(item) is not tuple or PyTuple_GET_SIZE(item) != 2:
                     stopped = item
                     break
@@ -145,6 +150,9 @@ def add_pairs(TableBuilder builder not None, iterator, bytes tag not None, last,
                     first = <object>PyTuple_GET_ITEM(held[0], 0)
                 last = <object>PyTuple_GET_ITEM(held[done - 1], 0)
             if done < n:
+                # This pair came before any failure of the iterator: its
+                # error is the one a loop of add() calls would have met.
+                error = None
                 if builder.error or builder.refused:
                     try:
                         builder.raise_error()

@@ -102,6 +102,32 @@ def test_add_many_counts_what_went_in_before_a_bad_pair(tmp_path):
     assert (info.smallest, info.largest, info.count) == (key(1), key(3), 3)
 
 
+def test_add_many_keeps_the_pairs_an_iterator_gave_before_it_failed(tmp_path):
+    def failing():
+        for i in range(10):
+            yield key(i), b"v"
+        raise OSError("source went away")
+
+    writer = kvcy.TableWriter(tmp_path / "t")
+    with pytest.raises(OSError, match="source went away"):
+        writer.add_many(failing())
+    writer.add(key(10), b"w")
+    assert writer.finish().count == 11
+    assert [k for k, _ in read_back(tmp_path / "t")] == [key(i) for i in range(11)]
+
+
+def test_add_many_reports_a_bad_pair_before_a_later_iterator_failure(tmp_path):
+    def bad_then_failing():
+        yield key(2), b"v"
+        yield key(1), b"v"
+        raise OSError("never reached by a loop of add()")
+
+    with kvcy.TableWriter(tmp_path / "t") as writer:
+        with pytest.raises(ProgrammingError, match="out of order"):
+            writer.add_many(bad_then_failing())
+    assert writer.info.count == 1
+
+
 def test_add_many_converts_other_bytes_like_pairs(tmp_path):
     pairs = [(key(0), b"a"), (bytearray(key(1)), memoryview(b"b")), [key(2), b"c"],
              (key(3), bytearray(b"d"))]
