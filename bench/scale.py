@@ -4,7 +4,7 @@
                           [--put-many 10000000] [--reads 200000] [--repeat 3]
                           [--processes 2] [--table-pairs 1000000] [--dir DIR]
                           [--json PATH] [--skip-ingest] [--skip-put-many]
-                          [--skip-reads] [--keep] [--in-process] [--quiet]
+                          [--skip-reads] [--keep] [--reuse] [--in-process] [--quiet]
 
 For each size of --sizes and --num (smallest first), a fresh database is
 loaded with that many pairs through kvcy.TableWriter + conn.ingest: the key
@@ -13,7 +13,8 @@ worker processes (concurrent.futures), and ingested in one call
 (move=True).  Then, in a new process, readrandom (--reads gets of random
 existing keys) and seekrandom (--reads/10 seeks, each reading 10 pairs)
 run on it (--repeat times each, a new sample of keys each time: the
-median counts), and the database is deleted (unless --keep).  Separately,
+median counts), and the database is deleted (unless --keep; --reuse
+reads kept databases again without loading them).  Separately,
 --put-many pairs are loaded with conn.put_many() in batches of 1,000 in a
 scattered key order (a fixed stride through the key space), and read the
 same way.
@@ -328,6 +329,9 @@ def main(argv=None):
     parser.add_argument("--skip-put-many", action="store_true")
     parser.add_argument("--skip-reads", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read the databases an earlier --keep run left in --dir "
+                             "instead of loading them again")
     parser.add_argument("--in-process", action="store_true",
                         help="run every phase in this process (peak RSS is then cumulative)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -336,6 +340,8 @@ def main(argv=None):
         sizes = sorted({positive(s) for s in args.sizes.split(",") if s.strip()} | {args.num})
     except (ValueError, argparse.ArgumentTypeError) as exc:
         parser.error("--sizes: %s" % exc)
+    if args.reuse and not args.dir:
+        parser.error("--reuse reads the databases of an earlier --keep run: give its --dir")
     base = args.dir or tempfile.mkdtemp(prefix="kvcy-scale-")
     os.makedirs(base, exist_ok=True)
     out = {"machine": machine(), "args": vars(args), "ingest": [], "put_many": None}
@@ -346,14 +352,17 @@ def main(argv=None):
             runs.append(("put_many", args.put_many))
         for how, num in runs:
             dbpath = os.path.join(base, "%s-%d" % (how, num))
-            shutil.rmtree(dbpath, ignore_errors=True)
-            if how == "ingest":
+            if args.reuse and os.path.exists(os.path.join(dbpath, "CURRENT")):
+                load = {"how": "reused", "num": num}     # kept by an earlier --keep run
+            elif how == "ingest":
+                shutil.rmtree(dbpath, ignore_errors=True)
                 tmp = os.path.join(base, "parts-%d" % num)
                 os.makedirs(tmp, exist_ok=True)
                 load = run_phase(args.in_process, load_ingest, dbpath, tmp, num,
                                  args.processes, args.table_pairs, args.seed, args.quiet)
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
+                shutil.rmtree(dbpath, ignore_errors=True)
                 load = run_phase(args.in_process, load_put_many, dbpath, num, args.seed,
                                  args.quiet)
             row = {"num": num, "load": load}
@@ -361,7 +370,7 @@ def main(argv=None):
                 row["reads"] = run_phase(args.in_process, read_phase, dbpath, num,
                                          min(args.reads, max(num, 1)), args.seed,
                                          args.repeat)
-            if not args.keep:
+            if not (args.keep or args.reuse):
                 shutil.rmtree(dbpath, ignore_errors=True)
             rows.append(row)
             if how == "ingest":
@@ -370,7 +379,7 @@ def main(argv=None):
                 out["put_many"] = row
             report([row])
     finally:
-        if not args.dir and not args.keep:
+        if not (args.dir or args.keep):
             shutil.rmtree(base, ignore_errors=True)
     out["machine"]["load_average_end"] = os.getloadavg()
     reads = {row["num"]: row["reads"]["readrandom"] for row in out["ingest"] if "reads" in row}
