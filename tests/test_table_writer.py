@@ -263,3 +263,23 @@ def test_rewrite_keys_stops_at_a_deletion(tmp_path):
         out.close()
         file.close()
     assert (status, entries, bad[:1]) == (SCAN_NOT_VALUE, 1, b"b")
+
+
+def test_ingest_through_a_wrapping_env_reads_and_rewrites_with_the_gil(tmp_path, fault_env):
+    # A FaultEnv's files have no descriptor the C scan may use: every block
+    # is read through Python (the scan takes the GIL for it), the rewritten
+    # table written through its append(); a read error stops the ingest.
+    for name, first in (("a", 0), ("b", 5000)):
+        with kvcy.TableWriter(tmp_path / name) as writer:
+            writer.add_many((key(i), b"new %d" % i) for i in range(first, first + 3000))
+    with kvcy.connect(tmp_path / "db", env=fault_env) as conn:
+        conn.put(key(10), b"old")                # "a" overlaps it: rewritten
+        fault_env.fail_nth(3, ops=("read",), only=lambda path: path.endswith("b"))
+        with pytest.raises(kvcy.OperationalError):
+            conn.ingest([tmp_path / "a", tmp_path / "b"])
+        assert fault_env.injected == 1
+        assert conn.get(key(10)) == b"old" and conn.get(key(5000)) is None
+        fault_env.clear_faults()
+        conn.ingest([tmp_path / "a", tmp_path / "b"])
+        assert conn.get(key(10)) == b"new 10"
+        assert len(list(conn.scan())) == 6000
