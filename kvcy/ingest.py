@@ -6,6 +6,8 @@ Ingest runs in three steps:
 1. Check, before anything changes: each file is read whole (format, every
    block checksum, key order, entry count), must hold only values of
    sequence 0, and the files' key ranges must not overlap one another.
+   The per-entry checks run in C without the GIL (kvcy._ingest_scan),
+   several files in parallel threads.
 2. Under the compaction lock and the engine's write lock, with every
    memtable flushed first (a memtable is read before the tables, so an
    older memtable entry of an ingested key would otherwise shadow it):
@@ -27,8 +29,11 @@ Writers wait while the files are copied.
 import os
 import shutil
 import struct
+from concurrent.futures import ThreadPoolExecutor
 
 from kvcy import filename
+from kvcy._ingest_scan import (SCAN_BAD_TAG, SCAN_NOT_VALUE, SCAN_OK, SCAN_OUT_OF_ORDER,
+                               SCAN_SHORT_KEY, check_keys, rewrite_keys)
 from kvcy._table_builder import TableBuilder
 from kvcy.compaction_picker import overlapping
 from kvcy.dbformat import KIND_VALUE, TAG_BYTES, parse_internal_key
@@ -39,6 +44,7 @@ from kvcy.version_edit import FileMetaData, VersionEdit
 
 _TAG = struct.Struct("<Q")
 ZERO_TAG = _TAG.pack(KIND_VALUE)         # sequence 0, kind value: TableWriter's tag
+MAX_CHECK_THREADS = 8                    # files checked at once, at most
 
 
 class _Source:
@@ -58,7 +64,7 @@ def check_ingest_file(env, path):
 
     Table.open checks the footer, index, filter and properties; the scan
     reads every data block through its CRC32C and block-structure checks
-    (kvcy._table, in C) while this loop checks each key: the TableWriter
+    (kvcy._table_scan, in C) while kvcy._ingest_scan checks each key: the TableWriter
     tag (sequence 0, kind value) and user keys strictly increasing."""
     try:
         file = env.new_random_access_file(path)
@@ -82,31 +88,34 @@ def check_ingest_file(env, path):
 
 
 def _scan_keys(table, path):
-    """(smallest user key, largest user key, entries) of table, every key checked."""
-    it = table.iterator()
-    it.seek_to_first()
-    valid, key, step = it.valid, it.key, it.next
-    smallest = prev = None
-    entries = 0
-    while valid():
-        ikey = key()
-        if not ikey.endswith(ZERO_TAG):
-            user, sequence, kind = parse_internal_key(ikey)
-            raise ProgrammingError(
-                "cannot ingest %s: key %r has sequence %d, kind %d; a kvcy.TableWriter "
-                "file holds values of sequence 0 (not a kvcy.TableWriter file)"
-                % (path, user, sequence, kind))
-        user = ikey[:-TAG_BYTES]
-        if prev is not None and user <= prev:
-            raise CorruptionError("key %r is not after the key before it, %r" % (user, prev))
-        if smallest is None:
-            smallest = user
-        prev = user
-        entries += 1
-        step()
-    if it.status() is not None:
-        raise it.status()
-    return smallest, prev, entries
+    """(smallest user key, largest user key, entries) of table, every key
+    checked in C (kvcy._ingest_scan)."""
+    status, smallest, largest, entries, bad = check_keys(table, ZERO_TAG)
+    if status == SCAN_BAD_TAG:
+        user, sequence, kind = parse_internal_key(bad)
+        raise ProgrammingError(
+            "cannot ingest %s: key %r has sequence %d, kind %d; a kvcy.TableWriter "
+            "file holds values of sequence 0 (not a kvcy.TableWriter file)"
+            % (path, user, sequence, kind))
+    if status == SCAN_OUT_OF_ORDER:
+        raise CorruptionError("key %r is not after the key before it, %r"
+                              % (bad[:-TAG_BYTES], largest))
+    if status == SCAN_SHORT_KEY:
+        raise CorruptionError("entry key %r is shorter than its %d-byte tag" % (bad, TAG_BYTES))
+    return smallest, largest, entries
+
+
+def check_ingest_files(env, paths):
+    """check_ingest_file() of each path, in order.  Several files are
+    checked by parallel threads: the scan of each runs in C without the
+    GIL, so the checks use every core.  Raises the first path's error."""
+    # (Only through the real file system: a wrapping env, e.g. the tests'
+    # fault injection, counts its operations in a repeatable order.)
+    if len(paths) < 2 or type(env) is not PosixEnv:
+        return [check_ingest_file(env, path) for path in paths]
+    threads = min(len(paths), os.cpu_count() or 1, MAX_CHECK_THREADS)
+    with ThreadPoolExecutor(threads, thread_name_prefix="kvcy-ingest-check") as pool:
+        return list(pool.map(lambda path: check_ingest_file(env, path), paths))
 
 
 def check_disjoint(sources):
@@ -138,24 +147,17 @@ def rewrite_with_sequence(env, options, source, dest, sequence):
     src = env.new_random_access_file(source.path)
     out = env.new_writable_file(dest)
     try:
-        it = Table.open(src, src.size).iterator()
         builder = TableBuilder(out, options, dest)
-        add = builder.add
-        prev = None
-        it.seek_to_first()
-        while it.valid():
-            ikey = it.key()
-            user = ikey[:-TAG_BYTES]
-            if ikey[-TAG_BYTES] != KIND_VALUE:
-                raise ProgrammingError("cannot ingest %s: key %r is a deletion; ingested "
-                                       "files hold values only" % (source.path, user))
-            if prev is not None and user <= prev:
-                raise ProgrammingError("cannot ingest %s: key %r repeats" % (source.path, user))
-            add(user + tag, it.value())
-            prev = user
-            it.next()
-        if it.status() is not None:
-            raise it.status()
+        status, _, prev, _, bad = rewrite_keys(Table.open(src, src.size), builder, tag)
+        if status == SCAN_NOT_VALUE:
+            raise ProgrammingError("cannot ingest %s: key %r is a deletion; ingested "
+                                   "files hold values only" % (source.path, bad[:-TAG_BYTES]))
+        if status == SCAN_OUT_OF_ORDER:
+            raise ProgrammingError("cannot ingest %s: key %r repeats or is out of order "
+                                   "(after %r)" % (source.path, bad[:-TAG_BYTES], prev))
+        if status != SCAN_OK:
+            raise CorruptionError("cannot ingest %s: entry key %r is shorter than its "
+                                  "%d-byte tag" % (source.path, bad, TAG_BYTES))
         size = builder.finish()
         out.sync()
         return size, builder.props.smallest, builder.props.largest
@@ -203,7 +205,7 @@ def ingest_files(engine, env, paths, move=False):
     if engine.readonly:
         raise OperationalError("cannot ingest: the database is open read-only")
     paths = [os.fspath(path) for path in paths]
-    sources = [check_ingest_file(env, path) for path in paths]
+    sources = check_ingest_files(env, paths)
     sources = check_disjoint([s for s in sources if s is not None])
     if not sources:
         if move:

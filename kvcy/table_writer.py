@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from kvcy._dbformat import FORMAT_CONSTANTS
 from kvcy._table_builder import TableBuilder
+from kvcy._table_writer_loop import add_pairs
 from kvcy.dbformat import as_user_bytes
 from kvcy.env import default_env
 from kvcy.errors import DataError, NotSupportedError, ProgrammingError
@@ -66,10 +67,13 @@ class TableWriter:
         self._count = 0
         self.info = None
 
-    def add(self, key, value):
-        """Append one pair; key must sort after every key added so far."""
+    def _check_open(self):
         if self.info is not None or self._builder is None:
             raise ProgrammingError("TableWriter %s is finished or closed" % self.path)
+
+    def add(self, key, value):
+        """Append one pair; key must sort after every key added so far."""
+        self._check_open()
         key = as_user_bytes(key, "key")
         value = as_user_bytes(value, "value")
         last = self._last
@@ -89,31 +93,27 @@ class TableWriter:
         self._count += 1
 
     def add_many(self, pairs):
-        """add() each (key, value) of an iterable, in order."""
-        # The common case (bytes keys and values within the limits) inlined:
-        # a method call per pair would cost as much as the table writing.
-        add = self.add
-        build = self._builder.add if self._builder is not None and self.info is None else None
-        if build is None:
-            return add_each(add, pairs)
-        last = self._last
-        count = 0
-        try:
-            for key, value in pairs:
-                if (type(key) is not bytes or type(value) is not bytes or last is None
-                        or key <= last or len(key) > MAX_KEY_BYTES
-                        or len(value) > MAX_VALUE_BYTES):
-                    self._last, self._count = last, self._count + count
-                    count = 0
-                    add(key, value)          # checks and raises, or sets the first key
-                    last = self._last
-                    continue
-                build(key + _TAG, value)
-                last = key
-                count += 1
-        finally:
-            self._last = last
-            self._count += count
+        """add() each (key, value) of an iterable, in order.
+
+        Pairs of bytes go through a C loop (kvcy._table_writer_loop) that
+        checks their order with memcmp and builds the table without a
+        Python call per pair; any other pair goes through add()."""
+        self._check_open()
+        iterator = iter(pairs)
+        while True:
+            added, first, last, stopped, error = add_pairs(self._builder, iterator, _TAG, self._last,
+                                                           MAX_KEY_BYTES, MAX_VALUE_BYTES)
+            if added:
+                if self._last is None:
+                    self._smallest = first
+                self._count += added
+                self._last = last
+            if error is not None:
+                raise error
+            if stopped is None:
+                return
+            key, value = stopped
+            self.add(key, value)         # converts it, or raises the error naming it
 
     def finish(self):
         """Write the table's index and footer, sync and close it; return TableInfo."""
@@ -154,8 +154,3 @@ class TableWriter:
             self.abandon()
         return False
 
-
-
-def add_each(add, pairs):
-    for key, value in pairs:
-        add(key, value)

@@ -256,3 +256,21 @@ def test_tables_built_in_several_processes_ingested_together(tmp_path):
         conn.ingest(paths, move=True)
         assert len(list(conn.scan())) == 10000
         assert conn.get(key(7777)) == b"value 7777"
+
+
+def test_parallel_checks_report_the_first_bad_file_in_order(tmp_path):
+    # Several files are checked by threads; the error is still the first
+    # failing path's, as a check one by one would give.
+    names = ["f0", "f1", "f2", "f3"]
+    for n, name in enumerate(names):
+        write_table(tmp_path / name, ((key(i), b"v" * 50) for i in range(n * 1000, n * 1000 + 900)))
+    for name in ("f1", "f3"):
+        with open(tmp_path / name, "r+b") as f:
+            f.seek(200)
+            byte = f.read(1)
+            f.seek(200)
+            f.write(bytes([byte[0] ^ 0x01]))
+    with kvcy.connect(tmp_path / "db") as conn:
+        with pytest.raises(CorruptionError, match=r"cannot ingest \S*f1"):
+            conn.ingest([tmp_path / name for name in names])
+        assert conn.get(key(0)) is None
