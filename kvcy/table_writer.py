@@ -115,6 +115,10 @@ class TableWriter:
             key, value = stopped
             self.add(key, value)         # converts it, or raises the error naming it
 
+    # The names of Connection's writes, as DESIGN.md's example has them.
+    put = add
+    put_many = add_many
+
     def finish(self):
         """Write the table's index and footer, sync and close it; return TableInfo."""
         if self.info is not None:

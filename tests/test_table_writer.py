@@ -283,3 +283,13 @@ def test_ingest_through_a_wrapping_env_reads_and_rewrites_with_the_gil(tmp_path,
         conn.ingest([tmp_path / "a", tmp_path / "b"])
         assert conn.get(key(10)) == b"new 10"
         assert len(list(conn.scan())) == 6000
+
+
+def test_put_and_put_many_are_add_and_add_many(tmp_path):
+    path = str(tmp_path / "t.sst")
+    with kvcy.TableWriter(path) as w:
+        w.put(b"a", b"1")
+        w.put_many([(b"b", b"2"), (b"c", b"3")])
+        with pytest.raises(kvcy.ProgrammingError, match="key out of order"):
+            w.put(b"b", b"x")
+    assert w.info.count == 3 and (w.info.smallest, w.info.largest) == (b"a", b"c")
