@@ -397,6 +397,7 @@ cdef class WritePath:
         cdef unsigned long long members = 0, records = 0
         cdef size_t framed = 0, bound = 0
         cdef long long started, took
+        cdef Py_ssize_t range_dels
         # Sequence numbers first: nothing is framed unless all of them fit.
         m = leader
         while True:
@@ -453,6 +454,9 @@ cdef class WritePath:
         self.grouped_writes += members - 1
         self.last_group = <int>members
         # The memtable; a failure here would leave it short of the WAL.
+        # Range tombstones must reach the published read state before their
+        # sequence does, or a reader at that sequence would miss them.
+        range_dels = len(self.mem.range_dels)
         try:
             m = leader
             while True:
@@ -461,6 +465,8 @@ cdef class WritePath:
                 if m == last:
                     break
                 m = m.next
+            if len(self.mem.range_dels) != range_dels:
+                self.publish_range_dels()
         except BaseException as exc:
             self.error = exc
             self._fail_group(leader, last, exc)
