@@ -312,9 +312,16 @@ class Engine:
             raise OperationalError("cannot compact: the database is open read-only")
         self.flush(wait=True)
         last_level = 0
-        for level, files in enumerate(self.versions.current.files):
+        version = self.versions.current
+        for level, files in enumerate(version.files):
             if overlapping(files, start, stop):
                 last_level = level
+        if (any((stop is None or a < stop) and (start is None or start < b)
+                for a, b, _ in version.range_dels)
+                and last_level + 1 < len(version.files)):
+            # Range tombstones hide entries even at the deepest level: rewrite it too.
+            last_level += 1
+        del version
         for level in range(0, max(last_level, 1)):
             self._check_writable()
             with self.compaction_lock:
