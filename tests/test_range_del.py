@@ -493,3 +493,38 @@ def test_kill_during_range_delete_batches_is_all_or_nothing(db_path):
             keys = [k for k, _ in conn.scan(b"r", b"s")]
             assert keys == sorted(b"r%d-%d" % (counter, j) for j in range(counter % 7 + 1))
             start = counter + 1
+
+
+def test_readonly_connection_sees_tombstones_after_refresh(db_path):
+    with kvcy.connect(db_path) as conn:
+        expected = fill(conn)
+        conn.delete_range(key(0), key(10))         # in the log
+        conn.flush()
+        conn.delete_range(key(90), key(100))       # log again, the first one in the MANIFEST
+        ro = kvcy.connect(db_path, readonly=True)
+        expected = delete_expected(delete_expected(expected, key(0), key(10)), key(90), key(100))
+        check_reads(ro, expected)
+        conn.delete_range(key(40), key(50))
+        conn.flush()
+        ro.refresh()
+        check_reads(ro, delete_expected(expected, key(40), key(50)))
+        ro.close()
+
+
+def test_iterator_turns_around_inside_and_beside_a_deleted_range(db_path):
+    with kvcy.connect(db_path) as conn:
+        fill(conn, 30)
+        conn.flush()
+        conn.delete_range(key(10), key(20))
+        it = conn.scan()
+        it.seek(key(9))
+        assert it.key() == key(9)
+        it.next()
+        assert it.key() == key(20)                 # over the deleted run
+        it.prev()
+        assert it.key() == key(9)                  # and back over it
+        it.seek(key(15))
+        assert it.key() == key(20)
+        it.seek_for_prev(key(15))
+        assert it.key() == key(9)
+        it.close()
