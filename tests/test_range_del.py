@@ -528,3 +528,18 @@ def test_iterator_turns_around_inside_and_beside_a_deleted_range(db_path):
         it.seek_for_prev(key(15))
         assert it.key() == key(9)
         it.close()
+
+
+def test_aio_delete_range(db_path):
+    import asyncio
+    import kvcy.aio
+
+    async def main():
+        async with kvcy.aio.connect(db_path) as db:
+            await db.put_many([(key(i), b"v") for i in range(10)])
+            await db.delete_range(key(2), key(8))
+            with pytest.raises(ProgrammingError, match="start < stop"):
+                await db.delete_range(key(8), key(2))
+            return [k async for k, _ in db.scan()]
+
+    assert asyncio.run(main()) == [key(0), key(1), key(8), key(9)]
