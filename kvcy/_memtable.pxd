@@ -25,6 +25,7 @@ cdef class MemTable:
     cdef public object log_number  # number of the WAL file that backs it
     cdef readonly list range_dels  # range tombstones (start, stop, sequence), in sequence
                                    # order; kept beside the skiplist (kvcy/_range_del.pyx)
+    cdef readonly list range_layers  # the same, fragmented (kvcy._range_del.add_to_layers)
 
     cdef int add_raw(self, uint64_t sequence, int kind, const unsigned char* key, size_t key_len,
                      const unsigned char* value, size_t value_len) except -1

@@ -20,6 +20,11 @@ from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENC
 from kvcy._iterator cimport InternalIterator
 from kvcy._skiplist cimport SkipList, SkipNode, node_value, next_node, skiplist_seek
 from kvcy.dbformat import DELETED
+from kvcy._range_del import add_to_layers
+
+# Bytes a range tombstone takes besides its keys (tuple, bytes headers,
+# fragments), roughly: what the arena is charged for it.
+cdef size_t RANGE_DEL_OVERHEAD = 200
 from kvcy.errors import CorruptionError
 
 
@@ -43,6 +48,7 @@ cdef class MemTable:
         self.log_number = log_number
         self.created = None
         self.range_dels = []
+        self.range_layers = []
 
     cdef int add_raw(self, uint64_t sequence, int kind, const unsigned char* key, size_t key_len,
                      const unsigned char* value, size_t value_len) except -1:
@@ -64,10 +70,14 @@ cdef class MemTable:
             self.first_seq = sequence
         if sequence > self.last_seq:
             self.last_seq = sequence
-        self.range_dels.append((PyBytes_FromStringAndSize(<const char*>start, start_len),
-                                PyBytes_FromStringAndSize(<const char*>stop, stop_len),
-                                sequence))
+        tombstone = (PyBytes_FromStringAndSize(<const char*>start, start_len),
+                     PyBytes_FromStringAndSize(<const char*>stop, stop_len), sequence)
+        add_to_layers(self.range_layers, tombstone)
+        self.range_dels.append(tombstone)
         self.data_bytes += start_len + stop_len
+        # Charged to the arena (the bytes go unused), so that the memtable's
+        # size, which decides when it is switched, counts its tombstones.
+        self.arena.allocate(start_len + stop_len + RANGE_DEL_OVERHEAD)
         return 0
 
     def add_range_deletion(self, uint64_t sequence, start, stop):

@@ -26,13 +26,13 @@ is flushed whole, oldest first), so only tables need checking.
 Thread-safety: functions of immutable inputs; callers hold the locks their
 own module docstrings name.
 """
-from kvcy._range_del import RangeTombstones
+from kvcy._range_del import build_range_tombstones
 from kvcy.dbformat import KIND_FOR_SEEK, MAX_SEQUENCE, encode_internal_key
 
 
 def version_range_tombstones(version):
     """The RangeTombstones of a Version, or None when it holds none."""
-    return RangeTombstones(version.range_dels) if version.range_dels else None
+    return build_range_tombstones((), version)
 
 
 def _overlapping_files(version, start, stop):

@@ -61,11 +61,12 @@ class Version:
     """Files per level.  L0 is ordered newest first; L1+ by smallest key.
     range_dels: the flushed range tombstones (start, stop, sequence), by sequence."""
 
-    __slots__ = ("files", "range_dels", "_largest_users", "__weakref__")
+    __slots__ = ("files", "range_dels", "range_tombstones", "_largest_users", "__weakref__")
 
     def __init__(self, files=None, num_levels=NUM_LEVELS, range_dels=()):
         self.files = files if files is not None else [[] for _ in range(num_levels)]
         self.range_dels = tuple(range_dels)
+        self.range_tombstones = None      # their RangeTombstones, built once when first read
         self._largest_users = {}
 
     def largest_users(self, level):

@@ -101,6 +101,52 @@ def test_fragments_match_brute_force():
                 assert rt.covering_sequence(k, at) == want, (tombs, k, at)
 
 
+def test_layers_answer_as_one_set():
+    # A memtable's tombstones in binary-counter layers, plus a Version's
+    # layer, looked up together: the same answers as one fragmented set.
+    import random
+    from kvcy._range_del import add_to_layers, build_range_tombstones
+    rng = random.Random(3)
+    alphabet = [bytes([c]) for c in b"abcdefghijklmnop"]
+    tombs = []
+    layers = []
+    for seq in range(1, 40):
+        a, b = sorted(rng.sample(alphabet, 2))
+        tombs.append((a, b, seq))
+        add_to_layers(layers, (a, b, seq))
+        assert len(layers) <= seq.bit_length()          # O(log n) layers
+        combined = RangeTombstones([], layers)
+        assert len(combined) == seq and combined.tombstones == tuple(tombs)
+        single = RangeTombstones(tombs)
+        for k in alphabet:
+            for at in (0, seq // 2, 100):
+                assert combined.covering_sequence(k, at) == single.covering_sequence(k, at)
+
+    class FakeVersion:
+        range_dels = ((b"a", b"z", 50),)
+        range_tombstones = None
+
+    class FakeMem:
+        range_layers = layers
+
+    both = build_range_tombstones([FakeMem()], FakeVersion)
+    assert both.covering_sequence(b"c") == 50 and len(both) == 40
+    assert build_range_tombstones([], None) is None
+
+
+def test_tombstones_alone_fill_and_switch_the_memtable(db_path):
+    with kvcy.connect(db_path, memtable_max_bytes="64KiB") as conn:
+        for i in range(2000):
+            conn.delete_range(b"r%05d" % i, b"r%05d~" % i)
+        stats = conn.stats()
+        assert stats["memtable_switches"] >= 2
+        assert stats["range_tombstones"] == 2000
+        conn.put(b"r00007x", b"kept")             # inside [r00007, r00007~)
+        assert conn.get(b"r00007x") == b"kept"    # newer than the tombstone
+        conn.flush()
+        assert conn.stats()["range_tombstones"] == 2000
+
+
 # -- the batch entry ------------------------------------------------------------
 
 def test_write_batch_delete_range_is_one_entry_of_kind_3():
