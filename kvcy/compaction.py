@@ -155,7 +155,10 @@ def run_compaction(ctx, c, version, allow_move=True):
             edit.delete_file(level, meta.number)
         for meta in outputs.files:
             edit.add_file(c.output_level, meta)
-        _drop_obsolete_range_dels(ctx, version.apply(edit), smallest_snapshot, edit)
+        inputs = [meta for _, meta in c.all_inputs()]
+        _drop_obsolete_range_dels(ctx, version.apply(edit), smallest_snapshot, edit,
+                                  (min(m.smallest_user for m in inputs),
+                                   max(m.largest_user for m in inputs)))
         with vset.lock:
             vset.log_and_apply(edit)
     except BaseException:
@@ -177,14 +180,15 @@ def run_compaction(ctx, c, version, allow_move=True):
     return edit
 
 
-def _drop_obsolete_range_dels(ctx, version, smallest_snapshot, edit):
-    """Add to edit the removal of version's tombstones with nothing left to hide."""
+def _drop_obsolete_range_dels(ctx, version, smallest_snapshot, edit, near=None):
+    """Add to edit the removal of version's tombstones with nothing left to
+    hide (near: only those meeting that (lo, hi) key range, both included)."""
     if not version.range_dels:
         return
-    def holds_older(meta, start, stop, sequence):
+    def holds_older(meta, start, stop, sequence, scan):
         return table_holds_older(ctx.table_cache.find_table(meta.number, meta.file_size),
-                                 start, stop, sequence)
-    for sequence in obsolete_range_dels(version, smallest_snapshot, holds_older):
+                                 start, stop, sequence, scan)
+    for sequence in obsolete_range_dels(version, smallest_snapshot, holds_older, near):
         edit.delete_range_del(sequence)
 
 

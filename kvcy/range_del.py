@@ -42,11 +42,15 @@ def _overlapping_files(version, start, stop):
                 yield meta
 
 
-def obsolete_range_dels(version, smallest_snapshot, holds_older):
+def obsolete_range_dels(version, smallest_snapshot, holds_older, near=None):
     """Sequences of the tombstones of version with nothing left to hide.
+    near: (lo, hi) user keys, both included: scan tables only for the
+    tombstones that meet them (a compaction's key range; None: for every
+    tombstone); the others are judged by their tables' properties alone.
 
-    holds_older(meta, start, stop, sequence) -> True iff table meta may hold
-    an entry with a user key in [start, stop) older than sequence.
+    holds_older(meta, start, stop, sequence, scan) -> True iff table meta
+    may hold an entry with a user key in [start, stop) older than sequence
+    (scan=False: answer from the table's properties alone).
     REQUIRES: version is the Version the result is applied to, or one that
     differs from it by tables whose entries are all newer than every
     tombstone of version (flushes, ingests with a fresh sequence)."""
@@ -54,19 +58,23 @@ def obsolete_range_dels(version, smallest_snapshot, holds_older):
     for start, stop, sequence in version.range_dels:
         if sequence > smallest_snapshot:
             continue
-        if not any(holds_older(meta, start, stop, sequence)
+        scan = near is None or (start <= near[1] and near[0] < stop)
+        if not any(holds_older(meta, start, stop, sequence, scan)
                    for meta in _overlapping_files(version, start, stop)):
             out.append(sequence)
     return out
 
 
-def table_holds_older(table, start, stop, sequence):
+def table_holds_older(table, start, stop, sequence, scan=True):
     """True iff table (a kvcy.table.Table) holds an entry with a user key in
     [start, stop) and a sequence below `sequence`.  Cheap when the table's
     smallest_sequence says no; otherwise it scans the range in the table,
-    which after compaction dropped the covered entries holds only newer ones."""
+    which after compaction dropped the covered entries holds only newer
+    ones (scan=False: True without scanning)."""
     if table.properties.smallest_sequence > sequence:
         return False
+    if not scan:
+        return True
     it = table.iterator()
     it.seek(encode_internal_key(start, MAX_SEQUENCE, KIND_FOR_SEEK))
     while it.valid():

@@ -305,6 +305,33 @@ def test_tombstone_stays_while_a_snapshot_needs_it(db_path):
         assert conn.get(key(3)) is None
 
 
+def test_obsolete_range_dels_rules():
+    from kvcy.range_del import obsolete_range_dels
+    from kvcy.version_edit import FileMetaData
+    from kvcy.version_set import Version
+
+    def meta(number, lo, hi):
+        return FileMetaData(number, 100, lo + bytes(8), hi + bytes(8))
+
+    version = Version([[meta(1, b"a", b"c")], [meta(2, b"m", b"p")], [], [], [], [], []],
+                      range_dels=[(b"a", b"b", 5), (b"n", b"o", 6), (b"x", b"z", 7),
+                                  (b"b", b"n", 40)])
+    older = {1: 3, 2: 10}          # the smallest sequence of each table
+    calls = []
+
+    def holds_older(m, start, stop, sequence, scan):
+        calls.append((m.number, sequence, scan))
+        return older[m.number] < sequence
+
+    # (a, b, 5): table 1 holds sequence 3 < 5; (n, o, 6): table 2 only newer;
+    # (x, z, 7): no table; (b, n, 40): above the smallest snapshot.
+    assert obsolete_range_dels(version, 30, holds_older) == [6, 7]
+    assert obsolete_range_dels(version, 5, holds_older) == []       # 6 and 7 not yet visible
+    calls.clear()
+    obsolete_range_dels(version, 30, holds_older, near=(b"a", b"b"))
+    assert (1, 5, True) in calls and (2, 6, False) in calls        # scans only near
+
+
 def test_version_edit_round_trips_range_tombstones():
     edit = VersionEdit(last_sequence=9)
     edit.add_range_del(b"a", b"c", 7)
