@@ -72,7 +72,9 @@ cdef class MemTable:
             self.last_seq = sequence
         tombstone = (PyBytes_FromStringAndSize(<const char*>start, start_len),
                      PyBytes_FromStringAndSize(<const char*>stop, stop_len), sequence)
-        add_to_layers(self.range_layers, tombstone)
+        # Replaced whole, never changed in place: the background thread may
+        # be reading the list for a read state (kvcy/_range_del.pyx).
+        self.range_layers = add_to_layers(self.range_layers, tombstone)
         self.range_dels.append(tombstone)
         self.data_bytes += start_len + stop_len
         # Charged to the arena (the bytes go unused), so that the memtable's

@@ -16,3 +16,7 @@ class RangeTombstones:
 
 def build_range_tombstones(mems: Iterable[Any], version: Any) -> RangeTombstones | None:
     """The RangeTombstones of memtables and a Version, or None when they hold none."""
+
+def add_to_layers(layers: list[RangeTombstones],
+                  tombstone: tuple[bytes, bytes, int]) -> list[RangeTombstones]:
+    """A new list of layers (a binary counter) with one more tombstone."""

@@ -191,14 +191,17 @@ cdef class RangeTombstones:
 
 
 def add_to_layers(list layers, tombstone):
-    """Add one tombstone to a list of RangeTombstones kept as a binary
-    counter (a memtable's): a new layer of one, merged with the layer before
-    while it is at least as large, so each tombstone is fragmented again
-    O(log n) times and there are O(log n) layers to look up."""
+    """A new list: layers (RangeTombstones kept as a binary counter, a
+    memtable's) with one more tombstone: a new layer of one, merged with the
+    layer before while that one is no larger, so each tombstone is
+    fragmented again O(log n) times and there are O(log n) layers to look
+    up.  layers is left as it was: a reader holding it sees a whole set."""
+    layers = list(layers)
     merged = [tombstone]
     while layers and len(<RangeTombstones>layers[-1]) <= len(merged):
         merged = list((<RangeTombstones>layers.pop()).own) + merged
     layers.append(RangeTombstones(merged))
+    return layers
 
 
 def build_range_tombstones(mems, version):

@@ -377,9 +377,15 @@ class Engine:
         files stay while it lives; later writes are hidden by the sequence.
         """
         state = self._read_state_c
-        mems, version = state.mems, state.version
         if sequence is None:
             sequence = self.writer.last_sequence
+            while state is not self._read_state_c:
+                # Python may switch threads between the two reads: a state
+                # older than the sequence could lack a range tombstone the
+                # sequence covers (the C read path reads both at once).
+                state = self._read_state_c
+                sequence = self.writer.last_sequence
+        mems, version = state.mems, state.version
         children = [m.iterator() for m in mems]
         table_iterator = self.table_cache.iterator
         for meta in version.files[0]:

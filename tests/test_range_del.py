@@ -113,7 +113,10 @@ def test_layers_answer_as_one_set():
     for seq in range(1, 40):
         a, b = sorted(rng.sample(alphabet, 2))
         tombs.append((a, b, seq))
-        add_to_layers(layers, (a, b, seq))
+        before = list(layers)
+        grown = add_to_layers(layers, (a, b, seq))
+        assert layers == before                    # never changed in place
+        layers = grown
         assert len(layers) <= seq.bit_length()          # O(log n) layers
         combined = RangeTombstones([], layers)
         assert len(combined) == seq and combined.tombstones == tuple(tombs)
