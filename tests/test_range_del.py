@@ -619,3 +619,19 @@ def test_aio_delete_range(db_path):
             return [k async for k, _ in db.scan()]
 
     assert asyncio.run(main()) == [key(0), key(1), key(8), key(9)]
+
+
+def test_check_and_cli_dump_accept_range_tombstones(db_path, tmp_path):
+    from kvcy.cli import main
+    with kvcy.connect(db_path) as conn:
+        fill(conn, 20)
+        conn.flush()
+        conn.delete_range(key(0), key(5))              # in the MANIFEST after the flush
+        conn.flush()
+        conn.delete_range(key(10), key(15))            # in the log
+    report = kvcy.check(db_path)
+    assert report.ok, report
+    out = tmp_path / "dump.jsonl"
+    assert main(["dump", str(db_path), str(out), "--encoding", "text"]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 10 and '"k0005"' in lines[0]
