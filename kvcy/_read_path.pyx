@@ -5,7 +5,10 @@ get(key) and get_many(keys) read, newest first: the mutable memtable, the
 immutable memtables, the level-0 tables whose key range holds the key
 (newest first), then at most one table per deeper level, found by binary
 search over a C array of the level's largest user keys.  The first entry
-found for the key decides: a value, or a tombstone (None).
+found for the key decides: a value, or a tombstone (None); and a range
+tombstone of the state (kvcy/_range_del.pyx) that covers the key, is
+visible at the read's sequence and is newer than that entry makes it None
+too.
 
 The published state (ReadState) is built by the engine whenever its
 memtables or Version change (Engine._publish_state) and replaced whole, so

@@ -10,7 +10,8 @@ write lock, checks the engine can write and makes room in the memtable
 GROUP_MAX_BYTES of records), gives each its sequence numbers, frames each
 batch as its own WAL record and appends the whole group with one write
 call, fdatasyncs once if any member asked for sync, inserts every batch
-into the memtable, publishes the last sequence, releases the write lock
+into the memtable (a range delete beside it, then the engine publishes a
+read state holding it: publish_range_dels), publishes the last sequence, releases the write lock
 and wakes the members with their result and the next head.  Members wait
 with the GIL released on a wake lock of their own, so a leader's fsync is
 where a group gathers: one fsync serves every writer that queued during
