@@ -12,6 +12,9 @@ per user key, and decides for each entry:
     since there is nothing left for it to hide (checked in C against the
     deeper levels' key ranges, with one cursor per level that only moves
     forward, as the keys do: LevelDB's IsBaseLevelForKey);
+  * an entry is dropped when a range tombstone of the Version covers its
+    key with a sequence above the entry's and at most smallest_snapshot
+    (the same rule for a range as for a point tombstone);
   * everything else goes to the current output table (TableBuilder.append,
     which builds, compresses, checksums and writes blocks without the GIL).
 An output table is closed once it reaches target_file_bytes, but only
@@ -35,6 +38,7 @@ from kvcy._dbformat cimport (KIND_DELETE, MAX_SEQUENCE, TAG_BYTES, compare_user_
                              compare_internal)
 from kvcy._table_builder cimport TableBuilder
 from kvcy._table_scan cimport TableRun, RunState, run_first, run_next
+from kvcy._range_del cimport RangeTombstones
 
 cdef enum:
     STOP_CHECK_ENTRIES = 4096    # look at the clock this often
@@ -97,7 +101,8 @@ cdef inline int pick_smallest(RunState** runs, size_t n) noexcept nogil:
 
 def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list deeper_levels not None,
                         open_output, close_output, uint64_t target_file_bytes,
-                        should_stop=None, double stop_check_seconds=STOP_CHECK_SECONDS):
+                        should_stop=None, double stop_check_seconds=STOP_CHECK_SECONDS,
+                        RangeTombstones range_dels=None):
     """Merge the TableRuns into output tables; returns (entries_in,
     entries_dropped, stopped).
 
@@ -106,6 +111,7 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
     order.  open_output() -> TableBuilder; close_output(builder) finishes
     and records it.  should_stop() -> True to abandon the compaction; it is
     asked at a user-key boundary at most every stop_check_seconds.
+    range_dels: the Version's range tombstones (None: none).
     """
     cdef size_t nruns = len(runs), nlevels = len(deeper_levels), i, j, nfiles
     cdef RunState** states = <RunState**>malloc((nruns or 1) * sizeof(RunState*))
@@ -217,6 +223,9 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                 elif ((tag & 0xFF) == KIND_DELETE and seq <= smallest_snapshot
                       and is_base_level(levels, nlevels, key, ulen)):
                     drop = True              # nothing below for the tombstone to hide
+                elif (range_dels is not None
+                      and range_dels.covering(key, ulen, smallest_snapshot) > seq):
+                    drop = True              # deleted by a range every snapshot sees
                 last_seq_for_key = seq
                 if drop:
                     dropped += 1

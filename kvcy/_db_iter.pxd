@@ -17,12 +17,14 @@ cdef enum:
 
 from kvcy._byte_buffer cimport Buf
 from kvcy._latency cimport LatencyHistogram
+from kvcy._range_del cimport RangeTombstones
 
 
 cdef class DBIterator:
     cdef InternalIterator iter   # internal entries (a MergingIterator); None once closed
     cdef object pin              # whatever keeps iter's data alive (opaque); None once closed
     cdef uint64_t sequence_      # entries with a larger sequence are invisible
+    cdef RangeTombstones range_dels  # range tombstones that may hide entries; None: none
     cdef bytes start             # inclusive lower bound on user keys, or None
     cdef bytes stop              # exclusive upper bound on user keys, or None
     cdef const unsigned char* start_p    # start's bytes (NULL when None)
@@ -43,6 +45,7 @@ cdef class DBIterator:
     cdef public LatencyHistogram latency   # times __next__'s steps (None: not timed)
     cdef object __weakref__      # a connection tracks its open iterators weakly
 
+    cdef bint range_deleted(self, const unsigned char* k, size_t ulen, uint64_t seq) noexcept
     cdef int find_next_user_entry(self, bint skipping) except -1
     cdef int find_prev_user_entry(self) except -1
     cdef int do_next(self) except -1

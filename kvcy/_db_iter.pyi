@@ -5,6 +5,7 @@ from _typeshed import ReadableBuffer
 
 from kvcy._iterator import InternalIterator
 from kvcy._latency import LatencyHistogram
+from kvcy._range_del import RangeTombstones
 
 def prefix_stop(prefix: ReadableBuffer) -> Optional[bytes]:
     """Exclusive stop bound of the keys starting with prefix (None: unbounded)."""
@@ -17,7 +18,8 @@ class DBIterator(Iterator[Tuple[bytes, bytes]]):
     """
     def __init__(self, merging_iter: InternalIterator, sequence: int,
                  start: Optional[ReadableBuffer] = None, stop: Optional[ReadableBuffer] = None,
-                 reverse: bool = False, pin: Any = None) -> None: ...
+                 reverse: bool = False, pin: Any = None,
+                 range_dels: RangeTombstones | None = None) -> None: ...
     def __iter__(self) -> DBIterator: ...
     def __next__(self) -> Tuple[bytes, bytes]:
         """The entry under the cursor if a cursor move put it there and it was

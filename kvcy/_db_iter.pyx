@@ -4,12 +4,14 @@
 A DBIterator wraps an internal iterator (a MergingIterator over memtables
 and table files) and collapses its entries as LevelDB's DBIter does: for
 each user key, the newest entry with sequence <= `sequence` counts; if that
-entry is a tombstone the key is hidden.  Only user keys in [start, stop)
+entry is a tombstone, or a range tombstone (range_dels, a
+kvcy._range_del.RangeTombstones) newer than the entry and visible at
+`sequence` covers the key, the key is hidden.  Only user keys in [start, stop)
 are visible (either bound may be None; a prefix is the bounds
 (prefix, prefix_stop(prefix))).
 
     it = DBIterator(merging_iter, sequence, start=None, stop=None,
-                    reverse=False, pin=None)
+                    reverse=False, pin=None, range_dels=None)
     for key, value in it: ...        # ascending, or descending if reverse
 
 Cursor methods: seek(user_key) places it on the first visible key >=
@@ -63,7 +65,7 @@ cdef class DBIterator:
     """User-visible (key, value) pairs of an internal iterator at a sequence number."""
 
     def __init__(self, InternalIterator merging_iter not None, uint64_t sequence, start=None,
-                 stop=None, bint reverse=False, pin=None):
+                 stop=None, bint reverse=False, pin=None, RangeTombstones range_dels=None):
         cdef const unsigned char* p
         cdef size_t n
         if sequence > MAX_SEQUENCE:
@@ -73,6 +75,7 @@ cdef class DBIterator:
         self.iter = merging_iter
         self.pin = pin
         self.sequence_ = sequence
+        self.range_dels = range_dels
         if start is not None:
             self.start = borrow_bytes(start, &p, &n, "start")
             self.start_p = p
@@ -97,6 +100,12 @@ cdef class DBIterator:
 
     # -- the per-entry loops: C only ----------------------------------------
 
+    cdef inline bint range_deleted(self, const unsigned char* k, size_t ulen,
+                                   uint64_t seq) noexcept:
+        # True iff a range tombstone visible at sequence_ deletes entry (k, seq).
+        return (self.range_dels is not None
+                and self.range_dels.covering(k, ulen, self.sequence_) > seq)
+
     cdef int find_next_user_entry(self, bint skipping) except -1:
         # From the entry iter is on, forward to the first visible entry whose
         # user key is not hidden: not <= saved_key when skipping.
@@ -113,6 +122,8 @@ cdef class DBIterator:
             tag = load_fixed64(k + ulen)
             if (tag >> 8) <= self.sequence_:
                 kind = <int>(tag & 0xFF)
+                if kind == KIND_VALUE and self.range_deleted(k, ulen, tag >> 8):
+                    kind = KIND_DELETE       # as a tombstone: it hides older entries too
                 if kind == KIND_VALUE:
                     if not skipping or compare_user_keys(k, ulen, self.saved_key.data,
                                                          self.saved_key.len) > 0:
@@ -151,6 +162,8 @@ cdef class DBIterator:
                 kind = <int>(tag & 0xFF)
                 if kind != KIND_VALUE and kind != KIND_DELETE:
                     return self.bad_kind(kind)
+                if kind == KIND_VALUE and self.range_deleted(k, ulen, tag >> 8):
+                    kind = KIND_DELETE
                 if value_kind != KIND_DELETE and compare_user_keys(
                         k, ulen, self.saved_key.data, self.saved_key.len) < 0:
                     break                    # an older key: saved_key's newest version is found

@@ -23,9 +23,15 @@ cdef class MemTable:
     cdef uint64_t last_seq       # largest sequence added (0 when empty)
     cdef public object created   # monotonic time of creation (flush_interval)
     cdef public object log_number  # number of the WAL file that backs it
+    cdef readonly list range_dels  # range tombstones (start, stop, sequence), in sequence
+                                   # order; kept beside the skiplist (kvcy/_range_del.pyx)
+    cdef readonly list range_layers  # the same, fragmented (kvcy._range_del.add_to_layers)
 
     cdef int add_raw(self, uint64_t sequence, int kind, const unsigned char* key, size_t key_len,
                      const unsigned char* value, size_t value_len) except -1
+    cdef int add_range_del(self, uint64_t sequence, const unsigned char* start,
+                           size_t start_len, const unsigned char* stop,
+                           size_t stop_len) except -1
     cdef SkipNode* lookup(self, const unsigned char* key, size_t key_len,
                           uint64_t sequence) noexcept
 

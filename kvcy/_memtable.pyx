@@ -20,6 +20,11 @@ from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENC
 from kvcy._iterator cimport InternalIterator
 from kvcy._skiplist cimport SkipList, SkipNode, node_value, next_node, skiplist_seek
 from kvcy.dbformat import DELETED
+from kvcy._range_del import add_to_layers
+
+# Bytes a range tombstone takes besides its keys (tuple, bytes headers,
+# fragments), roughly: what the arena is charged for it.
+cdef size_t RANGE_DEL_OVERHEAD = 200
 from kvcy.errors import CorruptionError
 
 
@@ -42,16 +47,51 @@ cdef class MemTable:
         self.last_seq = 0
         self.log_number = log_number
         self.created = None
+        self.range_dels = []
+        self.range_layers = []
 
     cdef int add_raw(self, uint64_t sequence, int kind, const unsigned char* key, size_t key_len,
                      const unsigned char* value, size_t value_len) except -1:
-        if self.table.count == 0 or sequence < self.first_seq:
+        if (self.table.count == 0 and not self.range_dels) or sequence < self.first_seq:
             self.first_seq = sequence
         if sequence > self.last_seq:
             self.last_seq = sequence
         self.table.insert(key, key_len, pack_tag(sequence, kind), value, value_len)
         self.data_bytes += key_len + value_len
         return 0
+
+    cdef int add_range_del(self, uint64_t sequence, const unsigned char* start,
+                           size_t start_len, const unsigned char* stop,
+                           size_t stop_len) except -1:
+        # Range tombstones stay out of the skiplist: one may cover keys far
+        # from its start.  Readers see the list through the published state
+        # (Engine._publish_state), rebuilt before the sequence is published.
+        if (self.table.count == 0 and not self.range_dels) or sequence < self.first_seq:
+            self.first_seq = sequence
+        if sequence > self.last_seq:
+            self.last_seq = sequence
+        tombstone = (PyBytes_FromStringAndSize(<const char*>start, start_len),
+                     PyBytes_FromStringAndSize(<const char*>stop, stop_len), sequence)
+        # Replaced whole, never changed in place: the background thread may
+        # be reading the list for a read state (kvcy/_range_del.pyx).
+        self.range_layers = add_to_layers(self.range_layers, tombstone)
+        self.range_dels.append(tombstone)
+        self.data_bytes += start_len + stop_len
+        # Charged to the arena (the bytes go unused), so that the memtable's
+        # size, which decides when it is switched, counts its tombstones.
+        self.arena.allocate(start_len + stop_len + RANGE_DEL_OVERHEAD)
+        return 0
+
+    def add_range_deletion(self, uint64_t sequence, start, stop):
+        """Add the range tombstone [start, stop) at sequence (tests; the
+        write path goes through insert_records).  REQUIRES: the write lock."""
+        if sequence > MAX_SEQUENCE:
+            raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
+        start = bytes(start)
+        stop = bytes(stop)
+        self.add_range_del(sequence, <const unsigned char*>PyBytes_AS_STRING(start),
+                           PyBytes_GET_SIZE(start), <const unsigned char*>PyBytes_AS_STRING(stop),
+                           PyBytes_GET_SIZE(stop))
 
     cdef SkipNode* lookup(self, const unsigned char* key, size_t key_len,
                           uint64_t sequence) noexcept:

@@ -6,6 +6,7 @@ from kvcy._skiplist cimport SkipNode
 from kvcy._table cimport TableReader, Found, ReadError
 from kvcy._write_path cimport WritePath
 from kvcy._latency cimport LatencyHistogram
+from kvcy._range_del cimport RangeTombstones
 
 cdef enum:
     GET_TIMING_PERIOD = 8            # one get in this many is timed for the latency histogram
@@ -30,6 +31,8 @@ cdef class ReadState:
     cdef MemRef* memrefs             # their skiplists (alive as long as mems holds them)
     cdef Py_ssize_t num_mems
     cdef readonly object version     # the Version whose files the slots describe
+    cdef readonly RangeTombstones range_dels   # the memtables' and version's range
+                                     # tombstones; None when there are none
     cdef list metas                  # FileMetaData per slot
     cdef list keys                   # the key bytes the slots point into
     cdef list tables                 # Table (or None until opened) per slot

@@ -5,6 +5,7 @@ from typing import Any, Callable, Iterable, TypeVar, final, overload
 from _typeshed import ReadableBuffer
 
 from kvcy._latency import LatencyHistogram
+from kvcy._range_del import RangeTombstones
 from kvcy._write_path import WritePath
 
 _T = TypeVar("_T")
@@ -16,6 +17,8 @@ class ReadState:
     def mems(self) -> tuple[Any, ...]: ...
     @property
     def version(self) -> Any: ...
+    @property
+    def range_dels(self) -> RangeTombstones | None: ...
     def __new__(cls, mems: Iterable[Any], version: Any,
                  find_table: Callable[[Any], Any]) -> ReadState: ...
     @property

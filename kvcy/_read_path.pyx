@@ -5,7 +5,10 @@ get(key) and get_many(keys) read, newest first: the mutable memtable, the
 immutable memtables, the level-0 tables whose key range holds the key
 (newest first), then at most one table per deeper level, found by binary
 search over a C array of the level's largest user keys.  The first entry
-found for the key decides: a value, or a tombstone (None).
+found for the key decides: a value, or a tombstone (None); and a range
+tombstone of the state (kvcy/_range_del.pyx) that covers the key, is
+visible at the read's sequence and is newer than that entry makes it None
+too.
 
 The published state (ReadState) is built by the engine whenever its
 memtables or Version change (Engine._publish_state) and replaced whole, so
@@ -44,6 +47,8 @@ from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_l
                           found_value)
 from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._write_path cimport WritePath
+from kvcy._range_del cimport RangeTombstones
+from kvcy._range_del import build_range_tombstones
 # For the transactions' conflict checks (the methods at the end of ReadState).
 from kvcy._block_cache cimport cache_release
 from kvcy._dbformat cimport KIND_FOR_SEEK, pack_tag
@@ -86,6 +91,7 @@ cdef class ReadState:
             self.memrefs[i].height = &(<MemTable>mem).table.height
         i = 0
         self.version = version
+        self.range_dels = build_range_tombstones(self.mems, version)
         self.find_table = find_table
         files = version.files
         self.num_levels = len(files)
@@ -211,7 +217,9 @@ cdef class ReadState:
 
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
                        uint64_t sequence, bint all_gil):
-        # The value of key at sequence, or None (absent or deleted).
+        # The value of key at sequence, or None (absent or deleted).  A range
+        # tombstone newer than the entry found (and visible at sequence)
+        # deletes it: `cover` is its sequence, 0 when none covers key.
         cdef SkipNode* n
         cdef Found found
         cdef ReadError err
@@ -220,11 +228,15 @@ cdef class ReadState:
         cdef Table table
         cdef Py_ssize_t j
         cdef bint first = True
+        cdef uint64_t cover = 0
+        cdef RangeTombstones range_dels = self.range_dels
         err.code = READ_OK
         n = NULL
         while True:
             with nogil:
                 if first:
+                    if range_dels is not None:
+                        cover = range_dels.covering(key, klen, sequence)
                     # The memtables, then the tables: one GIL release per get.
                     for j in range(self.num_mems):
                         n = memtable_find(self.memrefs[j].head, self.memrefs[j].height,
@@ -241,18 +253,28 @@ cdef class ReadState:
             if first:
                 first = False
                 if n != NULL:
+                    if cover > (n.tag >> 8):
+                        return None
                     return memtable_answer(n)
             if r == 0:
                 value = found_value(&found)
+                if found.kind >= 0 and found.sequence < cover:
+                    return None
                 return None if value is DELETED else value
             table = self.open_slot(index)
             if r < 0:
                 raise table.read_error(&err)
             if not (all_gil or self.slots[index].needs_gil):
                 continue                     # just opened: search it without the GIL
-            value = table.get(key_obj, sequence)
-            if value is not None:
-                return None if value is DELETED else value
+            if cover:
+                # The entry's sequence decides, and the row cache's get() hides it.
+                row = table._lookup(key_obj, sequence)
+                if row is not None:
+                    return None if row[0] < cover or row[1] == KIND_DELETE else row[2]
+            else:
+                value = table.get(key_obj, sequence)
+                if value is not None:
+                    return None if value is DELETED else value
             if level == 0:
                 index += 1
             else:

@@ -5,6 +5,7 @@
 #     batch   := sequence:fixed64 count:fixed32 record*
 #     record  := KIND_VALUE:u8 key:lenbytes value:lenbytes
 #              | KIND_DELETE:u8 key:lenbytes
+#              | KIND_RANGE_DELETE:u8 start:lenbytes stop:lenbytes   (deletes [start, stop))
 #     lenbytes:= length:varint32 bytes[length]
 # Entry i of the batch gets sequence + i.
 # Not thread-safe: one thread builds a batch, then hands it to the engine.
@@ -18,7 +19,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 from kvcy._coding cimport (put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64,
                            get_varint32)
-from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE
+from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_RANGE_DELETE
 from kvcy._memtable cimport MemTable
 
 cdef enum:
@@ -31,14 +32,14 @@ cdef enum:
 cdef enum:
     RECORD_BAD_KEY = 1               # the key length is malformed or runs past the rep
     RECORD_BAD_VALUE = 2             # the value length is malformed or runs past the rep
-    RECORD_BAD_KIND = 3              # the kind byte is neither KIND_VALUE nor KIND_DELETE
+    RECORD_BAD_KIND = 3              # the kind byte is not KIND_VALUE, KIND_DELETE or KIND_RANGE_DELETE
 
 # One decoded record; key and value point into the rep.
 cdef struct BatchRecord:
-    int kind                         # KIND_VALUE or KIND_DELETE
-    const unsigned char* key
+    int kind                         # KIND_VALUE, KIND_DELETE or KIND_RANGE_DELETE
+    const unsigned char* key         # a range delete's start
     uint32_t key_len
-    const unsigned char* value       # NULL for a delete
+    const unsigned char* value       # NULL for a delete; a range delete's stop
     uint32_t value_len               # 0 for a delete
     int problem                      # a RECORD_BAD_* code, set only when decoding failed
 
@@ -83,7 +84,7 @@ cdef inline unsigned char* put_batch_record(unsigned char* dst, int kind,
     if key_len:
         memcpy(dst, key, key_len)
     dst += key_len
-    if kind == KIND_VALUE:
+    if kind == KIND_VALUE or kind == KIND_RANGE_DELETE:
         dst = put_varint32(dst, <uint32_t>value_len)
         if value_len:
             memcpy(dst, value, value_len)
@@ -103,7 +104,7 @@ cdef inline const unsigned char* get_batch_record(const unsigned char* p,
         return NULL
     r.key = p
     p += r.key_len
-    if r.kind == KIND_VALUE:
+    if r.kind == KIND_VALUE or r.kind == KIND_RANGE_DELETE:
         p = get_varint32(p, limit, &r.value_len)
         if p == NULL or r.value_len > <size_t>(limit - p):
             r.problem = RECORD_BAD_VALUE
@@ -121,14 +122,15 @@ cdef inline const unsigned char* get_batch_record(const unsigned char* p,
 # -- checked entry points -----------------------------------------------------
 
 # Refuse an entry a batch must not hold: ValueError for a kind other than
-# KIND_VALUE/KIND_DELETE, DataError for a key or value over MAX_KEY_BYTES /
-# MAX_VALUE_BYTES.  Every encoder calls it before encoding.
+# KIND_VALUE/KIND_DELETE/KIND_RANGE_DELETE, DataError for a key or value over
+# MAX_KEY_BYTES / MAX_VALUE_BYTES (a range delete's stop is a key).  Every encoder calls it before encoding.
 cdef int check_entry(int kind, size_t key_len, size_t value_len) except -1
 
 # Insert the records of rep[BATCH_HEADER_BYTES:rep_len] into mem, the first
 # at sequence.  Each record is checked as it is inserted, and a bad one
 # raises CorruptionError after the ones before it went in: a rep that must
-# not be half applied is checked whole (check_rep) first.
+# not be half applied is checked whole (check_rep) first.  A range delete
+# goes to mem's range tombstones (MemTable.add_range_del), not its skiplist.
 cdef int insert_records(MemTable mem, const unsigned char* rep, size_t rep_len,
                         uint64_t sequence) except -1
 

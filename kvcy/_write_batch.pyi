@@ -12,6 +12,9 @@ class WriteBatch:
         """Add a put of value under key (both bytes-like; str raises TypeError)."""
     def delete(self, key: ReadableBuffer) -> None:
         """Add a delete of key."""
+    def delete_range(self, start: ReadableBuffer, stop: ReadableBuffer) -> None:
+        """Add a range tombstone deleting every key k with start <= k < stop;
+        ProgrammingError unless start < stop."""
     def put_pairs(self, pairs: Iterable[Tuple[ReadableBuffer, ReadableBuffer]]) -> None:
         """Add a put for every (key, value) pair."""
     def delete_keys(self, keys: Iterable[ReadableBuffer]) -> None:
@@ -33,6 +36,9 @@ class WriteBatch:
         """The rep (header with the current sequence, then the records)."""
     def __len__(self) -> int: ...
 
+def check_range(start: bytes, stop: bytes) -> None:
+    """ProgrammingError unless start < stop."""
+
 def encode_single(sequence: int, kind: int, key: ReadableBuffer,
                   value: ReadableBuffer | None = None) -> bytes:
     """The rep of a one-entry batch."""
@@ -45,4 +51,5 @@ def apply_batch(rep: ReadableBuffer, mem: Any) -> None:
     at sequence + i)."""
 
 def iterate_batch(rep: ReadableBuffer) -> list[Tuple[int, bytes, bytes | None]]:
-    """(kind, key, value) of each entry (value None for deletes)."""
+    """(kind, key, value) of each entry (value None for deletes, the stop key
+    for a range delete)."""

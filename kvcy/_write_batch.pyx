@@ -16,9 +16,9 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyByte
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
 from kvcy._coding cimport view_ptr
-from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
+from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_RANGE_DELETE, MAX_SEQUENCE
 from kvcy._memtable cimport MemTable
-from kvcy.errors import CorruptionError, DataError
+from kvcy.errors import CorruptionError, DataError, ProgrammingError
 from kvcy import options as _options
 
 cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
@@ -41,15 +41,25 @@ cdef inline bytes as_bytes(object obj, str what):
 
 
 cdef int check_entry(int kind, size_t key_len, size_t value_len) except -1:
-    if kind != KIND_VALUE and kind != KIND_DELETE:
+    if kind != KIND_VALUE and kind != KIND_DELETE and kind != KIND_RANGE_DELETE:
         raise ValueError("unknown entry kind %d" % kind)
     if key_len > MAX_KEY:
         raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
                         % (key_len, MAX_KEY))
+    if kind == KIND_RANGE_DELETE and value_len > MAX_KEY:
+        raise DataError("range stop key of %d bytes exceeds the limit of %d bytes "
+                        "(MAX_KEY_BYTES)" % (value_len, MAX_KEY))
     if value_len > MAX_VALUE:
         raise DataError("value of %d bytes exceeds the limit of %d bytes (MAX_VALUE_BYTES)"
                         % (value_len, MAX_VALUE))
     return 0
+
+
+def check_range(bytes start, bytes stop):
+    """ProgrammingError unless start < stop: a range tombstone covers [start, stop)."""
+    if not start < stop:
+        raise ProgrammingError("delete_range needs start < stop, got start=%r stop=%r"
+                               % (start[:40], stop[:40]))
 
 
 cdef class WriteBatch:
@@ -111,6 +121,16 @@ cdef class WriteBatch:
         key = as_bytes(key, "key")
         self.append_record(KIND_DELETE, <const unsigned char*>PyBytes_AS_STRING(key),
                            PyBytes_GET_SIZE(key), NULL, 0)
+
+    def delete_range(self, start, stop):
+        """Add a range tombstone deleting every key k with start <= k < stop
+        (both bytes-like); it takes one sequence number of the batch."""
+        start = as_bytes(start, "start")
+        stop = as_bytes(stop, "stop")
+        check_range(start, stop)
+        self.append_record(KIND_RANGE_DELETE, <const unsigned char*>PyBytes_AS_STRING(start),
+                           PyBytes_GET_SIZE(start), <const unsigned char*>PyBytes_AS_STRING(stop),
+                           PyBytes_GET_SIZE(stop))
 
     def put_pairs(self, pairs):
         """Add a put for every (key, value) pair of an iterable."""
@@ -234,7 +254,10 @@ cdef int insert_records(MemTable mem, const unsigned char* rep, size_t rep_len,
         p = get_batch_record(p, limit, &r)
         if p == NULL:
             raise_bad_record(&r, index)
-        mem.add_raw(sequence + index, r.kind, r.key, r.key_len, r.value, r.value_len)
+        if r.kind == KIND_RANGE_DELETE:
+            mem.add_range_del(sequence + index, r.key, r.key_len, r.value, r.value_len)
+        else:
+            mem.add_raw(sequence + index, r.kind, r.key, r.key_len, r.value, r.value_len)
         index += 1
     return 0
 
@@ -261,7 +284,8 @@ def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
 
 
 def iterate_batch(const unsigned char[::1] rep not None):
-    """List of (kind, key, value) for a rep (value None for deletes); validates first."""
+    """List of (kind, key, value) for a rep (value None for deletes; a range
+    delete's value is its stop key); validates first."""
     cdef size_t n = rep.shape[0]
     cdef const unsigned char* base = view_ptr(rep)
     check_rep(base, n)

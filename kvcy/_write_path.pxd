@@ -60,6 +60,8 @@ cdef class WritePath:
     cdef public bint slowdown        # level 0 is deep: every write calls make_room
     cdef public object make_room     # engine callback, run with the lock held, when the memtable is full
     cdef public object check_state   # engine callback raising the right error when not writable
+    cdef public object publish_range_dels   # engine callback, run with the lock held after a
+                                     # group added range tombstones, before its sequence is published
     cdef public bint usable          # False once the connection closed (or forked): put() raises
     cdef public str unusable_message # the ProgrammingError's text then
     # counters (read by Stats)

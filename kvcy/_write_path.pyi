@@ -19,6 +19,7 @@ class WritePath:
     slowdown: bool
     make_room: Callable[..., Any] | None
     check_state: Callable[..., Any] | None
+    publish_range_dels: Callable[..., Any] | None
     usable: bool
     unusable_message: str
     puts: int

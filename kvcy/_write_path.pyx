@@ -10,7 +10,8 @@ write lock, checks the engine can write and makes room in the memtable
 GROUP_MAX_BYTES of records), gives each its sequence numbers, frames each
 batch as its own WAL record and appends the whole group with one write
 call, fdatasyncs once if any member asked for sync, inserts every batch
-into the memtable, publishes the last sequence, releases the write lock
+into the memtable (a range delete beside it, then the engine publishes a
+read state holding it: publish_range_dels), publishes the last sequence, releases the write lock
 and wakes the members with their result and the next head.  Members wait
 with the GIL released on a wake lock of their own, so a leader's fsync is
 where a group gathers: one fsync serves every writer that queued during
@@ -397,6 +398,7 @@ cdef class WritePath:
         cdef unsigned long long members = 0, records = 0
         cdef size_t framed = 0, bound = 0
         cdef long long started, took
+        cdef Py_ssize_t range_dels
         # Sequence numbers first: nothing is framed unless all of them fit.
         m = leader
         while True:
@@ -453,6 +455,9 @@ cdef class WritePath:
         self.grouped_writes += members - 1
         self.last_group = <int>members
         # The memtable; a failure here would leave it short of the WAL.
+        # Range tombstones must reach the published read state before their
+        # sequence does, or a reader at that sequence would miss them.
+        range_dels = len(self.mem.range_dels)
         try:
             m = leader
             while True:
@@ -461,6 +466,8 @@ cdef class WritePath:
                 if m == last:
                     break
                 m = m.next
+            if len(self.mem.range_dels) != range_dels:
+                self.publish_range_dels()
         except BaseException as exc:
             self.error = exc
             self._fail_group(leader, last, exc)

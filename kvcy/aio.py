@@ -169,6 +169,11 @@ class AsyncConnection:
         await asyncio.wrap_future(write_pool.delete_many(
             keys, sync=sync, check_here=_small(keys)))
 
+    async def delete_range(self, start, stop, *, sync=None):
+        """Remove every key in [start, stop) (one range tombstone)."""
+        _, write_pool = self._writer()
+        await asyncio.wrap_future(write_pool.delete_range(start, stop, sync=sync))
+
     async def flush(self, *, wait=True):
         """Connection.flush() after every write queued before it."""
         _, write_pool = self._writer()

@@ -203,8 +203,10 @@ class BackgroundWorker:
             waiting, mem = hooks.memtables()
             next_log = waiting[1].log_number if len(waiting) > 1 else mem.log_number
             # An empty memtable adds nothing; the history still ends where it did.
-            last = imm.last_sequence if len(imm) else vset.last_sequence
+            last = imm.last_sequence if len(imm) or imm.range_dels else vset.last_sequence
             edit = VersionEdit(log_number=next_log, last_sequence=last)
+            for start, stop, sequence in imm.range_dels:     # they move into the Version
+                edit.add_range_del(start, stop, sequence)
             if meta is not None:
                 edit.add_file(0, meta)
                 self.env.sync_dir(self.dbpath)     # the table's name must outlive a power loss

@@ -177,6 +177,7 @@ def _write_manifest(env, work, version, log_number, sequence, next_file_number):
     for level, files in enumerate(version.files):
         for meta in files:
             edit.add_file(level, meta)
+    edit.new_range_dels = list(version.range_dels)
     write_manifest(env, work, number, edit)
     env.write_file_atomically(filename.current_file_name(work),
                               ("MANIFEST-%06d\n" % number).encode())

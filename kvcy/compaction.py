@@ -10,6 +10,9 @@ deletes the inputs and adds the outputs; until that edit is in the
 MANIFEST the outputs are orphans that the next open deletes, so a crash
 mid-compaction loses nothing.  A plan whose single input overlaps nothing
 below is applied as a trivial move (the file changes level, no bytes move).
+The Version's range tombstones drop the entries they cover (for every
+snapshot), and the same edit removes the tombstones that have nothing left
+to hide (kvcy/range_del.py).
 
 Thread-safety: run by the background thread (or by compact_range under the
 engine's compaction lock); it pins the Version it compacts.  It sees the
@@ -26,6 +29,7 @@ from kvcy._table_scan import TableRun
 from kvcy._table_builder import TableBuilder
 from kvcy.version_edit import FileMetaData, VersionEdit
 from kvcy.version_set import internal_sort_key
+from kvcy.range_del import obsolete_range_dels, table_holds_older, version_range_tombstones
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,7 +144,7 @@ def run_compaction(ctx, c, version, allow_move=True):
         entries, dropped, stopped = run_compaction_loop(
             runs, smallest_snapshot, _deeper_ranges(version, c.output_level),
             outputs.open, outputs.close, options.target_file_bytes,
-            ctx.closing)
+            ctx.closing, range_dels=version_range_tombstones(version))
         if stopped:
             outputs.abandon()
             ctx.info_log.log("compaction %r abandoned: the database is closing", c)
@@ -151,6 +155,10 @@ def run_compaction(ctx, c, version, allow_move=True):
             edit.delete_file(level, meta.number)
         for meta in outputs.files:
             edit.add_file(c.output_level, meta)
+        inputs = [meta for _, meta in c.all_inputs()]
+        _drop_obsolete_range_dels(ctx, version.apply(edit), smallest_snapshot, edit,
+                                  (min(m.smallest_user for m in inputs),
+                                   max(m.largest_user for m in inputs)))
         with vset.lock:
             vset.log_and_apply(edit)
     except BaseException:
@@ -170,3 +178,31 @@ def run_compaction(ctx, c, version, allow_move=True):
                         "tables at level %d, %.3fs", c, entries, dropped, read, written,
                         len(outputs.files), c.output_level, time.monotonic() - started)
     return edit
+
+
+def _drop_obsolete_range_dels(ctx, version, smallest_snapshot, edit, near=None):
+    """Add to edit the removal of version's tombstones with nothing left to
+    hide (near: only those meeting that (lo, hi) key range, both included)."""
+    if not version.range_dels:
+        return
+    def holds_older(meta, start, stop, sequence, scan):
+        return table_holds_older(ctx.table_cache.find_table(meta.number, meta.file_size),
+                                 start, stop, sequence, scan)
+    for sequence in obsolete_range_dels(version, smallest_snapshot, holds_older, near):
+        edit.delete_range_del(sequence)
+
+
+def drop_obsolete_range_dels(ctx):
+    """Remove the current Version's range tombstones that have nothing left
+    to hide, in an edit of their own.  REQUIRES: the compaction lock held
+    (no compaction changes the files meanwhile)."""
+    version = ctx.versions.current
+    edit = VersionEdit()
+    _drop_obsolete_range_dels(ctx, version, ctx.smallest_snapshot(), edit)
+    if not edit.deleted_range_dels:
+        return False
+    with ctx.versions.lock:
+        ctx.versions.log_and_apply(edit)
+    ctx.info_log.log("removed %d range tombstones with nothing left to hide",
+                     len(edit.deleted_range_dels))
+    return True

@@ -168,6 +168,16 @@ class Connection:
         batch.delete_keys(keys)
         engine.write_batch(batch, sync)
 
+    def delete_range(self, start, stop, *, sync=None):
+        """Remove every key k with start <= k < stop, in one atomic write of
+        constant size (a range tombstone).  ProgrammingError unless start < stop."""
+        engine = self._check()
+        if not self._autocommit:
+            return self._implicit_transaction().delete_range(start, stop, sync=sync)
+        batch = WriteBatch()
+        batch.delete_range(start, stop)
+        engine.write_batch(batch, sync)
+
     def write(self, batch, *, sync=None):
         """Apply a kvcy.WriteBatch atomically."""
         engine = self._check()

@@ -48,7 +48,7 @@ from kvcy.cache import BlockCache, RowCache
 from kvcy._db_iter import DBIterator
 from kvcy._merge import MergingIterator
 from kvcy._two_level import LevelIterator
-from kvcy.compaction import CompactionContext, run_compaction
+from kvcy.compaction import CompactionContext, drop_obsolete_range_dels, run_compaction
 from kvcy.compaction_picker import overlapping, plan
 from kvcy.snapshot import SnapshotList
 from kvcy.stats import level_figures
@@ -98,6 +98,7 @@ class Engine:
         writer.memtable_limit = options.memtable_max_bytes
         writer.check_state = self._check_writable
         writer.make_room = self._make_room
+        writer.publish_range_dels = self._publish_range_dels
         mem.created = time.monotonic()
         self.reader = None
         self._publish_state()
@@ -268,6 +269,12 @@ class Engine:
         if self.reader is not None:
             self.reader.state = self._read_state_c
 
+    def _publish_range_dels(self):
+        """REQUIRES: write lock held.  The memtable gained range tombstones:
+        publish them (the write path calls this before their sequence)."""
+        with self._state_lock:
+            self._publish_state()
+
     @property
     def read_state(self):
         """(memtables, Version) of the published state, for iterators."""
@@ -305,9 +312,16 @@ class Engine:
             raise OperationalError("cannot compact: the database is open read-only")
         self.flush(wait=True)
         last_level = 0
-        for level, files in enumerate(self.versions.current.files):
+        version = self.versions.current
+        for level, files in enumerate(version.files):
             if overlapping(files, start, stop):
                 last_level = level
+        if (any((stop is None or a < stop) and (start is None or start < b)
+                for a, b, _ in version.range_dels)
+                and last_level + 1 < len(version.files)):
+            # Range tombstones hide entries even at the deepest level: rewrite it too.
+            last_level += 1
+        del version
         for level in range(0, max(last_level, 1)):
             self._check_writable()
             with self.compaction_lock:
@@ -321,6 +335,10 @@ class Engine:
                 run_compaction(self.compaction_context, c, version, allow_move=False)
                 del version, c, files
             self._after_version_change()
+        with self.compaction_lock:
+            removed = drop_obsolete_range_dels(self.compaction_context)
+        if removed:
+            self._after_version_change()
         if self.background_error is not None:
             self._check_writable()
 
@@ -332,7 +350,7 @@ class Engine:
         writer.acquire()
         try:
             self._check_writable()
-            if len(writer.mem):
+            if len(writer.mem) or writer.mem.range_dels:
                 # Even a memtable far from full goes: flush() means every write so far.
                 self._wait_for_immutable_slot()
                 self._switch_memtable()
@@ -358,9 +376,16 @@ class Engine:
         the Version, as get() does) and holds them, so their entries and
         files stay while it lives; later writes are hidden by the sequence.
         """
-        mems, version = self.read_state
+        state = self._read_state_c
         if sequence is None:
             sequence = self.writer.last_sequence
+            while state is not self._read_state_c:
+                # Python may switch threads between the two reads: a state
+                # older than the sequence could lack a range tombstone the
+                # sequence covers (the C read path reads both at once).
+                state = self._read_state_c
+                sequence = self.writer.last_sequence
+        mems, version = state.mems, state.version
         children = [m.iterator() for m in mems]
         table_iterator = self.table_cache.iterator
         for meta in version.files[0]:
@@ -369,7 +394,7 @@ class Engine:
             if version.files[level]:
                 children.append(LevelIterator(version.files[level], table_iterator))
         it = DBIterator(MergingIterator(children), sequence, start, stop, reverse,
-                        pin=(mems, version))
+                        pin=(mems, version), range_dels=state.range_dels)
         it.latency = self.scan_latency
         return it
 
@@ -394,6 +419,7 @@ class Engine:
             last_sequence=writer.last_sequence,
             memtable_bytes=writer.mem.memory_usage(),
             memtable_entries=len(writer.mem),
+            range_tombstones=len(self._read_state_c.range_dels or ()),
             immutable_memtables=len(self.imm),
             log_number=self.log.number if self.log is not None else self.versions.log_number,
             log_bytes=self.writer.log_size if self.log is not None else 0,

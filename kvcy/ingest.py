@@ -24,6 +24,8 @@ if it overlaps anything in level 0, the last level if it overlaps nothing.
 A file that overlaps nothing, ingested while no snapshot (nor transaction)
 is live, is copied unchanged (hard-linked with move=True) and keeps
 sequence 0: no reader can tell the difference, and no entry is decoded.
+A file that overlaps a live range tombstone always takes S, above the
+tombstone, which would otherwise hide it.
 Writers wait while the files are copied.
 """
 import os
@@ -38,6 +40,7 @@ from kvcy._table_builder import TableBuilder
 from kvcy.compaction_picker import overlapping
 from kvcy.dbformat import KIND_VALUE, TAG_BYTES, parse_internal_key
 from kvcy.env import PosixEnv
+from kvcy.range_del import overlaps_range_del
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
 from kvcy.table import Table
 from kvcy.version_edit import FileMetaData, VersionEdit
@@ -192,7 +195,7 @@ def _flushed_and_locked(engine):
         engine.flush(wait=True)
         engine.compaction_lock.acquire()
         writer.acquire()
-        if not len(writer.mem) and not engine.imm:
+        if not len(writer.mem) and not writer.mem.range_dels and not engine.imm:
             return
         writer.release()
         engine.compaction_lock.release()
@@ -239,7 +242,9 @@ def ingest_files(engine, env, paths, move=False):
                 numbers.append(number)
                 dest = filename.table_file_name(engine.dbpath, number)
                 level = target_level(version, source.smallest, source.largest)
-                if unchanged and level == last_level:
+                # A range tombstone would hide sequence 0: such a file takes S.
+                if (unchanged and level == last_level and not overlaps_range_del(
+                        version.range_dels, source.smallest, source.largest)):
                     size = copy_unchanged(source, dest, move)
                     smallest = source.smallest + ZERO_TAG
                     largest = source.largest + ZERO_TAG

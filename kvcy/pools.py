@@ -279,6 +279,14 @@ class WritePool(_Pool):
         batch.delete_keys(keys)
         return self._submit(_Job(batch, deletes=[_bytes(key) for key in keys], sync=sync))
 
+    def delete_range(self, start, stop, *, sync=None):
+        """A range tombstone, checked here; committed alone, in queue order."""
+        sync = self._sync(sync)
+        batch = WriteBatch()
+        batch.delete_range(start, stop)
+        engine = self._engine
+        return self._submit(_Job(call=lambda: engine.write_batch(batch, sync)))
+
     def flush(self, *, wait=True):
         engine = self._engine
         return self._submit(_Job(call=lambda: engine.flush(wait=wait), barrier=True))

@@ -349,6 +349,8 @@ def open_engine(dbpath, options, env, previous=None):
             env.sync_dir(dbpath)
             # Everything up to last_sequence is now in tables; the new log is empty.
             edit = VersionEdit(log_number=log_number, last_sequence=last_sequence)
+            for start, stop, sequence in mem.range_dels:     # they move into the Version
+                edit.add_range_del(start, stop, sequence)
             if meta is not None:
                 edit.add_file(0, meta)
                 stats.flushes += 1

@@ -34,6 +34,11 @@ files the next repair picks up again; nothing is deleted before CURRENT
 names the new MANIFEST.  Values in damaged blocks and records are lost, and
 an older value of such a key may come back: the report lists every dropped
 block and record so an operator knows which key ranges to look at.
+Range tombstones (conn.delete_range) are read from every MANIFEST edit and
+log record that checks out and applied by the merge, so the new tables hold
+no entry they deleted and the new MANIFEST needs none of them; a tombstone
+in a damaged MANIFEST record or log record is lost, and the keys it deleted
+(those still in some table) come back.
 """
 import os
 from dataclasses import dataclass, field
@@ -45,6 +50,7 @@ from kvcy._memtable import MemTable
 from kvcy._merge import MergingIterator
 from kvcy._table_builder import TableBuilder
 from kvcy._write_batch import apply_batch
+from kvcy._range_del import RangeTombstones
 from kvcy.check import (Problem, check_table, data_block_entries, lock_database,
                         looks_like_database)
 from kvcy.config import resolve_options
@@ -75,6 +81,7 @@ class RepairReport:
     entries_scanned: int = 0       # entries read from tables and logs, before merging
     keys_recovered: int = 0        # live keys written to the new tables
     last_sequence: int = 0
+    range_tombstones: int = 0      # range tombstones read (MANIFEST, logs) and applied
     tables_written: list = field(default_factory=list)   # names of the new tables
     manifest: str = None                                  # the new MANIFEST's name
     damaged: list = field(default_factory=list)           # Problem: what was found wrong
@@ -90,7 +97,8 @@ class RepairReport:
     def to_dict(self):
         out = {name: getattr(self, name) for name in (
             "path", "tables_scanned", "logs_replayed", "log_records_replayed",
-            "entries_scanned", "keys_recovered", "last_sequence", "tables_written",
+            "entries_scanned", "keys_recovered", "last_sequence", "range_tombstones",
+            "tables_written",
             "manifest", "lost", "removed")}
         out["ok"] = self.ok
         out["damaged"] = [p.to_dict() for p in self.damaged]
@@ -236,7 +244,7 @@ def _log_records(data, name, report):
     return reader.salvage(lambda at, what: report.dropped.append(Problem(name, at, what)))
 
 
-def _replay_logs(env, dbpath, numbers, report, sources):
+def _replay_logs(env, dbpath, numbers, report, sources, tombstones):
     for number in numbers:
         name = "%06d.log" % number
         mem = MemTable()
@@ -250,21 +258,29 @@ def _replay_logs(env, dbpath, numbers, report, sources):
             report.log_records_replayed += 1
             report.last_sequence = max(report.last_sequence, last)
         report.logs_replayed += 1
+        tombstones.extend(mem.range_dels)
         if len(mem):
             report.entries_scanned += len(mem)
             sources.append(mem.iterator())
 
 
-def _manifest_last_sequence(env, path):
-    """The last sequence a (possibly damaged) MANIFEST records, or 0."""
+def _manifest_last_sequence(env, path, tombstones):
+    """The last sequence a (possibly damaged) MANIFEST records, or 0; adds
+    the range tombstones its readable edits leave live to tombstones."""
     last = 0
+    live = {}
     try:
         for _, payload in LogReader(env.read_file(path), path=path, paranoid=False):
             edit = VersionEdit.decode(payload)
             if edit.last_sequence is not None:
                 last = max(last, edit.last_sequence)
+            for start, stop, sequence in edit.new_range_dels:
+                live[sequence] = (start, stop, sequence)
+            for sequence in edit.deleted_range_dels:
+                live.pop(sequence, None)
     except CorruptionError:
         pass
+    tombstones.extend(live.values())
     return last
 
 
@@ -302,8 +318,9 @@ class _Output:
         self.builder = self.file = None
 
 
-def _merge(sources, output, report):
-    """Write the newest entry of each key; a tombstone drops the key."""
+def _merge(sources, output, report, range_dels=None):
+    """Write the newest entry of each key; a tombstone drops the key, and so
+    does a range tombstone newer than the entry (range_dels: RangeTombstones)."""
     it = MergingIterator(sources)
     it.seek_to_first()
     prev = None
@@ -312,7 +329,9 @@ def _merge(sources, output, report):
         user_key = it.user_key()
         if user_key != prev:
             prev = user_key
-            if it.kind() != KIND_DELETE:
+            if it.kind() != KIND_DELETE and (
+                    range_dels is None
+                    or range_dels.covering_sequence(user_key) <= it.sequence()):
                 output.add(it.key(), it.value())
                 report.keys_recovered += 1
                 n += 1
@@ -371,9 +390,10 @@ def _repair_locked(dbpath, env, progress):
     manifests = sorted(found.get("manifest", []))
     total = len(tables) + len(logs) + 1
     sources = []
+    tombstones = []                 # range tombstones: applied by the merge, then gone
     for number in manifests:
         report.last_sequence = max(report.last_sequence, _manifest_last_sequence(
-            env, filename.manifest_file_name(dbpath, number)))
+            env, filename.manifest_file_name(dbpath, number), tombstones))
     clean, damaged = [], []
     for done, number in enumerate(tables):
         c, d = _scan_tables(env, dbpath, [number], report, sources)
@@ -382,12 +402,13 @@ def _repair_locked(dbpath, env, progress):
         if progress is not None:
             progress(done + 1, total)
     for done, number in enumerate(logs):
-        _replay_logs(env, dbpath, [number], report, sources)
+        _replay_logs(env, dbpath, [number], report, sources, tombstones)
         if progress is not None:
             progress(len(tables) + done + 1, total)
     numbers = iter(range(highest + 1, 1 << 62))
     output = _Output(dbpath, env, options, numbers)
-    _merge(sources, output, report)
+    report.range_tombstones = len({t[2] for t in tombstones})
+    _merge(sources, output, report, RangeTombstones(tombstones) if tombstones else None)
     del sources                     # close the clean tables before they are removed
     log_number = next(numbers)
     log = env.new_writable_file(filename.log_file_name(dbpath, log_number))

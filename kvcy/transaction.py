@@ -40,9 +40,11 @@ from kvcy._merge import MergingIterator
 from kvcy._two_level import LevelIterator
 from kvcy._write_batch import WriteBatch, iterate_batch
 from kvcy.cursor import Cursor
-from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, MAX_SEQUENCE, as_user_bytes, \
-    encode_internal_key
-from kvcy.errors import ConflictError, DataError, OperationalError, ProgrammingError
+from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, KIND_RANGE_DELETE, MAX_SEQUENCE, \
+    as_user_bytes, encode_internal_key
+from kvcy.errors import ConflictError, DataError, NotSupportedError, OperationalError, \
+    ProgrammingError
+from kvcy.range_del import range_del_conflict, range_dels_after
 from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from kvcy.snapshot import Snapshot
 from kvcy.transaction_iterator import ReadRange, TransactionIterator
@@ -256,12 +258,22 @@ class Transaction:
         """delete() every key of keys; nothing is kept if a key is bad."""
         self._set([_entry(key, None) for key in keys], sync)
 
+    def delete_range(self, start, stop, *, sync=None):
+        """Not supported: a transaction's writes are single keys."""
+        self._check_writable()
+        raise NotSupportedError("delete_range inside a transaction is not supported; call "
+                                "conn.delete_range outside it (a range tombstone written "
+                                "after the transaction's snapshot is a conflict at commit)")
+
     def write(self, batch, *, sync=None):
         """Apply the entries of a kvcy.WriteBatch, in order."""
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
+        entries = iterate_batch(batch.data())
+        if any(kind == KIND_RANGE_DELETE for kind, _, _ in entries):
+            self.delete_range(None, None)
         self._set([(key, None if kind == KIND_DELETE else value)
-                   for kind, key, value in iterate_batch(batch.data())], sync)
+                   for kind, key, value in entries], sync)
 
     # -- the end --------------------------------------------------------------
 
@@ -309,6 +321,14 @@ class Transaction:
         for key in tuple(self._reads):
             if key not in self._writes and written_after(key, since):
                 raise _conflict("key %s, which it read, was" % _short(key), since)
+        tombstones = range_dels_after(state, since)
+        if tombstones:
+            hit = range_del_conflict(
+                tombstones, list(self._writes) + list(self._reads),
+                [r.bounds() for r in self._ranges if not r.empty])
+            if hit is not None:
+                raise _conflict("the range [%s, %s), which it read or wrote, was deleted and"
+                                % (_short(hit[0]), _short(hit[1])), since)
         covered = None
         for read_range in self._ranges:
             if read_range.empty:

@@ -11,9 +11,12 @@ holds one edit, a sequence of tagged fields:
                | DELETED_FILE:varint32 level:varint32 number:varint64
                | NEW_FILE:varint32 level:varint32 number:varint64 size:varint64
                      smallest:lenbytes largest:lenbytes
+               | NEW_RANGE_DEL:varint32 start:lenbytes stop:lenbytes sequence:varint64
+               | DELETED_RANGE_DEL:varint32 sequence:varint64
     lenbytes  := length:varint32 bytes[length]
 
-Tag values are LevelDB's and are on disk: never change them.  An edit
+Tag values 2-7 are LevelDB's, 16 and 17 (range tombstones, kvcy/range_del.py)
+kvcy's own; all are on disk: never change them.  An edit
 that sets LOG_NUMBER also sets LAST_SEQUENCE to the last sequence held by
 logs older than that number, which is what lets recovery check that the
 first surviving log continues the history without a gap.
@@ -29,6 +32,8 @@ LAST_SEQUENCE = 4
 COMPACT_POINTER = 5
 DELETED_FILE = 6
 NEW_FILE = 7
+NEW_RANGE_DEL = 16          # a flushed memtable's range tombstone joins the Version
+DELETED_RANGE_DEL = 17      # a range tombstone with nothing left to hide leaves it
 
 MAX_LEVELS_ON_DISK = 64
 
@@ -67,12 +72,20 @@ class VersionEdit:
     compact_pointers: list = field(default_factory=list)   # (level, internal key)
     deleted_files: set = field(default_factory=set)        # (level, number)
     new_files: list = field(default_factory=list)          # (level, FileMetaData)
+    new_range_dels: list = field(default_factory=list)     # (start, stop, sequence)
+    deleted_range_dels: set = field(default_factory=set)   # sequences
 
     def add_file(self, level, meta):
         self.new_files.append((level, meta))
 
     def delete_file(self, level, number):
         self.deleted_files.add((level, number))
+
+    def add_range_del(self, start, stop, sequence):
+        self.new_range_dels.append((bytes(start), bytes(stop), sequence))
+
+    def delete_range_del(self, sequence):
+        self.deleted_range_dels.add(sequence)
 
     def encode(self):
         for level, key in self.compact_pointers:
@@ -97,6 +110,11 @@ class VersionEdit:
             out += [encode_varint32(NEW_FILE), encode_varint32(level),
                     encode_varint64(meta.number), encode_varint64(meta.file_size),
                     _lenbytes(meta.smallest), _lenbytes(meta.largest)]
+        for start, stop, sequence in self.new_range_dels:
+            out += [encode_varint32(NEW_RANGE_DEL), _lenbytes(start), _lenbytes(stop),
+                    encode_varint64(sequence)]
+        for sequence in sorted(self.deleted_range_dels):
+            out += [encode_varint32(DELETED_RANGE_DEL), encode_varint64(sequence)]
         return b"".join(out)
 
     @classmethod
@@ -132,6 +150,14 @@ class VersionEdit:
                     raise CorruptionError("version edit: file %d has a key shorter than its tag"
                                           % number)
                 edit.new_files.append((level, FileMetaData(number, size, smallest, largest)))
+            elif tag == NEW_RANGE_DEL:
+                start, pos = _get_lenbytes(data, pos, "range tombstone start")
+                stop, pos = _get_lenbytes(data, pos, "range tombstone stop")
+                sequence, pos = decode_varint64(data, pos)
+                edit.new_range_dels.append((start, stop, sequence))
+            elif tag == DELETED_RANGE_DEL:
+                sequence, pos = decode_varint64(data, pos)
+                edit.deleted_range_dels.add(sequence)
             else:
                 raise CorruptionError("version edit: unknown tag %d at offset %d" % (tag, pos))
         return edit

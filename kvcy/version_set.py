@@ -58,12 +58,15 @@ def internal_sort_key(ikey):
 
 
 class Version:
-    """Files per level.  L0 is ordered newest first; L1+ by smallest key."""
+    """Files per level.  L0 is ordered newest first; L1+ by smallest key.
+    range_dels: the flushed range tombstones (start, stop, sequence), by sequence."""
 
-    __slots__ = ("files", "_largest_users", "__weakref__")
+    __slots__ = ("files", "range_dels", "range_tombstones", "_largest_users", "__weakref__")
 
-    def __init__(self, files=None, num_levels=NUM_LEVELS):
+    def __init__(self, files=None, num_levels=NUM_LEVELS, range_dels=()):
         self.files = files if files is not None else [[] for _ in range(num_levels)]
+        self.range_dels = tuple(range_dels)
+        self.range_tombstones = None      # their RangeTombstones, built once when first read
         self._largest_users = {}
 
     def largest_users(self, level):
@@ -88,7 +91,12 @@ class Version:
         files[0].sort(key=lambda f: f.number, reverse=True)
         for level in range(1, len(files)):
             files[level].sort(key=lambda f: internal_sort_key(f.smallest))
-        return Version(files, len(files))
+        range_dels = self.range_dels
+        if edit.new_range_dels or edit.deleted_range_dels:
+            range_dels = sorted({t for t in range_dels + tuple(edit.new_range_dels)
+                                 if t[2] not in edit.deleted_range_dels},
+                                key=lambda t: t[2])
+        return Version(files, len(files), range_dels)
 
     def live_numbers(self):
         return {f.number for level in self.files for f in level}
@@ -208,6 +216,7 @@ class VersionSet:
         for level, files in enumerate(self.current.files):
             for meta in files:
                 edit.add_file(level, meta)
+        edit.new_range_dels = list(self.current.range_dels)
         return edit
 
     def log_and_apply(self, edit):

@@ -8,11 +8,12 @@ entries.  Otherwise the bytes are a rep from disk.
 Checks: the three decoders agree on accepting a rep (batch_header,
 iterate_batch and apply_batch all answer or all raise CorruptionError);
 an accepted rep lands in the memtable as iterate_batch lists it, entry i at
-sequence + i, and nothing is inserted from a rejected one.
+sequence + i (a range delete in the memtable's range_dels, the others in
+its skiplist), and nothing is inserted from a rejected one.
 """
 from kvcy._memtable import MemTable
 from kvcy._write_batch import WriteBatch, apply_batch, batch_header, iterate_batch
-from kvcy.dbformat import DELETED, KIND_DELETE, KIND_VALUE
+from kvcy.dbformat import DELETED, KIND_DELETE, KIND_RANGE_DELETE, KIND_VALUE
 from kvcy.errors import CorruptionError
 
 from .table_bytes import Consumer
@@ -30,6 +31,9 @@ def round_trip(body):
         if head & 1:
             batch.delete(key)
             written.append((KIND_DELETE, key, None))
+        elif head & 6 == 6:
+            batch.delete_range(key, key + b"\x00")
+            written.append((KIND_RANGE_DELETE, key, key + b"\x00"))
         else:
             value = c.take(c.byte())
             batch.put(key, value)
@@ -62,17 +66,24 @@ def fuzz_one(data):
     if any(rejected) and not all(rejected):
         raise AssertionError("the batch decoders disagree: %r" % (outcomes + [last],))
     if all(rejected):
-        if len(mem):
-            raise AssertionError("a rejected batch inserted %d entries" % len(mem))
+        if len(mem) or mem.range_dels:
+            raise AssertionError("a rejected batch inserted %d entries"
+                                 % (len(mem) + len(mem.range_dels)))
         raise outcomes[0]
     (sequence, count), entries = outcomes
-    if len(entries) != count or last != sequence + count - 1 or len(mem) != count:
+    inserted = len(mem) + len(mem.range_dels)
+    if len(entries) != count or last != sequence + count - 1 or inserted != count:
         raise AssertionError("batch of %d entries: %d listed, %d inserted, last %d"
-                             % (count, len(entries), len(mem), last))
-    # The newest entry of each key is what the memtable answers.
+                             % (count, len(entries), inserted, last))
+    ranges = [(key, value, sequence + i) for i, (kind, key, value) in enumerate(entries)
+              if kind == KIND_RANGE_DELETE]
+    if mem.range_dels != ranges:
+        raise AssertionError("range deletes %r, the batch listed %r" % (mem.range_dels, ranges))
+    # The newest point entry of each key is what the memtable's skiplist answers.
     newest = {}
     for i, (kind, key, value) in enumerate(entries):
-        newest[key] = (kind, value)
+        if kind != KIND_RANGE_DELETE:
+            newest[key] = (kind, value)
     for key, (kind, value) in list(newest.items())[:32]:
         got = mem.get(key)
         if got != (value if kind == KIND_VALUE else DELETED):
