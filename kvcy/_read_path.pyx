@@ -37,7 +37,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExa
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport uint64_t
 
-from kvcy._dbformat cimport KIND_DELETE, MAX_SEQUENCE, compare_user_keys
+from kvcy._dbformat cimport KIND_DELETE, KIND_EXPIRING_VALUE, MAX_SEQUENCE, compare_user_keys
+from kvcy._expiry cimport expiring_answer
 from kvcy._memtable cimport MemTable, memtable_find
 from kvcy._skiplist cimport SkipNode, node_value, load_acquire, store_release
 from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
@@ -58,10 +59,14 @@ cdef enum:
     PROBE_MISS = 2                   # probe(): this table holds nothing for the key
 
 
-cdef inline object memtable_answer(SkipNode* n):
-    # A memtable entry as get() returns it: the value, or None for a tombstone.
-    if (n.tag & 0xFF) == KIND_DELETE:
+cdef inline object memtable_answer(SkipNode* n, object clock):
+    # A memtable entry as get() returns it: the value, or None for a
+    # tombstone or an expired value.
+    cdef int kind = n.tag & 0xFF
+    if kind == KIND_DELETE:
         return None
+    if kind == KIND_EXPIRING_VALUE:
+        return expiring_answer(node_value(n), n.value_len, clock)
     return PyBytes_FromStringAndSize(<const char*>node_value(n), n.value_len)
 
 
@@ -210,8 +215,8 @@ cdef class ReadState:
         return table
 
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
-                       uint64_t sequence, bint all_gil):
-        # The value of key at sequence, or None (absent or deleted).
+                       uint64_t sequence, bint all_gil, object clock):
+        # The value of key at sequence, or None (absent, deleted or expired by clock).
         cdef SkipNode* n
         cdef Found found
         cdef ReadError err
@@ -241,16 +246,16 @@ cdef class ReadState:
             if first:
                 first = False
                 if n != NULL:
-                    return memtable_answer(n)
+                    return memtable_answer(n, clock)
             if r == 0:
-                value = found_value(&found)
+                value = found_value(&found, clock)
                 return None if value is DELETED else value
             table = self.open_slot(index)
             if r < 0:
                 raise table.read_error(&err)
             if not (all_gil or self.slots[index].needs_gil):
                 continue                     # just opened: search it without the GIL
-            value = table.get(key_obj, sequence)
+            value = table.get(key_obj, sequence, clock)
             if value is not None:
                 return None if value is DELETED else value
             if level == 0:
@@ -375,13 +380,14 @@ cdef class ReadPath:
         self.gets = 0
         self.usable = True
         self.unusable_message = "cannot operate on a closed database"
+        self.clock = None
 
     cdef inline object read(self, ReadState state, object key, uint64_t sequence):
         # The value of key (bytes-like) in state at sequence, or None.
         if not PyBytes_CheckExact(key):
             key = as_user_bytes(key, "key")
         return state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
-                            PyBytes_GET_SIZE(key), sequence, self.row_cache)
+                            PyBytes_GET_SIZE(key), sequence, self.row_cache, self.clock)
 
     def lookup(self, key, default=None):
         """Connection.get itself: the value stored under key, or default.

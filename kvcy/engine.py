@@ -63,10 +63,12 @@ SCAN_TIMING_PERIOD = 64
 
 class Engine:
     def __init__(self, *, dbpath, options, env, lock, info_log, stats, versions,
-                 mem, log, last_sequence, imm=(), pinned=None, previous=None):
+                 mem, log, last_sequence, imm=(), pinned=None, previous=None, clock=None):
         """pinned: a read-only engine's table files (kvcy.table_cache.pin_table_files).
         previous: the read-only engine a refresh replaces; its caches carry
-        over (entries are keyed by table file number, and tables never change)."""
+        over (entries are keyed by table file number, and tables never change).
+        clock: decides when expiring values expire, for reads, ttl puts and
+        compactions alike (kvcy/_expiry.pyx; None: real time, read in C)."""
         self.dbpath = dbpath
         self.options = options
         self.env = env
@@ -98,6 +100,7 @@ class Engine:
         writer.memtable_limit = options.memtable_max_bytes
         writer.check_state = self._check_writable
         writer.make_room = self._make_room
+        writer.clock = self.clock = clock
         mem.created = time.monotonic()
         self.reader = None
         self._publish_state()
@@ -105,6 +108,7 @@ class Engine:
         # Scans time one step in SCAN_TIMING_PERIOD: a step costs ~0.2 us.
         self.scan_latency = LatencyHistogram("scan_next", SCAN_TIMING_PERIOD)
         self.reader.row_cache = self.row_cache.enabled
+        self.reader.clock = clock
         if log is not None:
             writer.set_log(log.file, log.file.size)
         # The hot entry points are the C methods themselves.
@@ -118,7 +122,7 @@ class Engine:
             dbpath=dbpath, env=env, options=options, versions=versions,
             table_cache=self.table_cache, stats=stats, info_log=info_log,
             smallest_snapshot=lambda: self.snapshots.oldest(lambda: self.last_sequence),
-            closing=lambda: self.closed)
+            closing=lambda: self.closed, clock=clock)
         if not self.readonly:
             self.background = BackgroundWorker(
                 dbpath=dbpath, env=env, options=options, versions=versions, stats=stats,
@@ -369,7 +373,7 @@ class Engine:
             if version.files[level]:
                 children.append(LevelIterator(version.files[level], table_iterator))
         it = DBIterator(MergingIterator(children), sequence, start, stop, reverse,
-                        pin=(mems, version))
+                        pin=(mems, version), clock=self.clock)
         it.latency = self.scan_latency
         return it
 
