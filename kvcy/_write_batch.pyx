@@ -65,6 +65,7 @@ cdef class WriteBatch:
     conn.clock when it was opened with a clock of its own."""
 
     def __init__(self, *, clock=None):
+        """An empty batch; clock fixes the expiry of put(..., ttl=)."""
         self.clock = normalize_clock(clock)
 
     def __cinit__(self):

@@ -21,6 +21,7 @@ class WritePath:
     check_state: Callable[..., Any] | None
     usable: bool
     unusable_message: str
+    clock: Callable[[], float] | None
     puts: int
     deletes: int
     batches: int
@@ -48,7 +49,8 @@ class WritePath:
     @property
     def log_size(self) -> int:
         """Bytes in the current WAL file."""
-    def put(self, key: ReadableBuffer, value: ReadableBuffer, *, sync: bool | None = None) -> None:
+    def put(self, key: ReadableBuffer, value: ReadableBuffer, *, sync: bool | None = None,
+            ttl: float | None = None) -> None:
         """Connection.put itself."""
     def delete(self, key: ReadableBuffer, *, sync: bool | None = None) -> None:
         """Connection.delete itself."""
