@@ -49,6 +49,8 @@ from kvcy._db_iter import DBIterator
 from kvcy._merge import MergingIterator
 from kvcy._two_level import LevelIterator
 from kvcy.compaction import CompactionContext, run_compaction
+from kvcy.expiry_compaction import expired_table_plans
+from kvcy._expiry import now_micros
 from kvcy.compaction_picker import overlapping, plan
 from kvcy.snapshot import SnapshotList
 from kvcy.stats import level_figures
@@ -325,8 +327,28 @@ class Engine:
                 run_compaction(self.compaction_context, c, version, allow_move=False)
                 del version, c, files
             self._after_version_change()
+        self._rewrite_expired_tables(start, stop)
         if self.background_error is not None:
             self._check_writable()
+
+    def _rewrite_expired_tables(self, start, stop):
+        # The deepest level of the range was not rewritten above: drop what
+        # expired there too (kvcy/expiry_compaction.py).  Each rewrite leaves
+        # tables whose earliest expiry lies ahead, so the loop ends.
+        while True:
+            self._check_writable()
+            with self.compaction_lock:
+                version = self.versions.current
+                plans = expired_table_plans(version, self.table_cache, now_micros(self.clock),
+                                            start, stop)
+                if not plans:
+                    return
+                edit = run_compaction(self.compaction_context, plans[0], version,
+                                      allow_move=False)
+                del version, plans
+            self._after_version_change()
+            if edit is None:
+                return                     # abandoned: the database is closing
 
     def flush(self, wait=True):
         """Switch a non-empty memtable and wait until every memtable is in a table."""
