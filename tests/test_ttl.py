@@ -550,3 +550,29 @@ def test_model_with_a_moving_clock(tmp_path_factory, ops):
             assert dict(conn.scan()) == want
             assert list(conn.scan(reverse=True)) == sorted(want.items(), reverse=True)
             assert conn.get_many(KEYS) == [want.get(k) for k in KEYS]
+
+
+# -- worker pools and asyncio ----------------------------------------------------
+
+def test_write_pool_and_aio_take_ttl(tmp_path, clock):
+    import asyncio
+    import kvcy.aio
+    with kvcy.connect(tmp_path / "db", clock=clock, write_threads=1) as conn:
+        conn.submit(conn.put, b"a", b"1", ttl=5).result()
+        conn.submit(conn.put_many, [(b"b", b"2"), (b"c", b"3")], ttl=10).result()
+        conn.submit(conn.put, b"plain", b"p").result()
+        with pytest.raises(ProgrammingError, match="ttl"):
+            conn.submit(conn.put, b"x", b"x", ttl=-1)
+        clock.advance(5)
+        assert conn.get_many([b"a", b"b", b"plain"]) == [None, b"2", b"p"]
+
+    async def main():
+        async with kvcy.aio.connect(tmp_path / "db", clock=clock) as db:
+            await db.put(b"d", b"4", ttl=5)
+            await db.put_many([(b"e", b"5")], ttl=5)
+            async with db.transaction() as txn:
+                await txn.put(b"f", b"6", ttl=5)
+            assert await db.get(b"d") == b"4"
+            clock.advance(5)
+            return [await db.get(k) for k in (b"d", b"e", b"f", b"plain")]
+    assert asyncio.run(main()) == [None, None, None, b"p"]
