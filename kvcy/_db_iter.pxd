@@ -42,6 +42,7 @@ cdef class DBIterator:
     cdef uint64_t now_           # the clock's reading for this call, once now_known
     cdef bint now_known          # now_ was read during the current call (reset by each call)
     cdef size_t value_skip       # forward: bytes of iter's value before the user's (an expiry stamp)
+    cdef readonly unsigned long long expiring_met   # expiring values it judged (live or expired)
     cdef public str closed_message   # what a use after close says (the connection sets
                                      # it to the fork message in a forked child)
     cdef public LatencyHistogram latency   # times __next__'s steps (None: not timed)

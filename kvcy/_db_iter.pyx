@@ -331,6 +331,7 @@ cdef class DBIterator:
                     "iterator: expiring value of %d bytes is shorter than its %d-byte expiry"
                     % (n, EXPIRY_BYTES))
             raise self.status_.with_traceback(None)
+        self.expiring_met += 1
         if not self.now_known:
             self.now_ = clock_micros(self.clock)
             self.now_known = True
