@@ -5,7 +5,11 @@ get(key) and get_many(keys) read, newest first: the mutable memtable, the
 immutable memtables, the level-0 tables whose key range holds the key
 (newest first), then at most one table per deeper level, found by binary
 search over a C array of the level's largest user keys.  The first entry
-found for the key decides: a value, or a tombstone (None).
+found for the key decides: a value, or a tombstone (None).  An expiring
+value (kvcy/_expiry.pyx) is judged once found, with the GIL back: at or
+past its expiry by the connection's clock it answers as a tombstone of its
+sequence would (None; older entries stay hidden), else with the bytes after
+its expiry stamp.  Only such an entry makes a read look at the clock.
 
 The published state (ReadState) is built by the engine whenever its
 memtables or Version change (Engine._publish_state) and replaced whole, so
