@@ -590,3 +590,21 @@ def test_dbm_len_is_not_kept_while_pairs_can_expire(tmp_path):
         assert len(db) == 1                      # counted again, not a stale kept count
         db[b"new"] = b"3"
         assert len(db) == 2
+
+
+def test_short_expiring_record_in_the_wal_is_corruption(tmp_path):
+    import glob
+    import os
+    from kvcy.env import PosixEnv
+    from kvcy.log_writer import LogWriter
+    path = str(tmp_path / "db")
+    with kvcy.connect(path) as conn:
+        conn.put(b"a", b"1")                       # sequence 1, in the live log
+    [log] = glob.glob(os.path.join(path, "*.log"))
+    writer = LogWriter(PosixEnv().new_appendable_file(log))
+    # A well-framed batch at sequence 2 whose kind-2 value lacks its expiry.
+    rep = struct.pack("<QI", 2, 1) + bytes([KIND_EXPIRING_VALUE, 1]) + b"k" + bytes([3]) + b"abc"
+    writer.add_record(rep, sync=True)
+    writer.close()
+    with pytest.raises(CorruptionError, match="shorter than its 8-byte expiry"):
+        kvcy.connect(path)
