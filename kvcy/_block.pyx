@@ -37,7 +37,8 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyByte
                             PyBytes_CheckExact)
 
 from kvcy._coding cimport get_varint64, get_varint32, load_fixed32, load_fixed64
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
+                             MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_internal, compare_user_keys)
 from kvcy._debug cimport KVCY_DEBUG
 from kvcy._iterator cimport InternalIterator

@@ -15,7 +15,8 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_CheckExact, PyByt
 
 from kvcy._arena cimport Arena
 from kvcy._coding cimport load_fixed64, view_ptr
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
+                             MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
 from kvcy._iterator cimport InternalIterator
 from kvcy._skiplist cimport SkipList, SkipNode, node_value, next_node, skiplist_seek

@@ -33,7 +33,7 @@ cdef struct ReadError:
 
 # The answer of a lookup in one table.
 cdef struct Found:
-    int kind                     # -1 nothing for the key, else KIND_VALUE, KIND_EXPIRING_VALUE or KIND_DELETE
+    int kind                     # -1 nothing for the key, else its KIND_* (value, expiring, delete)
     uint64_t sequence            # the entry's sequence
     const unsigned char* value   # inside handle's block
     size_t value_len

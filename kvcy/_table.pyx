@@ -44,7 +44,8 @@ from kvcy._block_cache cimport (BlockCache, BlockCacheCore, CacheHandle, cache_l
 from kvcy._bloom cimport BloomFilter, bloom_may_contain
 from kvcy._coding cimport get_varint64, load_fixed32, load_fixed64
 from kvcy._crc32c cimport crc32c_extend, crc32c_unmask
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
+                             MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
 from kvcy._expiry cimport EXPIRY_BYTES, expiring_answer
 from kvcy._snappy cimport snappy_uncompressed_length, snappy_uncompress

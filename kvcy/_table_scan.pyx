@@ -29,7 +29,8 @@ from kvcy._coding cimport get_varint64, load_fixed64
 from kvcy._dbformat cimport KIND_VALUE, KIND_DELETE, KIND_EXPIRING_VALUE, TAG_BYTES
 from kvcy._expiry cimport EXPIRY_BYTES
 from kvcy._table cimport (Table, TableReader, ReadError, READ_OK, READ_NEEDS_GIL, READ_CURSOR,
-                          READ_INDEX_VALUE, READ_UNKNOWN_KIND, READ_SHORT_EXPIRING, READ_NO_MEMORY, table_cached_block,
+                          READ_INDEX_VALUE, READ_UNKNOWN_KIND, READ_SHORT_EXPIRING, READ_NO_MEMORY,
+                          table_cached_block,
                           table_read_block)
 
 
