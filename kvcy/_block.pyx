@@ -37,7 +37,8 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyByte
                             PyBytes_CheckExact)
 
 from kvcy._coding cimport get_varint64, get_varint32, load_fixed32, load_fixed64
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
+                             MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_internal, compare_user_keys)
 from kvcy._debug cimport KVCY_DEBUG
 from kvcy._iterator cimport InternalIterator
@@ -444,7 +445,8 @@ cdef class Block:
         """(kind, value, sequence) of the newest entry of user_key with sequence
         <= `sequence`, or None when the block has none.
 
-        kind is KIND_VALUE (1) or KIND_DELETE (0, value b"").  A sequence above
+        kind is KIND_VALUE (1), KIND_EXPIRING_VALUE (2, the value as
+        stored: expiry first) or KIND_DELETE (0, value b"").  A sequence above
         the 56-bit maximum is treated as the maximum.  Raises CorruptionError.
         """
         cdef const unsigned char* ukey
@@ -466,8 +468,12 @@ cdef class Block:
                 return None
             tag = load_fixed64(c.key + c.key_len - TAG_BYTES)
             kind = <int>(tag & 0xFF)
-            if kind == KIND_VALUE:
-                return (KIND_VALUE,
+            if kind == KIND_VALUE or kind == KIND_EXPIRING_VALUE:
+                if kind == KIND_EXPIRING_VALUE and c.value_len < 8:
+                    raise CorruptionError("block: expiring value of %d bytes at offset %d is "
+                                          "shorter than its 8-byte expiry"
+                                          % (c.value_len, c.current))
+                return (kind,
                         PyBytes_FromStringAndSize(<const char*>c.value, c.value_len),
                         tag >> 8)
             if kind == KIND_DELETE:

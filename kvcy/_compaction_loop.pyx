@@ -15,6 +15,10 @@ per user key, and decides for each entry:
   * an entry is dropped when a range tombstone of the Version covers its
     key with a sequence above the entry's and at most smallest_snapshot
     (the same rule for a range as for a point tombstone);
+  * an expiring value whose expiry is at or before `now_micros` (the clock
+    read once when the compaction starts; kvcy/_expiry.pyx) is a tombstone
+    of its sequence: dropped where a tombstone would be, else written out
+    as one, so it keeps hiding the older versions below it;
   * everything else goes to the current output table (TableBuilder.append,
     which builds, compresses, checksums and writes blocks without the GIL).
 An output table is closed once it reaches target_file_bytes, but only
@@ -33,8 +37,10 @@ from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
-from kvcy._coding cimport load_fixed64
-from kvcy._dbformat cimport (KIND_DELETE, MAX_SEQUENCE, TAG_BYTES, compare_user_keys,
+from kvcy._coding cimport load_fixed64, put_fixed64
+from kvcy._expiry cimport EXPIRY_BYTES, is_expired
+from kvcy._dbformat cimport (KIND_DELETE, KIND_EXPIRING_VALUE, MAX_SEQUENCE, TAG_BYTES,
+                             pack_tag, compare_user_keys,
                              compare_internal)
 from kvcy._table_builder cimport TableBuilder
 from kvcy._table_scan cimport TableRun, RunState, run_first, run_next
@@ -102,9 +108,15 @@ cdef inline int pick_smallest(RunState** runs, size_t n) noexcept nogil:
 def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list deeper_levels not None,
                         open_output, close_output, uint64_t target_file_bytes,
                         should_stop=None, double stop_check_seconds=STOP_CHECK_SECONDS,
-                        RangeTombstones range_dels=None):
+                        RangeTombstones range_dels=None,
+                        uint64_t now_micros=0, dict counts=None):
     """Merge the TableRuns into output tables; returns (entries_in,
     entries_dropped, stopped).
+
+    now_micros: expiring values with an expiry at or before it are
+    tombstones (0: none is).  counts, when given, gets "expired": how many
+    expiring values this compaction turned into tombstones or dropped as
+    such (shadowed ones are counted as dropped only).
 
     deeper_levels: for each level below the output, a list of
     (smallest_user_key, largest_user_key) bytes pairs of its files in key
@@ -120,6 +132,10 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
     cdef RunState* src
     cdef unsigned char* cur = NULL          # the current user key
     cdef size_t cur_len = 0, cur_cap = 0
+    cdef unsigned char* tomb = NULL         # an expired value's key, retagged as a tombstone
+    cdef size_t tomb_cap = 0
+    cdef bint is_tombstone, expired_entry
+    cdef unsigned long long expired = 0
     cdef bint has_current = False
     cdef uint64_t last_seq_for_key = MAX_SEQUENCE + 1
     cdef uint64_t tag, seq
@@ -218,14 +234,22 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                             if stopped or exc is not None:
                                 break
                 drop = False
+                is_tombstone = (tag & 0xFF) == KIND_DELETE
+                # Expired entries are invisible to every reader, whatever its
+                # snapshot, so one may stand in for a tombstone of its sequence.
+                expired_entry = ((tag & 0xFF) == KIND_EXPIRING_VALUE and now_micros != 0
+                                 and src.data.value_len >= EXPIRY_BYTES
+                                 and is_expired(src.data.value, now_micros))
                 if last_seq_for_key <= smallest_snapshot:
                     drop = True              # shadowed by a newer entry every snapshot sees
-                elif ((tag & 0xFF) == KIND_DELETE and seq <= smallest_snapshot
+                elif ((is_tombstone or expired_entry) and seq <= smallest_snapshot
                       and is_base_level(levels, nlevels, key, ulen)):
                     drop = True              # nothing below for the tombstone to hide
                 elif (range_dels is not None
                       and range_dels.covering(key, ulen, smallest_snapshot) > seq):
                     drop = True              # deleted by a range every snapshot sees
+                if expired_entry and not last_seq_for_key <= smallest_snapshot:
+                    expired += 1
                 last_seq_for_key = seq
                 if drop:
                     dropped += 1
@@ -241,7 +265,21 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                                 builder = None
                         if exc is not None:
                             break
-                    if builder.append(key, klen, src.data.value, src.data.value_len) < 0:
+                    if expired_entry:
+                        if klen > tomb_cap:
+                            grown = <unsigned char*>realloc(tomb, klen + 64)
+                            if grown == NULL:
+                                no_memory = True
+                                break
+                            tomb = grown
+                            tomb_cap = klen + 64
+                        if ulen:
+                            memcpy(tomb, key, ulen)
+                        put_fixed64(tomb + ulen, pack_tag(seq, KIND_DELETE))
+                        r = builder.append(tomb, klen, NULL, 0)
+                    else:
+                        r = builder.append(key, klen, src.data.value, src.data.value_len)
+                    if r < 0:
                         with gil:
                             try:
                                 builder.raise_error()
@@ -262,6 +300,8 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
         if builder is not None and not stopped:
             close_output(builder)
             builder = None
+        if counts is not None:
+            counts["expired"] = expired
         return entries, dropped, stopped
     finally:
         # Give back the blocks the runs hold now, not when the runs are
@@ -270,6 +310,7 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
             if isinstance(run, TableRun):
                 (<TableRun>run).release()
         free(cur)
+        free(tomb)
         for j in range(nlevels):
             free(levels[j].smallest)
             free(levels[j].largest)

@@ -40,6 +40,11 @@ cdef class DBIterator:
     cdef Buf saved_value         # reverse: value()
     cdef Buf seek_key            # scratch for internal seek targets
     cdef object status_          # None, or the error this iterator itself raised (sticky)
+    cdef object clock            # decides expiry (kvcy/_expiry.pyx): None (real time) or a callable
+    cdef uint64_t now_           # the clock's reading for this call, once now_known
+    cdef bint now_known          # now_ was read during the current call (reset by each call)
+    cdef size_t value_skip       # forward: bytes of iter's value before the user's (an expiry stamp)
+    cdef readonly unsigned long long expiring_met   # expiring values it judged (live or expired)
     cdef public str closed_message   # what a use after close says (the connection sets
                                      # it to the fork message in a forked child)
     cdef public LatencyHistogram latency   # times __next__'s steps (None: not timed)
@@ -56,6 +61,7 @@ cdef class DBIterator:
     cdef int check_open(self) except -1
     cdef object c_status(self)
     cdef int bad_kind(self, int kind) except -1
+    cdef int expired(self, const unsigned char* stored, size_t n) except -1
     cdef int no_memory(self) except -1
     cdef object current_item(self)
     cdef int check_valid(self, str what) except -1

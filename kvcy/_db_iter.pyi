@@ -1,5 +1,5 @@
 """User-visible entries at a sequence number; see kvcy/_db_iter.pyx."""
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from _typeshed import ReadableBuffer
 
@@ -19,7 +19,8 @@ class DBIterator(Iterator[Tuple[bytes, bytes]]):
     def __init__(self, merging_iter: InternalIterator, sequence: int,
                  start: Optional[ReadableBuffer] = None, stop: Optional[ReadableBuffer] = None,
                  reverse: bool = False, pin: Any = None,
-                 range_dels: RangeTombstones | None = None) -> None: ...
+                 range_dels: RangeTombstones | None = None,
+                 clock: Callable[[], float] | None = None) -> None: ...
     def __iter__(self) -> DBIterator: ...
     def __next__(self) -> Tuple[bytes, bytes]:
         """The entry under the cursor if a cursor move put it there and it was
@@ -40,6 +41,9 @@ class DBIterator(Iterator[Tuple[bytes, bytes]]):
         """Up to n pairs in iteration order in one call; how: 0 from the entry
         under the cursor, 1 after a step, 2 from the first entry of the scan."""
     latency: LatencyHistogram | None
+    @property
+    def expiring_met(self) -> int:
+        """Expiring values (put with ttl=) it has judged, live or expired."""
     closed_message: str
     def status(self) -> Optional[BaseException]: ...
     def close(self) -> None:

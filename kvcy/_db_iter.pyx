@@ -6,7 +6,10 @@ and table files) and collapses its entries as LevelDB's DBIter does: for
 each user key, the newest entry with sequence <= `sequence` counts; if that
 entry is a tombstone, or a range tombstone (range_dels, a
 kvcy._range_del.RangeTombstones) newer than the entry and visible at
-`sequence` covers the key, the key is hidden.  Only user keys in [start, stop)
+`sequence` covers the key, the key is hidden.  An expiring value
+(kvcy/_expiry.pyx) whose expiry the clock has reached counts as a tombstone
+of its sequence; the clock is read at most once per call (seek, step, take),
+and only when such an entry is met, so plain values cost nothing.  Only user keys in [start, stop)
 are visible (either bound may be None; a prefix is the bounds
 (prefix, prefix_stop(prefix))).
 
@@ -42,7 +45,9 @@ from kvcy._byte_buffer cimport Buf, buf_assign, buf_free, buf_seek_key
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 
 from kvcy._coding cimport load_fixed64
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+from kvcy._expiry cimport EXPIRY_BYTES, clock_micros, is_expired
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
+                             MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
 from kvcy._iterator cimport InternalIterator, borrow_bytes
 from kvcy._latency cimport now_ns
@@ -65,7 +70,8 @@ cdef class DBIterator:
     """User-visible (key, value) pairs of an internal iterator at a sequence number."""
 
     def __init__(self, InternalIterator merging_iter not None, uint64_t sequence, start=None,
-                 stop=None, bint reverse=False, pin=None, RangeTombstones range_dels=None):
+                 stop=None, bint reverse=False, pin=None, RangeTombstones range_dels=None,
+                 clock=None):
         cdef const unsigned char* p
         cdef size_t n
         if sequence > MAX_SEQUENCE:
@@ -74,6 +80,7 @@ cdef class DBIterator:
             raise ProgrammingError("DBIterator.__init__ called twice")
         self.iter = merging_iter
         self.pin = pin
+        self.clock = clock
         self.sequence_ = sequence
         self.range_dels = range_dels
         if start is not None:
@@ -122,11 +129,21 @@ cdef class DBIterator:
             tag = load_fixed64(k + ulen)
             if (tag >> 8) <= self.sequence_:
                 kind = <int>(tag & 0xFF)
-                if kind == KIND_VALUE and self.range_deleted(k, ulen, tag >> 8):
+                if ((kind == KIND_VALUE or kind == KIND_EXPIRING_VALUE)
+                        and self.range_deleted(k, ulen, tag >> 8)):
                     kind = KIND_DELETE       # as a tombstone: it hides older entries too
-                if kind == KIND_VALUE:
-                    if not skipping or compare_user_keys(k, ulen, self.saved_key.data,
-                                                         self.saved_key.len) > 0:
+                if kind == KIND_VALUE or kind == KIND_EXPIRING_VALUE:
+                    if skipping and compare_user_keys(k, ulen, self.saved_key.data,
+                                                      self.saved_key.len) <= 0:
+                        pass                 # an older version of a key already decided
+                    elif kind == KIND_EXPIRING_VALUE and self.expired(
+                            self.iter.value_ptr(), self.iter.value_len()):
+                        # Expired: a tombstone of its sequence.
+                        if buf_assign(&self.saved_key, k, ulen) < 0:
+                            return self.no_memory()
+                        skipping = True
+                    else:
+                        self.value_skip = EXPIRY_BYTES if kind == KIND_EXPIRING_VALUE else 0
                         self.valid_ = True
                         return 0
                 elif kind == KIND_DELETE:
@@ -151,6 +168,7 @@ cdef class DBIterator:
         cdef size_t ulen
         cdef uint64_t tag
         cdef int kind, value_kind = KIND_DELETE
+        cdef size_t skip
         while self.iter.is_valid():
             k = self.iter.key_ptr()
             ulen = self.iter.key_len() - TAG_BYTES
@@ -160,7 +178,15 @@ cdef class DBIterator:
             tag = load_fixed64(k + ulen)
             if (tag >> 8) <= self.sequence_:
                 kind = <int>(tag & 0xFF)
-                if kind != KIND_VALUE and kind != KIND_DELETE:
+                skip = 0
+                if kind == KIND_EXPIRING_VALUE:
+                    # An expired value hides older versions as a tombstone does.
+                    if self.expired(self.iter.value_ptr(), self.iter.value_len()):
+                        kind = KIND_DELETE
+                    else:
+                        kind = KIND_VALUE
+                        skip = EXPIRY_BYTES
+                elif kind != KIND_VALUE and kind != KIND_DELETE:
                     return self.bad_kind(kind)
                 if kind == KIND_VALUE and self.range_deleted(k, ulen, tag >> 8):
                     kind = KIND_DELETE
@@ -172,8 +198,8 @@ cdef class DBIterator:
                     self.saved_key.len = 0
                     self.saved_value.len = 0
                 else:
-                    if (buf_assign(&self.saved_value, self.iter.value_ptr(),
-                                   self.iter.value_len()) < 0
+                    if (buf_assign(&self.saved_value, self.iter.value_ptr() + skip,
+                                   self.iter.value_len() - skip) < 0
                             or buf_assign(&self.saved_key, k, ulen) < 0):
                         return self.no_memory()
             self.iter.c_prev()
@@ -311,14 +337,30 @@ cdef class DBIterator:
             self.status_ = CorruptionError("iterator: entry of unknown kind %d" % kind)
         raise self.status_.with_traceback(None)
 
+    cdef int expired(self, const unsigned char* stored, size_t n) except -1:
+        # 1 iff the expiring value stored[0:n] has expired by the clock read
+        # (once) in this call; a value shorter than its expiry is corruption.
+        if n < EXPIRY_BYTES:
+            self.valid_ = False
+            if self.status_ is None:
+                self.status_ = CorruptionError(
+                    "iterator: expiring value of %d bytes is shorter than its %d-byte expiry"
+                    % (n, EXPIRY_BYTES))
+            raise self.status_.with_traceback(None)
+        self.expiring_met += 1
+        if not self.now_known:
+            self.now_ = clock_micros(self.clock)
+            self.now_known = True
+        return is_expired(stored, self.now_)
+
     cdef object current_item(self):
         # (key, value) of the current entry.  REQUIRES: valid_.
         cdef size_t ulen
         if self.direction == DBITER_FORWARD:
             ulen = self.iter.key_len() - TAG_BYTES
             return (PyBytes_FromStringAndSize(<const char*>self.iter.key_ptr(), ulen),
-                    PyBytes_FromStringAndSize(<const char*>self.iter.value_ptr(),
-                                              self.iter.value_len()))
+                    PyBytes_FromStringAndSize(<const char*>self.iter.value_ptr() + self.value_skip,
+                                              self.iter.value_len() - self.value_skip))
         return (PyBytes_FromStringAndSize(<const char*>self.saved_key.data, self.saved_key.len),
                 PyBytes_FromStringAndSize(<const char*>self.saved_value.data,
                                           self.saved_value.len))
@@ -335,6 +377,7 @@ cdef class DBIterator:
         # An error of the internal iterator left valid_ False; its children
         # raise it again on any seek, and raise_invalid() reports it otherwise.
         self.busy = True
+        self.now_known = False
         return 0
 
     cdef int raise_invalid(self, str what) except -1:
@@ -376,6 +419,7 @@ cdef class DBIterator:
             if timed:
                 started = now_ns()
             self.busy = True
+            self.now_known = False
             try:
                 if self.reverse_:
                     self.do_prev()
@@ -551,8 +595,8 @@ cdef class DBIterator:
         """The current value (bytes)."""
         self.check_valid("value")
         if self.direction == DBITER_FORWARD:
-            return PyBytes_FromStringAndSize(<const char*>self.iter.value_ptr(),
-                                             self.iter.value_len())
+            return PyBytes_FromStringAndSize(<const char*>self.iter.value_ptr() + self.value_skip,
+                                             self.iter.value_len() - self.value_skip)
         return PyBytes_FromStringAndSize(<const char*>self.saved_value.data,
                                          self.saved_value.len)
 

@@ -11,6 +11,7 @@ from libc.string cimport memcmp
 cdef enum:
     KIND_DELETE = 0          # tombstone; on disk, never change
     KIND_VALUE = 1           # a value; on disk, never change
+    KIND_EXPIRING_VALUE = 2  # fixed64 expiry (µs since the epoch) + a value; on disk, never change
     KIND_RANGE_DELETE = 3    # write batches only: range tombstone [key, value); on disk, never change
     KIND_FOR_SEEK = 0xFF     # largest kind: a lookup tag sorts before every entry of its sequence
 

@@ -15,10 +15,12 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_CheckExact, PyByt
 
 from kvcy._arena cimport Arena
 from kvcy._coding cimport load_fixed64, view_ptr
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
+                             MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
 from kvcy._iterator cimport InternalIterator
 from kvcy._skiplist cimport SkipList, SkipNode, node_value, next_node, skiplist_seek
+from kvcy._expiry cimport EXPIRY_BYTES
 from kvcy.dbformat import DELETED
 from kvcy._range_del import add_to_layers
 
@@ -103,15 +105,18 @@ cdef class MemTable:
         """Insert one entry.  REQUIRES: the caller holds the engine's write lock."""
         if sequence > MAX_SEQUENCE:
             raise ValueError("sequence %d exceeds the 56-bit maximum" % sequence)
-        if kind != KIND_VALUE and kind != KIND_DELETE:
+        if kind != KIND_VALUE and kind != KIND_DELETE and kind != KIND_EXPIRING_VALUE:
             raise ValueError("unknown entry kind %d" % kind)
+        if kind == KIND_EXPIRING_VALUE and (value is None or value.shape[0] < EXPIRY_BYTES):
+            raise ValueError("an expiring value needs its %d-byte expiry" % EXPIRY_BYTES)
         if value is None:
             self.add_raw(sequence, kind, view_ptr(key), key.shape[0], NULL, 0)
         else:
             self.add_raw(sequence, kind, view_ptr(key), key.shape[0], view_ptr(value), value.shape[0])
 
     def get(self, key, uint64_t sequence=MAX_SEQUENCE):
-        """Value of the newest entry of key visible at sequence, DELETED, or None."""
+        """Value of the newest entry of key visible at sequence, DELETED, or None
+        (an expiring value as stored, expiry first: expiry is the readers' business)."""
         cdef SkipNode* n
         cdef const unsigned char[::1] view
         if sequence > MAX_SEQUENCE:

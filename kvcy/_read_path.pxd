@@ -50,7 +50,7 @@ cdef class ReadState:
                    Found* out, ReadError* err) noexcept nogil
     cdef object open_slot(self, Py_ssize_t i)
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
-                       uint64_t sequence, bint all_gil)
+                       uint64_t sequence, bint all_gil, object clock)
 
 
 cdef class ReadPath:
@@ -61,6 +61,7 @@ cdef class ReadPath:
     cdef readonly LatencyHistogram get_latency   # get() and lookup(), one in GET_TIMING_PERIOD timed
     cdef public bint usable          # False once the connection closed (or forked): lookup() raises
     cdef public str unusable_message # the ProgrammingError's text then
+    cdef public object clock         # decides expiry (kvcy/_expiry.pyx): None (real time) or a callable
 
     cdef object read(self, ReadState state, object key, uint64_t sequence)
     cdef uint64_t sequence_of(self, object sequence) except? 0

@@ -39,6 +39,7 @@ class ReadPath:
     gets: int
     usable: bool
     unusable_message: str
+    clock: Callable[[], float] | None
     @property
     def get_latency(self) -> LatencyHistogram: ...
     def __new__(cls, writer: WritePath, state: ReadState) -> ReadPath: ...

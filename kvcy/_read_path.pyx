@@ -8,7 +8,11 @@ search over a C array of the level's largest user keys.  The first entry
 found for the key decides: a value, or a tombstone (None); and a range
 tombstone of the state (kvcy/_range_del.pyx) that covers the key, is
 visible at the read's sequence and is newer than that entry makes it None
-too.
+too.  An expiring value (kvcy/_expiry.pyx) is judged once found, with the
+GIL back: at or past its expiry by the connection's clock it answers as a
+tombstone of its sequence would (None; older entries stay hidden), else
+with the bytes after its expiry stamp.  Only such an entry makes a read
+look at the clock.
 
 The published state (ReadState) is built by the engine whenever its
 memtables or Version change (Engine._publish_state) and replaced whole, so
@@ -40,7 +44,8 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_CheckExa
 from cpython.mem cimport PyMem_Malloc, PyMem_Free
 from libc.stdint cimport uint64_t
 
-from kvcy._dbformat cimport KIND_DELETE, MAX_SEQUENCE, compare_user_keys
+from kvcy._dbformat cimport KIND_DELETE, KIND_EXPIRING_VALUE, MAX_SEQUENCE, compare_user_keys
+from kvcy._expiry cimport expiring_answer
 from kvcy._memtable cimport MemTable, memtable_find
 from kvcy._skiplist cimport SkipNode, node_value, load_acquire, store_release
 from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
@@ -63,10 +68,14 @@ cdef enum:
     PROBE_MISS = 2                   # probe(): this table holds nothing for the key
 
 
-cdef inline object memtable_answer(SkipNode* n):
-    # A memtable entry as get() returns it: the value, or None for a tombstone.
-    if (n.tag & 0xFF) == KIND_DELETE:
+cdef inline object memtable_answer(SkipNode* n, object clock):
+    # A memtable entry as get() returns it: the value, or None for a
+    # tombstone or an expired value.
+    cdef int kind = n.tag & 0xFF
+    if kind == KIND_DELETE:
         return None
+    if kind == KIND_EXPIRING_VALUE:
+        return expiring_answer(node_value(n), n.value_len, clock)
     return PyBytes_FromStringAndSize(<const char*>node_value(n), n.value_len)
 
 
@@ -216,10 +225,10 @@ cdef class ReadState:
         return table
 
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
-                       uint64_t sequence, bint all_gil):
-        # The value of key at sequence, or None (absent or deleted).  A range
-        # tombstone newer than the entry found (and visible at sequence)
-        # deletes it: `cover` is its sequence, 0 when none covers key.
+                       uint64_t sequence, bint all_gil, object clock):
+        # The value of key at sequence, or None (absent, deleted or expired by
+        # clock).  A range tombstone newer than the entry found (and visible
+        # at sequence) deletes it: `cover` is its sequence, 0 when none covers key.
         cdef SkipNode* n
         cdef Found found
         cdef ReadError err
@@ -255,9 +264,9 @@ cdef class ReadState:
                 if n != NULL:
                     if cover > (n.tag >> 8):
                         return None
-                    return memtable_answer(n)
+                    return memtable_answer(n, clock)
             if r == 0:
-                value = found_value(&found)
+                value = found_value(&found, clock)
                 if found.kind >= 0 and found.sequence < cover:
                     return None
                 return None if value is DELETED else value
@@ -270,9 +279,14 @@ cdef class ReadState:
                 # The entry's sequence decides, and the row cache's get() hides it.
                 row = table._lookup(key_obj, sequence)
                 if row is not None:
-                    return None if row[0] < cover or row[1] == KIND_DELETE else row[2]
+                    if row[0] < cover or row[1] == KIND_DELETE:
+                        return None
+                    if row[1] == KIND_EXPIRING_VALUE:
+                        return expiring_answer(<const unsigned char*>PyBytes_AS_STRING(row[2]),
+                                               PyBytes_GET_SIZE(row[2]), clock)
+                    return row[2]
             else:
-                value = table.get(key_obj, sequence)
+                value = table.get(key_obj, sequence, clock)
                 if value is not None:
                     return None if value is DELETED else value
             if level == 0:
@@ -397,13 +411,14 @@ cdef class ReadPath:
         self.gets = 0
         self.usable = True
         self.unusable_message = "cannot operate on a closed database"
+        self.clock = None
 
     cdef inline object read(self, ReadState state, object key, uint64_t sequence):
         # The value of key (bytes-like) in state at sequence, or None.
         if not PyBytes_CheckExact(key):
             key = as_user_bytes(key, "key")
         return state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
-                            PyBytes_GET_SIZE(key), sequence, self.row_cache)
+                            PyBytes_GET_SIZE(key), sequence, self.row_cache, self.clock)
 
     def lookup(self, key, default=None):
         """Connection.get itself: the value stored under key, or default.

@@ -21,6 +21,7 @@ cdef enum:
     READ_UNKNOWN_KIND = 11       # entry kind byte not VALUE/DELETE; sub = kind, a = entry offset
     READ_NO_MEMORY = 12
     READ_NEEDS_GIL = 13          # the table reads through a Python file object
+    READ_SHORT_EXPIRING = 14     # expiring value shorter than its expiry; a = entry offset, b = length
 
 cdef struct ReadError:
     int code                     # READ_*
@@ -32,7 +33,7 @@ cdef struct ReadError:
 
 # The answer of a lookup in one table.
 cdef struct Found:
-    int kind                     # -1 nothing for the key, else KIND_VALUE or KIND_DELETE
+    int kind                     # -1 nothing for the key, else its KIND_* (value, expiring, delete)
     uint64_t sequence            # the entry's sequence
     const unsigned char* value   # inside handle's block
     size_t value_len
@@ -78,4 +79,4 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
 cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
                                    ReadError* err) noexcept nogil
-cdef object found_value(Found* f)
+cdef object found_value(Found* f, object clock)

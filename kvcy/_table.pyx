@@ -51,8 +51,10 @@ from kvcy._block_cache cimport (BlockCache, BlockCacheCore, CacheHandle, cache_l
 from kvcy._bloom cimport BloomFilter, bloom_may_contain
 from kvcy._coding cimport get_varint64, load_fixed32, load_fixed64
 from kvcy._crc32c cimport crc32c_extend, crc32c_unmask
-from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, TAG_BYTES,
+from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
+                             MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys)
+from kvcy._expiry cimport EXPIRY_BYTES, expiring_answer
 from kvcy._snappy cimport snappy_uncompressed_length, snappy_uncompress
 
 import os
@@ -99,18 +101,27 @@ cdef inline int fail(ReadError* err, int code, int sub, uint64_t a) noexcept nog
     return -1
 
 
-cdef object found_value(Found* f):
+cdef object found_value(Found* f, object clock):
     """The answer of a Found as Python sees it (value bytes, DELETED or None);
-    releases the pinned block."""
+    releases the pinned block.  An expiring value that has expired by
+    `clock` (kvcy/_expiry.pyx) is DELETED: it hides older entries as a
+    tombstone of its sequence would."""
     cdef object value
     if f.kind < 0:
         return None
     if f.kind == KIND_DELETE:
         return DELETED
-    value = PyBytes_FromStringAndSize(<const char*>f.value, f.value_len)
-    if f.handle != NULL:
-        cache_release(f.handle)
-        f.handle = NULL
+    try:
+        if f.kind == KIND_EXPIRING_VALUE:
+            value = expiring_answer(f.value, f.value_len, clock)
+            if value is None:
+                value = DELETED
+        else:
+            value = PyBytes_FromStringAndSize(<const char*>f.value, f.value_len)
+    finally:
+        if f.handle != NULL:
+            cache_release(f.handle)
+            f.handle = NULL
     return value
 
 
@@ -290,14 +301,21 @@ cdef int table_data_find(TableReader* t, CacheHandle* h, uint64_t offset, const 
     elif r > 0 and compare_user_keys(c.key, c.key_len - TAG_BYTES, key, klen) == 0:
         found_tag = load_fixed64(c.key + c.key_len - TAG_BYTES)
         kind = <int>(found_tag & 0xFF)
-        if kind == KIND_VALUE:
-            out.kind = KIND_VALUE
+        if kind == KIND_VALUE or (kind == KIND_EXPIRING_VALUE and c.value_len >= EXPIRY_BYTES):
+            out.kind = kind
             out.sequence = found_tag >> 8
             out.value = c.value
             out.value_len = c.value_len
             out.handle = h
             h = NULL
             r = 0
+        elif kind == KIND_EXPIRING_VALUE:
+            err.in_index = False
+            err.offset = offset
+            err.a = c.current
+            err.b = c.value_len
+            err.code = READ_SHORT_EXPIRING
+            r = -1
         elif kind == KIND_DELETE:
             out.kind = KIND_DELETE
             out.sequence = found_tag >> 8
@@ -526,6 +544,10 @@ cdef class Table:
         if err.code == READ_INDEX_VALUE:
             return CorruptionError("table %s: index block: bad block handle in index entry at "
                                    "offset %d" % (path, err.a))
+        if err.code == READ_SHORT_EXPIRING:
+            return CorruptionError("table %s: data block at offset %d: expiring value of %d "
+                                   "bytes at offset %d is shorter than its %d-byte expiry"
+                                   % (path, err.offset, err.b, err.a, EXPIRY_BYTES))
         if err.code == READ_UNKNOWN_KIND:
             return CorruptionError("table %s: data block at offset %d: block: entry of unknown "
                                    "kind %d at offset %d" % (path, err.offset, err.sub, err.a))
@@ -534,7 +556,8 @@ cdef class Table:
     # -- Python face ----------------------------------------------------------
 
     def _lookup(self, user_key, uint64_t sequence):
-        """(sequence, kind, value) of the newest entry <= sequence, or None."""
+        """(sequence, kind, value) of the newest entry <= sequence, or None
+        (an expiring value as stored, expiry first)."""
         cdef Found f
         if not PyBytes_CheckExact(user_key):
             user_key = bytes(memoryview(user_key))
@@ -545,11 +568,19 @@ cdef class Table:
         if f.kind == KIND_DELETE:
             return (f.sequence, KIND_DELETE, b"")
         seq = f.sequence
-        return (seq, KIND_VALUE, found_value(&f))
+        kind = f.kind
+        value = PyBytes_FromStringAndSize(<const char*>f.value, f.value_len)
+        if f.handle != NULL:
+            cache_release(f.handle)
+            f.handle = NULL
+        return (seq, kind, value)
 
-    def get(self, user_key, uint64_t sequence):
+    def get(self, user_key, uint64_t sequence, clock=None):
         """Newest entry of user_key with sequence <= `sequence`: value, DELETED
-        or None.  Consults the row cache when there is one."""
+        or None.  Consults the row cache when there is one.  An expiring
+        value is DELETED once `clock` (kvcy/_expiry.pyx; None: real time)
+        reaches its expiry; the row cache keeps it as stored, so the check
+        runs on every answer and the cache never serves an expired value."""
         cdef Found f
         if sequence > MAX_SEQUENCE:
             sequence = MAX_SEQUENCE
@@ -572,10 +603,16 @@ cdef class Table:
                 if row is None:
                     return None
             if row[0] <= sequence:
-                return DELETED if row[1] == KIND_DELETE else row[2]
+                if row[1] == KIND_DELETE:
+                    return DELETED
+                if row[1] == KIND_EXPIRING_VALUE:
+                    value = expiring_answer(<const unsigned char*>PyBytes_AS_STRING(row[2]),
+                                            PyBytes_GET_SIZE(row[2]), clock)
+                    return DELETED if value is None else value
+                return row[2]
         self.lookup(<const unsigned char*>PyBytes_AS_STRING(user_key),
                     PyBytes_GET_SIZE(user_key), sequence, &f)
-        return found_value(&f)
+        return found_value(&f, clock)
 
     @property
     def number(self):

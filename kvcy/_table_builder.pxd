@@ -43,6 +43,7 @@ cdef class TableBuilder:
     cdef public object props     # TableProperties, completed by finish()
     cdef uint64_t num_entries_, num_deletions, raw_key_bytes, raw_value_bytes
     cdef uint64_t raw_data_bytes, data_blocks, smallest_seq, largest_seq
+    cdef uint64_t earliest_expiry    # smallest expiry of its expiring values; 0: it holds none
     cdef public bint finished
 
     cdef int append(self, const unsigned char* key, size_t key_len,

@@ -35,7 +35,7 @@ from kvcy._bloom cimport BloomFilterBuilder
 from kvcy._coding cimport load_fixed64, put_fixed32, put_fixed64, put_varint64
 from kvcy._crc32c cimport crc32c_extend, crc32c_mask
 from kvcy._snappy cimport snappy_compress, snappy_max_compressed_length
-from kvcy._dbformat cimport KIND_DELETE, KIND_FOR_SEEK, MAX_SEQUENCE, pack_tag
+from kvcy._dbformat cimport KIND_DELETE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, MAX_SEQUENCE, pack_tag
 from kvcy._memtable cimport MemTable
 from kvcy._skiplist cimport SkipNode, node_value
 from kvcy.table_format import (Footer, BlockHandle, NO_COMPRESSION, SNAPPY_COMPRESSION,
@@ -221,6 +221,10 @@ cdef class TableBuilder:
         self.num_entries_ += 1
         if (tag & 0xFF) == KIND_DELETE:
             self.num_deletions += 1
+        elif (tag & 0xFF) == KIND_EXPIRING_VALUE and value_len >= 8:
+            # Lets a compaction find tables that hold expired values (kvcy/expiry_compaction.py).
+            if self.earliest_expiry == 0 or load_fixed64(value) < self.earliest_expiry:
+                self.earliest_expiry = load_fixed64(value)
         self.raw_key_bytes += key_len
         self.raw_value_bytes += value_len
         memcpy(self.last, key, key_len)
@@ -405,6 +409,7 @@ cdef class TableBuilder:
         props = self.props
         props.num_entries = self.num_entries_
         props.num_deletions = self.num_deletions
+        props.earliest_expiry = self.earliest_expiry
         props.raw_key_bytes = self.raw_key_bytes
         props.raw_value_bytes = self.raw_value_bytes
         props.raw_data_bytes = self.raw_data_bytes

@@ -26,9 +26,11 @@ from kvcy._block cimport (BlockCursor, BLOCK_NO_MEMORY, cursor_init, cursor_free
                           cursor_seek_to_first, cursor_parse_next)
 from kvcy._block_cache cimport CacheHandle, cache_release
 from kvcy._coding cimport get_varint64, load_fixed64
-from kvcy._dbformat cimport KIND_VALUE, KIND_DELETE, TAG_BYTES
+from kvcy._dbformat cimport KIND_VALUE, KIND_DELETE, KIND_EXPIRING_VALUE, TAG_BYTES
+from kvcy._expiry cimport EXPIRY_BYTES
 from kvcy._table cimport (Table, TableReader, ReadError, READ_OK, READ_NEEDS_GIL, READ_CURSOR,
-                          READ_INDEX_VALUE, READ_UNKNOWN_KIND, READ_NO_MEMORY, table_cached_block,
+                          READ_INDEX_VALUE, READ_UNKNOWN_KIND, READ_SHORT_EXPIRING, READ_NO_MEMORY,
+                          table_cached_block,
                           table_read_block)
 
 
@@ -117,7 +119,11 @@ cdef int run_settle(RunState* s, int r) noexcept nogil:
             return run_cursor_fail(s, False, &s.data)
         if r > 0:
             kind = <int>(load_fixed64(s.data.key + s.data.key_len - TAG_BYTES) & 0xFF)
-            if kind != KIND_VALUE and kind != KIND_DELETE:
+            if kind == KIND_EXPIRING_VALUE and s.data.value_len < EXPIRY_BYTES:
+                s.err.offset = s.block_offset
+                s.err.b = s.data.value_len
+                return run_fail(s, READ_SHORT_EXPIRING, False, 0, s.data.current)
+            if kind != KIND_VALUE and kind != KIND_DELETE and kind != KIND_EXPIRING_VALUE:
                 s.err.offset = s.block_offset
                 return run_fail(s, READ_UNKNOWN_KIND, False, kind, s.data.current)
             s.valid = True

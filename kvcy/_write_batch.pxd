@@ -4,8 +4,10 @@
 # Byte grammar (docs/format.md, "Write batch"):
 #     batch   := sequence:fixed64 count:fixed32 record*
 #     record  := KIND_VALUE:u8 key:lenbytes value:lenbytes
+#              | KIND_EXPIRING_VALUE:u8 key:lenbytes stored:lenbytes
 #              | KIND_DELETE:u8 key:lenbytes
 #              | KIND_RANGE_DELETE:u8 start:lenbytes stop:lenbytes   (deletes [start, stop))
+#     stored  := expiry:fixed64 value     (at least 8 bytes; kvcy/_expiry.pxd)
 #     lenbytes:= length:varint32 bytes[length]
 # Entry i of the batch gets sequence + i.
 # Not thread-safe: one thread builds a batch, then hands it to the engine.
@@ -19,7 +21,8 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy
 from kvcy._coding cimport (put_fixed32, put_fixed64, put_varint32, load_fixed32, load_fixed64,
                            get_varint32)
-from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_RANGE_DELETE
+from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_RANGE_DELETE
+from kvcy._expiry cimport EXPIRY_BYTES
 from kvcy._memtable cimport MemTable
 
 cdef enum:
@@ -32,11 +35,12 @@ cdef enum:
 cdef enum:
     RECORD_BAD_KEY = 1               # the key length is malformed or runs past the rep
     RECORD_BAD_VALUE = 2             # the value length is malformed or runs past the rep
-    RECORD_BAD_KIND = 3              # the kind byte is not KIND_VALUE, KIND_DELETE or KIND_RANGE_DELETE
+    RECORD_BAD_KIND = 3              # the kind byte is not KIND_VALUE, KIND_EXPIRING_VALUE, KIND_DELETE or KIND_RANGE_DELETE
+    RECORD_SHORT_EXPIRING = 4        # an expiring value shorter than its 8-byte expiry
 
 # One decoded record; key and value point into the rep.
 cdef struct BatchRecord:
-    int kind                         # KIND_VALUE, KIND_DELETE or KIND_RANGE_DELETE
+    int kind                         # KIND_VALUE, KIND_EXPIRING_VALUE, KIND_DELETE or KIND_RANGE_DELETE
     const unsigned char* key         # a range delete's start
     uint32_t key_len
     const unsigned char* value       # NULL for a delete; a range delete's stop
@@ -84,7 +88,7 @@ cdef inline unsigned char* put_batch_record(unsigned char* dst, int kind,
     if key_len:
         memcpy(dst, key, key_len)
     dst += key_len
-    if kind == KIND_VALUE or kind == KIND_RANGE_DELETE:
+    if kind != KIND_DELETE:
         dst = put_varint32(dst, <uint32_t>value_len)
         if value_len:
             memcpy(dst, value, value_len)
@@ -104,10 +108,13 @@ cdef inline const unsigned char* get_batch_record(const unsigned char* p,
         return NULL
     r.key = p
     p += r.key_len
-    if r.kind == KIND_VALUE or r.kind == KIND_RANGE_DELETE:
+    if r.kind == KIND_VALUE or r.kind == KIND_EXPIRING_VALUE or r.kind == KIND_RANGE_DELETE:
         p = get_varint32(p, limit, &r.value_len)
         if p == NULL or r.value_len > <size_t>(limit - p):
             r.problem = RECORD_BAD_VALUE
+            return NULL
+        if r.kind == KIND_EXPIRING_VALUE and r.value_len < EXPIRY_BYTES:
+            r.problem = RECORD_SHORT_EXPIRING
             return NULL
         r.value = p
         return p + r.value_len
@@ -122,8 +129,10 @@ cdef inline const unsigned char* get_batch_record(const unsigned char* p,
 # -- checked entry points -----------------------------------------------------
 
 # Refuse an entry a batch must not hold: ValueError for a kind other than
-# KIND_VALUE/KIND_DELETE/KIND_RANGE_DELETE, DataError for a key or value over
-# MAX_KEY_BYTES / MAX_VALUE_BYTES (a range delete's stop is a key).  Every encoder calls it before encoding.
+# KIND_VALUE/KIND_EXPIRING_VALUE/KIND_DELETE/KIND_RANGE_DELETE or an expiring
+# value shorter than its expiry, DataError for a key or value over
+# MAX_KEY_BYTES / MAX_VALUE_BYTES (an expiring value's expiry does not count;
+# a range delete's stop is a key).  Every encoder calls it before encoding.
 cdef int check_entry(int kind, size_t key_len, size_t value_len) except -1
 
 # Insert the records of rep[BATCH_HEADER_BYTES:rep_len] into mem, the first
@@ -140,6 +149,7 @@ cdef class WriteBatch:
     cdef size_t capacity         # bytes allocated for buf
     cdef uint32_t count_         # entries in the batch
     cdef size_t data_bytes_      # sum of key and value lengths
+    cdef object clock            # fixes the expiry of put(..., ttl=): None (real time) or a callable
 
     cdef int reserve(self, size_t extra) except -1
     cdef int append_record(self, int kind, const unsigned char* key, size_t key_len,

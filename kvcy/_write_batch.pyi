@@ -1,22 +1,28 @@
 """Write batches and their rep (byte format); see kvcy/_write_batch.pyx and
 docs/format.md#write-batch."""
-from typing import Any, Iterable, Tuple
+from typing import Any, Callable, Iterable, Tuple
 
 from _typeshed import ReadableBuffer
 
 class WriteBatch:
     """An ordered set of puts and deletes applied atomically by
     Connection.write() / Transaction.write(); DataError past MAX_BATCH_BYTES."""
-    def __init__(self) -> None: ...
-    def put(self, key: ReadableBuffer, value: ReadableBuffer) -> None:
-        """Add a put of value under key (both bytes-like; str raises TypeError)."""
+    def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        """An empty batch; clock (like time.time; None: real time) fixes the
+        expiry of put(..., ttl=)."""
+    def put(self, key: ReadableBuffer, value: ReadableBuffer, ttl: float | None = None) -> None:
+        """Add a put of value under key (both bytes-like; str raises TypeError);
+        ttl: seconds from now until it expires (None: never)."""
+    def put_expiring(self, key: ReadableBuffer, value: ReadableBuffer, expiry: int) -> None:
+        """Add a put of value under key that expires at `expiry` (µs since the epoch)."""
     def delete(self, key: ReadableBuffer) -> None:
         """Add a delete of key."""
     def delete_range(self, start: ReadableBuffer, stop: ReadableBuffer) -> None:
         """Add a range tombstone deleting every key k with start <= k < stop;
         ProgrammingError unless start < stop."""
-    def put_pairs(self, pairs: Iterable[Tuple[ReadableBuffer, ReadableBuffer]]) -> None:
-        """Add a put for every (key, value) pair."""
+    def put_pairs(self, pairs: Iterable[Tuple[ReadableBuffer, ReadableBuffer]],
+                  ttl: float | None = None) -> None:
+        """Add a put for every (key, value) pair; with ttl, all expire together."""
     def delete_keys(self, keys: Iterable[ReadableBuffer]) -> None:
         """Add a delete for every key."""
     def clear(self) -> None: ...

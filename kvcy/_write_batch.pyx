@@ -16,10 +16,11 @@ from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyByte
 from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 
 from kvcy._coding cimport view_ptr
-from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_RANGE_DELETE, MAX_SEQUENCE
+from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_RANGE_DELETE, MAX_SEQUENCE
 from kvcy._memtable cimport MemTable
 from kvcy.errors import CorruptionError, DataError, ProgrammingError
 from kvcy import options as _options
+from kvcy._expiry import encode_expiring, expiry_for, normalize_clock
 
 cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
 cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
@@ -41,7 +42,11 @@ cdef inline bytes as_bytes(object obj, str what):
 
 
 cdef int check_entry(int kind, size_t key_len, size_t value_len) except -1:
-    if kind != KIND_VALUE and kind != KIND_DELETE and kind != KIND_RANGE_DELETE:
+    if kind == KIND_EXPIRING_VALUE:
+        if value_len < EXPIRY_BYTES:
+            raise ValueError("an expiring value needs its %d-byte expiry" % EXPIRY_BYTES)
+        value_len -= EXPIRY_BYTES
+    elif kind != KIND_VALUE and kind != KIND_DELETE and kind != KIND_RANGE_DELETE:
         raise ValueError("unknown entry kind %d" % kind)
     if key_len > MAX_KEY:
         raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
@@ -63,7 +68,15 @@ def check_range(bytes start, bytes stop):
 
 
 cdef class WriteBatch:
-    """An ordered set of puts and deletes applied atomically."""
+    """An ordered set of puts and deletes applied atomically.
+
+    clock: what fixes the expiry of put(..., ttl=) (a callable returning
+    seconds like time.time; None: real time).  Pass the connection's
+    conn.clock when it was opened with a clock of its own."""
+
+    def __init__(self, *, clock=None):
+        """An empty batch; clock fixes the expiry of put(..., ttl=)."""
+        self.clock = normalize_clock(clock)
 
     def __cinit__(self):
         self.capacity = 256
@@ -108,13 +121,27 @@ cdef class WriteBatch:
         set_batch_count(self.buf, self.count_)
         return 0
 
-    def put(self, key, value):
-        """Add a put of value under key (both bytes-like)."""
+    def put(self, key, value, ttl=None):
+        """Add a put of value under key (both bytes-like).  ttl: seconds
+        until the pair expires, counted from now by the batch's clock
+        (None: never)."""
         key = as_bytes(key, "key")
         value = as_bytes(value, "value")
+        if ttl is not None:
+            self.put_expiring(key, value, expiry_for(ttl, self.clock))
+            return
         self.append_record(KIND_VALUE, <const unsigned char*>PyBytes_AS_STRING(key),
                            PyBytes_GET_SIZE(key), <const unsigned char*>PyBytes_AS_STRING(value),
                            PyBytes_GET_SIZE(value))
+
+    def put_expiring(self, key, value, expiry):
+        """Add a put of value under key that expires at `expiry`
+        (microseconds since the epoch)."""
+        key = as_bytes(key, "key")
+        stored = encode_expiring(expiry, as_bytes(value, "value"))
+        self.append_record(KIND_EXPIRING_VALUE, <const unsigned char*>PyBytes_AS_STRING(key),
+                           PyBytes_GET_SIZE(key), <const unsigned char*>PyBytes_AS_STRING(stored),
+                           PyBytes_GET_SIZE(stored))
 
     def delete(self, key):
         """Add a delete of key (bytes-like)."""
@@ -132,9 +159,11 @@ cdef class WriteBatch:
                            PyBytes_GET_SIZE(start), <const unsigned char*>PyBytes_AS_STRING(stop),
                            PyBytes_GET_SIZE(stop))
 
-    def put_pairs(self, pairs):
-        """Add a put for every (key, value) pair of an iterable."""
+    def put_pairs(self, pairs, ttl=None):
+        """Add a put for every (key, value) pair of an iterable; with ttl,
+        every pair expires at the same moment, ttl seconds from now."""
         cdef object key, value
+        expiry = None if ttl is None else expiry_for(ttl, self.clock)
         for pair in pairs:
             if type(pair) is tuple and PyTuple_GET_SIZE(pair) == 2:
                 key = <object>PyTuple_GET_ITEM(pair, 0)
@@ -144,7 +173,10 @@ cdef class WriteBatch:
                     key, value = pair
                 except (TypeError, ValueError):
                     raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
-            self.put(key, value)
+            if expiry is None:
+                self.put(key, value)
+            else:
+                self.put_expiring(key, value, expiry)
 
     def delete_keys(self, keys):
         """Add a delete for every key of an iterable."""
@@ -219,6 +251,9 @@ cdef int raise_bad_record(const BatchRecord* r, uint32_t index) except -1:
         raise CorruptionError("write batch record %d: bad key length" % index)
     if r.problem == RECORD_BAD_VALUE:
         raise CorruptionError("write batch record %d: bad value length" % index)
+    if r.problem == RECORD_SHORT_EXPIRING:
+        raise CorruptionError("write batch record %d: expiring value shorter than its %d-byte "
+                              "expiry" % (index, EXPIRY_BYTES))
     raise CorruptionError("write batch record %d: unknown kind %d" % (index, r.kind))
 
 
@@ -285,7 +320,8 @@ def apply_batch(const unsigned char[::1] rep not None, MemTable mem not None):
 
 def iterate_batch(const unsigned char[::1] rep not None):
     """List of (kind, key, value) for a rep (value None for deletes; a range
-    delete's value is its stop key); validates first."""
+    delete's value is its stop key; an expiring value's stored bytes, expiry
+    first); validates first."""
     cdef size_t n = rep.shape[0]
     cdef const unsigned char* base = view_ptr(rep)
     check_rep(base, n)

@@ -23,7 +23,7 @@ cdef struct Writer:
     unsigned char* rep               # the batch rep; the leader stamps its sequence (set_batch_sequence)
     size_t rep_len                   # bytes in rep
     uint32_t count                   # entries (0: an empty batch, a sync barrier at most)
-    int kind                         # KIND_VALUE / KIND_DELETE: one entry at key/value; -1: a batch
+    int kind                         # KIND_VALUE / KIND_EXPIRING_VALUE / KIND_DELETE: one entry at key/value; -1: a batch
     const unsigned char* key         # the one entry (kind >= 0), owned by the writer's bytes
     size_t key_len
     const unsigned char* value
@@ -64,6 +64,7 @@ cdef class WritePath:
                                      # group added range tombstones, before its sequence is published
     cdef public bint usable          # False once the connection closed (or forked): put() raises
     cdef public str unusable_message # the ProgrammingError's text then
+    cdef public object clock         # fixes the expiry of put(..., ttl=): None (real time) or a callable
     # counters (read by Stats)
     cdef public unsigned long long puts, deletes, batches, batch_entries
     cdef public unsigned long long wal_records, wal_bytes, wal_syncs, bytes_written

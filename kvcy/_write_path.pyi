@@ -22,6 +22,7 @@ class WritePath:
     publish_range_dels: Callable[..., Any] | None
     usable: bool
     unusable_message: str
+    clock: Callable[[], float] | None
     puts: int
     deletes: int
     batches: int
@@ -49,7 +50,8 @@ class WritePath:
     @property
     def log_size(self) -> int:
         """Bytes in the current WAL file."""
-    def put(self, key: ReadableBuffer, value: ReadableBuffer, *, sync: bool | None = None) -> None:
+    def put(self, key: ReadableBuffer, value: ReadableBuffer, *, sync: bool | None = None,
+            ttl: float | None = None) -> None:
         """Connection.put itself."""
     def delete(self, key: ReadableBuffer, *, sync: bool | None = None) -> None:
         """Connection.delete itself."""

@@ -42,7 +42,7 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
                                PyThread_acquire_lock, PyThread_release_lock,
                                NOWAIT_LOCK, WAIT_LOCK)
 
-from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
+from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, MAX_SEQUENCE
 from kvcy._log_record cimport frame_bound
 from kvcy._wal_writer cimport WalWriter
 from kvcy._latency cimport LatencyHistogram, now_ns
@@ -52,6 +52,7 @@ from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, ins
                                 set_batch_sequence)
 
 from kvcy.dbformat import as_user_bytes
+from kvcy._expiry import encode_expiring, expiry_for
 from kvcy.errors import OperationalError, ProgrammingError
 
 
@@ -479,7 +480,7 @@ cdef class WritePath:
         # Insert m's entries into the memtable at m.sequence onwards and count them.
         if m.kind >= 0:
             self.mem.add_raw(m.sequence, m.kind, m.key, m.key_len, m.value, m.value_len)
-            if m.kind == KIND_VALUE:
+            if m.kind != KIND_DELETE:
                 self.puts += 1
             else:
                 self.deletes += 1
@@ -495,9 +496,10 @@ cdef class WritePath:
 
     # -- entry points --------------------------------------------------------
 
-    def put(self, key, value, *, sync=None):
+    def put(self, key, value, *, sync=None, ttl=None):
         """Connection.put itself (one call from Python into C): store value
-        under key; sync=True fsyncs before returning.  Raises
+        under key; sync=True fsyncs before returning; ttl=seconds makes the
+        pair expire that long from now (by the connection's clock).  Raises
         ProgrammingError once the connection is closed or forked."""
         if not self.usable:
             raise ProgrammingError(self.unusable_message)
@@ -505,6 +507,10 @@ cdef class WritePath:
             key = as_user_bytes(key, "key")
         if type(value) is not bytes:
             value = as_user_bytes(value, "value")
+        if ttl is not None:
+            self._write_one(KIND_EXPIRING_VALUE, key,
+                            encode_expiring(expiry_for(ttl, self.clock), value), sync)
+            return
         self._write_one(KIND_VALUE, key, value, sync)
 
     def delete(self, key, *, sync=None):
@@ -516,7 +522,8 @@ cdef class WritePath:
         self._write_one(KIND_DELETE, key, None, sync)
 
     def write_one(self, int kind, bytes key not None, bytes value, sync=None):
-        """Put (KIND_VALUE) or delete (KIND_DELETE) one key as a one-entry batch."""
+        """Put (KIND_VALUE, or KIND_EXPIRING_VALUE with its stored value) or
+        delete (KIND_DELETE) one key as a one-entry batch."""
         self._write_one(kind, key, value, sync)
 
     cdef int _write_one(self, int kind, bytes key, bytes value, object sync) except -1:
@@ -534,7 +541,7 @@ cdef class WritePath:
         cdef bint timed = self.put_latency.should_time()
         if timed:
             started = now_ns()
-        if kind == KIND_VALUE:
+        if kind != KIND_DELETE:
             if value is None:
                 raise TypeError("a put needs a value")
             vlen = PyBytes_GET_SIZE(value)

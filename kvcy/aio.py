@@ -49,7 +49,7 @@ FIRST_CHUNK = 64
 MAX_CHUNK = 4096
 
 
-def _open(path, config, env, options):
+def _open(path, config, env, clock, options):
     resolved = resolve_options(config, **options)
     changes = {}
     if not resolved.read_threads:
@@ -58,15 +58,15 @@ def _open(path, config, env, options):
         changes["write_threads"] = AIO_WRITE_THREADS
     if changes:
         resolved = resolved.replace(**changes)
-    return Connection(path, resolved, env=env)
+    return Connection(path, resolved, env=env, clock=clock)
 
 
-def connect(path, config=None, *, env=None, **options):
+def connect(path, config=None, *, env=None, clock=None, **options):
     """Open the database in a worker thread: ``db = await connect(...)`` or
     ``async with connect(...) as db``.  Takes kvcy.connect()'s arguments;
     read_threads and write_threads of 0 become AIO_READ_THREADS and
     AIO_WRITE_THREADS (a read-only connection has no write pool)."""
-    return _Opener(functools.partial(_open, path, config, env, options))
+    return _Opener(functools.partial(_open, path, config, env, clock, options))
 
 
 class _Opener:
@@ -147,21 +147,23 @@ class AsyncConnection:
 
     # -- writes ------------------------------------------------------------
 
-    async def put(self, key, value, *, sync=None):
-        """Store value under key; sync=True returns once it is fsynced."""
+    async def put(self, key, value, *, sync=None, ttl=None):
+        """Store value under key; sync=True returns once it is fsynced; ttl
+        as Connection.put."""
         _, write_pool = self._writer()
-        await asyncio.wrap_future(write_pool.put(key, value, sync=sync))
+        await asyncio.wrap_future(write_pool.put(key, value, sync=sync, ttl=ttl))
 
     async def delete(self, key, *, sync=None):
         """Remove key."""
         _, write_pool = self._writer()
         await asyncio.wrap_future(write_pool.delete(key, sync=sync))
 
-    async def put_many(self, items, *, sync=None):
-        """Store every (key, value) pair of items as one atomic batch."""
+    async def put_many(self, items, *, sync=None, ttl=None):
+        """Store every (key, value) pair of items as one atomic batch; ttl
+        as Connection.put_many."""
         _, write_pool = self._writer()
         await asyncio.wrap_future(write_pool.put_many(
-            items, sync=sync, check_here=_small(items)))
+            items, sync=sync, check_here=_small(items), ttl=ttl))
 
     async def delete_many(self, keys, *, sync=None):
         """Remove every key of keys as one atomic batch."""
@@ -342,14 +344,14 @@ class AsyncTransaction:
         iterator = self.transaction.scan(start, stop, prefix=prefix, reverse=reverse)
         return AsyncScan(self.transaction._check, self._read_pool(), lambda: iterator)
 
-    async def put(self, key, value, *, sync=None):
-        self.transaction.put(key, value, sync=sync)
+    async def put(self, key, value, *, sync=None, ttl=None):
+        self.transaction.put(key, value, sync=sync, ttl=ttl)
 
     async def delete(self, key, *, sync=None):
         self.transaction.delete(key, sync=sync)
 
-    async def put_many(self, items, *, sync=None):
-        self.transaction.put_many(items, sync=sync)
+    async def put_many(self, items, *, sync=None, ttl=None):
+        self.transaction.put_many(items, sync=sync, ttl=ttl)
 
     async def delete_many(self, keys, *, sync=None):
         self.transaction.delete_many(keys, sync=sync)

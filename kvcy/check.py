@@ -32,7 +32,7 @@ from kvcy import filename
 from kvcy._block import Block
 from kvcy._bloom import BloomFilter
 from kvcy._write_batch import batch_header
-from kvcy.dbformat import KIND_DELETE, KIND_VALUE
+from kvcy.dbformat import KIND_DELETE, KIND_EXPIRING_VALUE, KIND_VALUE
 from kvcy.env import FileMissingError, default_env
 from kvcy.errors import CorruptionError, OperationalError
 from kvcy.log_reader import LogReader
@@ -133,7 +133,11 @@ def data_block_entries(raw, want_values=True):
     while it.valid():
         key = it.key()
         kind = key[-8]
-        if kind != KIND_VALUE and kind != KIND_DELETE:
+        if kind == KIND_EXPIRING_VALUE:
+            if len(it.value()) < 8:
+                raise CorruptionError("entry %s: expiring value shorter than its 8-byte expiry"
+                                      % _short(key[:-8]))
+        elif kind != KIND_VALUE and kind != KIND_DELETE:
             raise CorruptionError("entry %s of unknown kind %d" % (_short(key[:-8]), kind))
         if prev is not None and not _in_order(prev, key):
             raise CorruptionError("key %s is out of order after %s"

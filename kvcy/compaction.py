@@ -25,6 +25,7 @@ from typing import Callable, Any
 
 from kvcy import filename
 from kvcy._compaction_loop import run_compaction_loop
+from kvcy._expiry import now_micros
 from kvcy._table_scan import TableRun
 from kvcy._table_builder import TableBuilder
 from kvcy.version_edit import FileMetaData, VersionEdit
@@ -45,6 +46,7 @@ class CompactionContext:
     info_log: Any
     smallest_snapshot: Callable      # () -> sequence of the oldest live snapshot (or the last)
     closing: Callable                # () -> True once the database is closing
+    clock: Any = None                # expiry's clock (kvcy/_expiry.pyx): None (real time) or a callable
 
 
 class _Outputs:
@@ -140,11 +142,15 @@ def run_compaction(ctx, c, version, allow_move=True):
     runs = _input_runs(ctx.table_cache, c)
     smallest_snapshot = ctx.smallest_snapshot()
     outputs = _Outputs(ctx, c.output_level)
+    counts = {}
     try:
+        # "now" is read once: every expiring value of the inputs is judged
+        # against the same instant.
         entries, dropped, stopped = run_compaction_loop(
             runs, smallest_snapshot, _deeper_ranges(version, c.output_level),
             outputs.open, outputs.close, options.target_file_bytes,
-            ctx.closing, range_dels=version_range_tombstones(version))
+            ctx.closing, range_dels=version_range_tombstones(version),
+            now_micros=now_micros(ctx.clock), counts=counts)
         if stopped:
             outputs.abandon()
             ctx.info_log.log("compaction %r abandoned: the database is closing", c)
@@ -174,6 +180,7 @@ def run_compaction(ctx, c, version, allow_move=True):
     stats.compaction_bytes_written += written
     stats.add_level_write(c.output_level, written)
     stats.compaction_entries_dropped += dropped
+    stats.compaction_entries_expired += counts.get("expired", 0)
     ctx.info_log.log("compacted %s: %d entries in, %d dropped, %d bytes -> %d bytes in %d "
                         "tables at level %d, %.3fs", c, entries, dropped, read, written,
                         len(outputs.files), c.output_level, time.monotonic() - started)

@@ -28,18 +28,22 @@ MAX_GRANDPARENT_OVERLAP_FILES = 10
 
 
 class Compaction:
-    """A plan: inputs[0] from `level`, inputs[1] from `level + 1`."""
+    """A plan: inputs[0] from `level`, inputs[1] from `level + 1`; the
+    outputs go to level + 1, or back to `level` for an in-place rewrite
+    (in_place: no inputs[1]; kvcy/expiry_compaction.py)."""
 
-    def __init__(self, level, inputs0, inputs1, grandparents, reason, score=0.0):
+    def __init__(self, level, inputs0, inputs1, grandparents, reason, score=0.0,
+                 in_place=False):
         self.level = level
         self.inputs = (inputs0, inputs1)
         self.grandparents = grandparents
         self.reason = reason
         self.score = score
+        self.in_place = in_place
 
     @property
     def output_level(self):
-        return self.level + 1
+        return self.level if self.in_place else self.level + 1
 
     def all_inputs(self):
         return [(self.level, f) for f in self.inputs[0]] + \

@@ -21,13 +21,16 @@ hands writes to the write pool, and close() lets queued writes finish.
 """
 import os
 import threading
+import time
 import warnings
 import weakref
 
 from kvcy._write_batch import WriteBatch
+from kvcy._expiry import encode_expiring, expiry_for, normalize_clock
 from kvcy.check import check_database
 from kvcy.config import resolve_options
-from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes as _bytes_like
+from kvcy.dbformat import KIND_DELETE, KIND_EXPIRING_VALUE, KIND_VALUE, \
+    as_user_bytes as _bytes_like
 from kvcy.env import default_env
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy._db_iter import DBIterator, prefix_stop
@@ -72,10 +75,11 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class Connection:
     """An open database.  Create with kvcy.connect()."""
 
-    def __init__(self, path, config=None, *, env=None, autocommit=True, **options):
+    def __init__(self, path, config=None, *, env=None, autocommit=True, clock=None, **options):
         self._engine = None
         if autocommit is not True and autocommit is not False:
             raise ProgrammingError("autocommit must be True or False, got %r" % (autocommit,))
+        self._clock = normalize_clock(clock)   # None: real time, read in C
         self._autocommit = autocommit
         self._implicit = None         # the implicit transaction (autocommit=False)
         self._implicit_lock = threading.Lock()
@@ -90,7 +94,7 @@ class Connection:
         self.path = os.fspath(path)
         self.options = resolve_options(config, **options)
         self._env = env or default_env()
-        self._engine = open_engine(self.path, self.options, self._env)
+        self._engine = open_engine(self.path, self.options, self._env, clock=self._clock)
         self._read_pool, self._write_pool = start_pools(self.options, self._engine)
         self._bind_fast_paths()
         self._usable = True
@@ -125,18 +129,30 @@ class Connection:
         """True once closed, and in the child of a fork (where it cannot be used)."""
         return not self._usable
 
+    @property
+    def clock(self):
+        """What decides when values put with ttl= expire: the clock= given to
+        connect(), or time.time."""
+        return time.time if self._clock is None else self._clock
+
     # -- writes ------------------------------------------------------------
 
-    def put(self, key, value, *, sync=None):
-        """Store value under key.  sync=True fsyncs before returning."""
+    def put(self, key, value, *, sync=None, ttl=None):
+        """Store value under key.  sync=True fsyncs before returning.
+        ttl=seconds: the pair expires that long from now, by the
+        connection's clock (None: never)."""
         if not self._usable:
             self._check()
         if not self._autocommit:
-            return self._implicit_transaction().put(key, value, sync=sync)
+            return self._implicit_transaction().put(key, value, sync=sync, ttl=ttl)
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
         if type(value) is not bytes:
             value = _bytes_like(value, "value")
+        if ttl is not None:
+            self._engine.write_one(KIND_EXPIRING_VALUE, key,
+                                   encode_expiring(expiry_for(ttl, self._clock), value), sync)
+            return
         self._engine.write_one(KIND_VALUE, key, value, sync)
 
     def delete(self, key, *, sync=None):
@@ -148,15 +164,16 @@ class Connection:
             key = _bytes_like(key, "key")
         engine.write_one(KIND_DELETE, key, None, sync)
 
-    def put_many(self, items, *, sync=None):
-        """Store every (key, value) pair of items as one atomic batch."""
+    def put_many(self, items, *, sync=None, ttl=None):
+        """Store every (key, value) pair of items as one atomic batch.
+        ttl=seconds: every pair expires that long from now (None: never)."""
         engine = self._check()
         if not self._autocommit:
-            return self._implicit_transaction().put_many(items, sync=sync)
-        batch = WriteBatch()
+            return self._implicit_transaction().put_many(items, sync=sync, ttl=ttl)
+        batch = WriteBatch(clock=self._clock)
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
-        batch.put_pairs(items)
+        batch.put_pairs(items, ttl)
         engine.write_batch(batch, sync)
 
     def delete_many(self, keys, *, sync=None):
@@ -248,7 +265,8 @@ class Connection:
             return
         with self._refresh_lock:
             engine = self._check()
-            fresh = open_engine(self.path, self.options, self._env, previous=engine)
+            fresh = open_engine(self.path, self.options, self._env, previous=engine,
+                                clock=self._clock)
             if not self._usable:          # close() began meanwhile: keep its engine
                 fresh.close()
                 self._check()
@@ -521,11 +539,13 @@ class Connection:
         return approximate_size(engine, start, stop)
 
 
-def connect(path, config=None, *, env=None, autocommit=True, **options):
+def connect(path, config=None, *, env=None, autocommit=True, clock=None, **options):
     """Open (by default, create) the database in directory path.
 
     config: a YAML file path or a dict of options; keyword options override
     it (see docs/configuration.md).  env: a kvcy.env.Env (tests inject faults).
     autocommit: False makes the connection's writes wait for commit().
+    clock: a callable returning seconds since the epoch, like time.time,
+    that decides when values put with ttl= expire (None: real time).
     """
-    return Connection(path, config, env=env, autocommit=autocommit, **options)
+    return Connection(path, config, env=env, autocommit=autocommit, clock=clock, **options)

@@ -12,6 +12,7 @@ from kvcy.errors import CorruptionError
 
 KIND_DELETE = _C["KIND_DELETE"]        # tombstone
 KIND_VALUE = _C["KIND_VALUE"]          # a value
+KIND_EXPIRING_VALUE = _C["KIND_EXPIRING_VALUE"]   # fixed64 expiry + a value (kvcy/_expiry.pyx)
 KIND_RANGE_DELETE = _C["KIND_RANGE_DELETE"]   # a range tombstone (write batches only)
 KIND_FOR_SEEK = _C["KIND_FOR_SEEK"]    # largest kind: a lookup tag sorts before every entry of its sequence
 MAX_SEQUENCE = _C["MAX_SEQUENCE"]

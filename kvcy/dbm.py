@@ -19,7 +19,9 @@ scans again) once the writes since the last len() outnumber the keys by
 1,000, so that the extra reads never cost much more than a scan would.  The
 count lives only in memory, so no crash can leave it stale.  A read-only handle's view moves only when it refreshes
 (see Connection.refresh), so it keeps its count with the sequence number it
-was taken at and counts again when that changes.
+was taken at and counts again when that changes.  A count that met pairs
+put with ttl= is not kept, since time alone can change it: each len() of
+such a database scans.
 
 Thread-safety: a handle may be shared by threads.  Writes through it are
 serialized by its lock, so the kept count stays exact; reads take no lock.
@@ -339,12 +341,18 @@ class Database(collections.abc.MutableMapping):
             if self._readonly:
                 with conn.snapshot() as snap:
                     if self._count is None or self._count_sequence != snap.sequence:
-                        self._count = self._count_keys(snap)
+                        count, expiring = self._count_keys(snap)
+                        if expiring:
+                            return count
+                        self._count = count
                         self._count_sequence = snap.sequence
                     return self._count
             with self._lock:
                 if self._count is None:
-                    self._count = self._count_keys(conn)
+                    count, expiring = self._count_keys(conn)
+                    if expiring:
+                        return count
+                    self._count = count
                 self._writes_uncounted = 0
                 return self._count
         except Error as exc:
@@ -361,11 +369,13 @@ class Database(collections.abc.MutableMapping):
 
     @staticmethod
     def _count_keys(source):
+        # (keys, True iff some of them expire: put with ttl=, a count that
+        # time alone can change, so it must not be kept).
         count = 0
         with source.scan() as it:
             for _ in it:            # the plain loop beat sum() and zip/deque tricks
                 count += 1
-        return count
+            return count, it.expiring_met > 0
 
     def __bool__(self):
         # One key answers it; len() may have to count them all.

@@ -49,6 +49,8 @@ from kvcy._db_iter import DBIterator
 from kvcy._merge import MergingIterator
 from kvcy._two_level import LevelIterator
 from kvcy.compaction import CompactionContext, drop_obsolete_range_dels, run_compaction
+from kvcy.expiry_compaction import expired_table_plans
+from kvcy._expiry import now_micros
 from kvcy.compaction_picker import overlapping, plan
 from kvcy.snapshot import SnapshotList
 from kvcy.stats import level_figures
@@ -63,10 +65,12 @@ SCAN_TIMING_PERIOD = 64
 
 class Engine:
     def __init__(self, *, dbpath, options, env, lock, info_log, stats, versions,
-                 mem, log, last_sequence, imm=(), pinned=None, previous=None):
+                 mem, log, last_sequence, imm=(), pinned=None, previous=None, clock=None):
         """pinned: a read-only engine's table files (kvcy.table_cache.pin_table_files).
         previous: the read-only engine a refresh replaces; its caches carry
-        over (entries are keyed by table file number, and tables never change)."""
+        over (entries are keyed by table file number, and tables never change).
+        clock: decides when expiring values expire, for reads, ttl puts and
+        compactions alike (kvcy/_expiry.pyx; None: real time, read in C)."""
         self.dbpath = dbpath
         self.options = options
         self.env = env
@@ -99,6 +103,7 @@ class Engine:
         writer.check_state = self._check_writable
         writer.make_room = self._make_room
         writer.publish_range_dels = self._publish_range_dels
+        writer.clock = self.clock = clock
         mem.created = time.monotonic()
         self.reader = None
         self._publish_state()
@@ -106,6 +111,7 @@ class Engine:
         # Scans time one step in SCAN_TIMING_PERIOD: a step costs ~0.2 us.
         self.scan_latency = LatencyHistogram("scan_next", SCAN_TIMING_PERIOD)
         self.reader.row_cache = self.row_cache.enabled
+        self.reader.clock = clock
         if log is not None:
             writer.set_log(log.file, log.file.size)
         # The hot entry points are the C methods themselves.
@@ -119,7 +125,7 @@ class Engine:
             dbpath=dbpath, env=env, options=options, versions=versions,
             table_cache=self.table_cache, stats=stats, info_log=info_log,
             smallest_snapshot=lambda: self.snapshots.oldest(lambda: self.last_sequence),
-            closing=lambda: self.closed)
+            closing=lambda: self.closed, clock=clock)
         if not self.readonly:
             self.background = BackgroundWorker(
                 dbpath=dbpath, env=env, options=options, versions=versions, stats=stats,
@@ -339,8 +345,28 @@ class Engine:
             removed = drop_obsolete_range_dels(self.compaction_context)
         if removed:
             self._after_version_change()
+        self._rewrite_expired_tables(start, stop)
         if self.background_error is not None:
             self._check_writable()
+
+    def _rewrite_expired_tables(self, start, stop):
+        # The deepest level of the range was not rewritten above: drop what
+        # expired there too (kvcy/expiry_compaction.py).  Each rewrite leaves
+        # tables whose earliest expiry lies ahead, so the loop ends.
+        while True:
+            self._check_writable()
+            with self.compaction_lock:
+                version = self.versions.current
+                plans = expired_table_plans(version, self.table_cache, now_micros(self.clock),
+                                            start, stop)
+                if not plans:
+                    return
+                edit = run_compaction(self.compaction_context, plans[0], version,
+                                      allow_move=False)
+                del version, plans
+            self._after_version_change()
+            if edit is None:
+                return                     # abandoned: the database is closing
 
     def flush(self, wait=True):
         """Switch a non-empty memtable and wait until every memtable is in a table."""
@@ -394,7 +420,8 @@ class Engine:
             if version.files[level]:
                 children.append(LevelIterator(version.files[level], table_iterator))
         it = DBIterator(MergingIterator(children), sequence, start, stop, reverse,
-                        pin=(mems, version), range_dels=state.range_dels)
+                        pin=(mems, version), range_dels=state.range_dels,
+                        clock=self.clock)
         it.latency = self.scan_latency
         return it
 

@@ -240,9 +240,11 @@ class WritePool(_Pool):
 
     # -- submitting (argument checks here, in the submitter's thread) ------
 
-    def put(self, key, value, *, sync=None):
+    def put(self, key, value, *, sync=None, ttl=None):
         key = as_user_bytes(key, "key")
         value = as_user_bytes(value, "value")
+        if ttl is not None:
+            return self._submit_expiring([(key, value)], sync, ttl)
         batch = WriteBatch()
         batch.put(key, value)
         return self._submit(_Job(batch, puts=((key, value),), sync=self._sync(sync),
@@ -255,13 +257,15 @@ class WritePool(_Pool):
         return self._submit(_Job(batch, deletes=(key,), sync=self._sync(sync),
                                  kind=KIND_DELETE))
 
-    def put_many(self, items, *, sync=None, check_here=True):
+    def put_many(self, items, *, sync=None, check_here=True, ttl=None):
         """check_here=False: iterate and check items on the writer thread (a
         large batch does not hold up the submitter, kvcy.aio's event loop);
         errors then come from the Future, and the batch is committed alone."""
-        sync = self._sync(sync)
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
+        if ttl is not None:
+            return self._submit_expiring(items, sync, ttl)
+        sync = self._sync(sync)
         if not check_here:
             return self._submit(_Job(call=functools.partial(self._write_pairs, items, sync)))
         items = list(items)
@@ -286,6 +290,13 @@ class WritePool(_Pool):
         batch.delete_range(start, stop)
         engine = self._engine
         return self._submit(_Job(call=lambda: engine.write_batch(batch, sync)))
+    def _submit_expiring(self, items, sync, ttl):
+        # Puts with ttl: the batch is built (expiry fixed, pairs checked) now
+        # and committed alone, so a group never has to mix in expiring pairs.
+        sync = self._sync(sync)
+        batch = WriteBatch(clock=self._engine.clock)
+        batch.put_pairs(items, ttl)
+        return self._submit(_Job(call=functools.partial(self._engine.write_batch, batch, sync)))
 
     def flush(self, *, wait=True):
         engine = self._engine

@@ -307,8 +307,9 @@ def _recover_state(dbpath, options, env, info_log, stats, previous=None):
     return vset, created, logs, mem, last_sequence, damaged, clean_end
 
 
-def open_engine(dbpath, options, env, previous=None):
-    """Open the database; previous: the read-only engine a refresh replaces."""
+def open_engine(dbpath, options, env, previous=None, clock=None):
+    """Open the database; previous: the read-only engine a refresh replaces;
+    clock: what decides expiry (kvcy/_expiry.pyx; None: real time)."""
     dbpath = os.fspath(dbpath)
     _prepare_directory(dbpath, options, env)
     lock = None
@@ -376,7 +377,8 @@ def open_engine(dbpath, options, env, previous=None):
             buffered.replay_into(info_log)
         return Engine(dbpath=dbpath, options=options, env=env, lock=lock, info_log=info_log,
                       stats=stats, versions=vset, mem=mem, log=log,
-                      last_sequence=last_sequence, pinned=pinned, previous=previous)
+                      last_sequence=last_sequence, pinned=pinned, previous=previous,
+                      clock=clock)
     except BaseException:
         if log is not None:
             log.close()

@@ -24,7 +24,7 @@ class Stats:
         "recovered_records", "recovered_logs", "torn_tail_bytes", "dropped_bytes",
         "memtable_switches", "flushes", "flush_bytes",
         "compactions", "compaction_bytes_read", "compaction_bytes_written",
-        "compaction_entries_dropped", "trivial_moves",
+        "compaction_entries_dropped", "compaction_entries_expired", "trivial_moves",
         "stalls", "slowdowns", "stall_seconds",
     )
 

@@ -6,14 +6,18 @@ Byte grammar (docs/format.md, "Properties block"):
 
 Integer properties are stored as varint64 in value; smallest and largest
 are internal keys.  Unknown names are kept and ignored, so later versions
-can add properties without breaking older readers.
+can add properties without breaking older readers.  earliest_expiry (the
+smallest expiry of the table's expiring values, microseconds since the
+epoch) is written only by tables that hold such values, so every other
+table's block is byte for byte what it was before time to live existed.
 """
 from kvcy._coding import decode_varint32, decode_varint64, encode_varint32, encode_varint64
 from kvcy.errors import CorruptionError
 
 _INT_FIELDS = ("num_entries", "num_deletions", "raw_key_bytes", "raw_value_bytes",
                "raw_data_bytes", "stored_data_bytes", "data_blocks",
-               "smallest_sequence", "largest_sequence")
+               "smallest_sequence", "largest_sequence", "earliest_expiry")
+_OPTIONAL_FIELDS = ("earliest_expiry",)      # written only when not 0
 _BYTES_FIELDS = ("smallest", "largest")
 
 
@@ -27,8 +31,10 @@ class TableProperties:
             setattr(self, name, b"")
 
     def encode(self):
-        out = [encode_varint32(len(_INT_FIELDS) + len(_BYTES_FIELDS))]
-        for name in _INT_FIELDS:
+        names = [name for name in _INT_FIELDS
+                 if name not in _OPTIONAL_FIELDS or getattr(self, name)]
+        out = [encode_varint32(len(names) + len(_BYTES_FIELDS))]
+        for name in names:
             out.append(_lenbytes(name.encode()) + _lenbytes(encode_varint64(getattr(self, name))))
         for name in _BYTES_FIELDS:
             out.append(_lenbytes(name.encode()) + _lenbytes(getattr(self, name)))

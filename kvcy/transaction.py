@@ -39,9 +39,10 @@ import weakref
 from kvcy._merge import MergingIterator
 from kvcy._two_level import LevelIterator
 from kvcy._write_batch import WriteBatch, iterate_batch
+from kvcy._expiry import decode_expiring, expiry_for, now_micros
 from kvcy.cursor import Cursor
-from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, KIND_RANGE_DELETE, MAX_SEQUENCE, \
-    as_user_bytes, encode_internal_key
+from kvcy.dbformat import KIND_DELETE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, KIND_RANGE_DELETE, \
+    MAX_SEQUENCE, as_user_bytes, encode_internal_key
 from kvcy.errors import ConflictError, DataError, NotSupportedError, OperationalError, \
     ProgrammingError
 from kvcy.range_del import range_del_conflict, range_dels_after
@@ -76,6 +77,23 @@ def _entry(key, value):
             raise DataError("value of %d bytes exceeds the limit of %d bytes (MAX_VALUE_BYTES)"
                             % (len(value), MAX_VALUE_BYTES))
     return key, value
+
+
+class _Expiring:
+    """A pending put with ttl: the value and its expiry (µs since the epoch),
+    fixed when put() was called, as a committed expiring value's is."""
+
+    __slots__ = ("value", "expiry")
+
+    def __init__(self, value, expiry):
+        self.value = value
+        self.expiry = expiry
+
+    @classmethod
+    def from_stored(cls, stored):
+        """From a batch record's stored bytes (fixed64 expiry + value)."""
+        expiry, value = decode_expiring(stored)
+        return cls(value, expiry)
 
 
 def _short(key):
@@ -170,10 +188,19 @@ class Transaction:
         writes = self._writes
         if key in writes:
             value = writes[key]
+            if type(value) is _Expiring:
+                value = self._unexpired(value, None)
         else:
             self._reads.add(key)
             value = self._engine.get(key, self.sequence)
         return default if value is None else value
+
+    def _unexpired(self, write, now):
+        """A pending expiring write's value, or None once it expired (now:
+        the clock's reading in µs, None to read it here)."""
+        if now is None:
+            now = now_micros(self._conn._clock)
+        return None if write.expiry <= now else write.value
 
     def get_many(self, keys, default=None):
         """[get(k, default) for k in keys]."""
@@ -184,6 +211,12 @@ class Transaction:
         self._reads.update(missing)
         found = dict(zip(missing, self._engine.get_many(missing, self.sequence)))
         values = [writes[key] if key in writes else found[key] for key in keys]
+        now = None
+        for i, value in enumerate(values):
+            if type(value) is _Expiring:
+                if now is None:
+                    now = now_micros(self._conn._clock)
+                values[i] = self._unexpired(value, now)
         return [default if value is None else value for value in values]
 
     def __contains__(self, key):
@@ -197,6 +230,11 @@ class Transaction:
         with self._lock:
             writes = sorted((key, value) for key, value in self._writes.items()
                             if (start is None or key >= start) and (stop is None or key < stop))
+        if any(type(value) is _Expiring for _, value in writes):
+            # Pending expiring writes are judged once, as the scan opens.
+            now = now_micros(self._conn._clock)
+            writes = [(key, self._unexpired(value, now) if type(value) is _Expiring else value)
+                      for key, value in writes]
         base = self._conn._scan_at(self.sequence, start, stop, None, reverse, self._engine)
         read_range = ReadRange(start, stop)
         self._ranges.append(read_range)
@@ -219,10 +257,17 @@ class Transaction:
             for key, value in entries:
                 writes[key] = value
 
-    def put(self, key, value, *, sync=None):
+    def put(self, key, value, *, sync=None, ttl=None):
         """Store value under key when the transaction commits.  sync=True
-        makes that commit sync (as commit(sync=True))."""
-        if (type(key) is not bytes or type(value) is not bytes
+        makes that commit sync (as commit(sync=True)).  ttl=seconds: the
+        pair expires that long after this call (None: never); the
+        transaction's own reads stop seeing it then too."""
+        if ttl is not None:
+            if value is None:
+                raise TypeError("value must be bytes-like, not None")
+            key, value = _entry(key, value)
+            value = _Expiring(value, expiry_for(ttl, self._conn._clock))
+        elif (type(key) is not bytes or type(value) is not bytes
                 or len(key) > MAX_KEY_BYTES or len(value) > MAX_VALUE_BYTES):
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
@@ -238,11 +283,13 @@ class Transaction:
         """Remove key when the transaction commits."""
         self._set((_entry(key, None),), sync)
 
-    def put_many(self, items, *, sync=None):
+    def put_many(self, items, *, sync=None, ttl=None):
         """put() every (key, value) pair of items (a mapping or an iterable of
-        pairs); nothing is kept if an item is bad."""
+        pairs); nothing is kept if an item is bad.  ttl=seconds: every pair
+        expires that long from now (None: never)."""
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
+        expiry = None if ttl is None else expiry_for(ttl, self._conn._clock)
         entries = []
         for pair in items:
             try:
@@ -251,7 +298,8 @@ class Transaction:
                 raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
-            entries.append(_entry(key, value))
+            key, value = _entry(key, value)
+            entries.append((key, value if expiry is None else _Expiring(value, expiry)))
         self._set(entries, sync)
 
     def delete_many(self, keys, *, sync=None):
@@ -272,7 +320,9 @@ class Transaction:
         entries = iterate_batch(batch.data())
         if any(kind == KIND_RANGE_DELETE for kind, _, _ in entries):
             self.delete_range(None, None)
-        self._set([(key, None if kind == KIND_DELETE else value)
+        self._set([(key, None if kind == KIND_DELETE
+                     else _Expiring.from_stored(value) if kind == KIND_EXPIRING_VALUE
+                     else value)
                    for kind, key, value in entries], sync)
 
     # -- the end --------------------------------------------------------------
@@ -290,14 +340,16 @@ class Transaction:
                 writes = self._writes
                 if writes:
                     batch = WriteBatch()
-                    if None in writes.values():
+                    if all(type(value) is bytes for value in writes.values()):
+                        batch.put_pairs(writes.items())
+                    else:
                         for key, value in writes.items():
                             if value is None:
                                 batch.delete(key)
+                            elif type(value) is _Expiring:
+                                batch.put_expiring(key, value.value, value.expiry)
                             else:
                                 batch.put(key, value)
-                    else:
-                        batch.put_pairs(writes.items())
                     if sync is None:
                         sync = True if self._sync_on_commit else self._sync
                     engine.writer.write_batch_checked(batch, self._validate, sync)

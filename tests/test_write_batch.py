@@ -435,7 +435,7 @@ def test_wrong_count_is_corruption(delta):
     assert len(mem) == 0
 
 
-@pytest.mark.parametrize("kind", [2, 4, 0x7F, 0x80, 0xFF])
+@pytest.mark.parametrize("kind", [4, 0x7F, 0x80, 0xFF])
 def test_unknown_kind_is_corruption(kind):
     # The bad record is the last one, so a decoder that applied as it went
     # would already have inserted the first two.
@@ -518,3 +518,52 @@ def test_damaged_apply_leaves_existing_entries_alone():
     assert len(mem) == 1
     assert mem.get(b"new") is None
     assert mem.get(b"old") == b"value"
+
+
+# -- expiring values (kind 2): fixed64 expiry + value -------------------------
+
+def expiring_record(key, expiry, value):
+    return bytes([2]) + put_record(key, struct.pack("<Q", expiry) + value)[1:]
+
+
+def test_expiring_record_round_trips():
+    batch = WriteBatch()
+    batch.put_expiring(b"k", b"v", 123456789)
+    batch.put(b"plain", b"p")
+    assert iterate_batch(batch.data()) == [
+        (2, b"k", struct.pack("<Q", 123456789) + b"v"), (KIND_VALUE, b"plain", b"p")]
+    assert batch.data()[12:] == expiring_record(b"k", 123456789, b"v") + put_record(b"plain", b"p")
+
+
+@pytest.mark.parametrize("stored_len", [0, 1, 7])
+def test_short_expiring_value_is_corruption(stored_len):
+    rep = header(5, 2) + put_record(b"a", b"1") + \
+        bytes([2]) + put_record(b"c", b"x" * stored_len)[1:]
+    for name in DECODERS:
+        with pytest.raises(CorruptionError, match="shorter than its 8-byte expiry"):
+            decode_with(name, rep)
+    mem = MemTable()
+    with pytest.raises(CorruptionError):
+        apply_batch(rep, mem)
+    assert len(mem) == 0
+
+
+def test_batch_ttl_uses_the_batch_clock():
+    batch = WriteBatch(clock=lambda: 1000.0)
+    batch.put(b"k", b"v", ttl=2.5)
+    batch.put_pairs([(b"a", b"1"), (b"b", b"2")], ttl=1)
+    expiries = [struct.unpack("<Q", stored[:8])[0] for _, _, stored in iterate_batch(batch.data())]
+    assert expiries == [1_002_500_000, 1_001_000_000, 1_001_000_000]
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), True, "5", b"5"])
+def test_batch_refuses_a_bad_ttl(ttl):
+    batch = WriteBatch()
+    with pytest.raises(kvcy.ProgrammingError, match="ttl"):
+        batch.put(b"k", b"v", ttl=ttl)
+    assert len(batch) == 0
+
+
+def test_batch_refuses_a_clock_that_is_not_callable():
+    with pytest.raises(kvcy.ProgrammingError, match="clock"):
+        WriteBatch(clock=5)

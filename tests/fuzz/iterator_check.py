@@ -10,7 +10,7 @@ is a pass.  A scan that does not end within `max_steps` is a hang.
 """
 import struct
 
-from kvcy.dbformat import KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
+from kvcy.dbformat import KIND_DELETE, KIND_EXPIRING_VALUE, KIND_VALUE, MAX_SEQUENCE
 
 
 class NoProgress(AssertionError):
@@ -82,7 +82,7 @@ def expected_get(entries, user_key, sequence):
         tag = struct.unpack_from("<Q", key, len(key) - 8)[0]
         if tag >> 8 <= sequence:
             kind = tag & 0xFF
-            return kind, (value if kind == KIND_VALUE else b""), tag >> 8
+            return kind, (b"" if kind == KIND_DELETE else value), tag >> 8
     return None
 
 
@@ -120,7 +120,9 @@ def lookups(entries):
 
 
 def known_kind(entries):
-    """True iff every entry is a value or a tombstone (other kinds are corruption
-    to a lookup, which reports them)."""
-    return all(k[-8] in (KIND_VALUE, KIND_DELETE) for k, _ in entries)
+    """True iff every entry is a value, an expiring value with its 8-byte
+    expiry, or a tombstone (other kinds are corruption to a lookup, which
+    reports them)."""
+    return all(k[-8] in (KIND_VALUE, KIND_DELETE) or (k[-8] == KIND_EXPIRING_VALUE and len(v) >= 8)
+               for k, v in entries)
 

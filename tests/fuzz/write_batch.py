@@ -86,5 +86,5 @@ def fuzz_one(data):
             newest[key] = (kind, value)
     for key, (kind, value) in list(newest.items())[:32]:
         got = mem.get(key)
-        if got != (value if kind == KIND_VALUE else DELETED):
+        if got != (DELETED if kind == KIND_DELETE else value):   # kind 2: the stored bytes
             raise AssertionError("memtable has %r for %r, the batch put %r" % (got, key, value))
