@@ -60,4 +60,5 @@ cdef class ReadPath:
     cdef public str unusable_message # the ProgrammingError's text then
 
     cdef object read(self, ReadState state, object key, uint64_t sequence)
+    cdef object stored_lookup(self, object key, object default)
     cdef uint64_t sequence_of(self, object sequence) except? 0

@@ -142,3 +142,4 @@ cdef class WriteBatch:
     cdef int reserve(self, size_t extra) except -1
     cdef int append_record(self, int kind, const unsigned char* key, size_t key_len,
                            const unsigned char* value, size_t value_len) except -1
+    cdef bytes stored_key(self, bytes key, object namespace)

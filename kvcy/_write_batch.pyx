@@ -18,8 +18,10 @@ from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from kvcy._coding cimport view_ptr
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy._memtable cimport MemTable
+from kvcy._reserved cimport is_reserved_key
 from kvcy.errors import CorruptionError, DataError
 from kvcy import options as _options
+from kvcy.namespace_keys import reserved_key_error
 
 cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
 cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
@@ -98,22 +100,38 @@ cdef class WriteBatch:
         set_batch_count(self.buf, self.count_)
         return 0
 
-    def put(self, key, value):
-        """Add a put of value under key (both bytes-like)."""
-        key = as_bytes(key, "key")
+    def put(self, key, value, namespace=None):
+        """Add a put of value under key (both bytes-like) in namespace (a
+        conn.namespace() handle; None: the default namespace)."""
+        key = self.stored_key(as_bytes(key, "key"), namespace)
         value = as_bytes(value, "value")
         self.append_record(KIND_VALUE, <const unsigned char*>PyBytes_AS_STRING(key),
                            PyBytes_GET_SIZE(key), <const unsigned char*>PyBytes_AS_STRING(value),
                            PyBytes_GET_SIZE(value))
 
-    def delete(self, key):
-        """Add a delete of key (bytes-like)."""
-        key = as_bytes(key, "key")
+    def delete(self, key, namespace=None):
+        """Add a delete of key (bytes-like) in namespace (None: the default one)."""
+        key = self.stored_key(as_bytes(key, "key"), namespace)
         self.append_record(KIND_DELETE, <const unsigned char*>PyBytes_AS_STRING(key),
                            PyBytes_GET_SIZE(key), NULL, 0)
 
-    def put_pairs(self, pairs):
-        """Add a put for every (key, value) pair of an iterable."""
+    cdef bytes stored_key(self, bytes key, object namespace):
+        # The key as stored: a namespace's prefix + key, or key itself, which
+        # then must not lie in the region reserved for namespaces.
+        if namespace is None:
+            if is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key),
+                               PyBytes_GET_SIZE(key)):
+                raise reserved_key_error(key)
+            return key
+        try:
+            prefix = namespace.key_prefix       # raises once the namespace is dropped
+        except AttributeError:
+            raise TypeError("namespace must be a handle from conn.namespace(), not %s"
+                            % type(namespace).__name__) from None
+        return <bytes>prefix + key
+
+    def put_pairs(self, pairs, namespace=None):
+        """Add a put for every (key, value) pair of an iterable, in namespace."""
         cdef object key, value
         for pair in pairs:
             if type(pair) is tuple and PyTuple_GET_SIZE(pair) == 2:
@@ -124,12 +142,12 @@ cdef class WriteBatch:
                     key, value = pair
                 except (TypeError, ValueError):
                     raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
-            self.put(key, value)
+            self.put(key, value, namespace)
 
-    def delete_keys(self, keys):
-        """Add a delete for every key of an iterable."""
+    def delete_keys(self, keys, namespace=None):
+        """Add a delete for every key of an iterable, in namespace."""
         for key in keys:
-            self.delete(key)
+            self.delete(key, namespace)
 
     def clear(self):
         self.size = BATCH_HEADER_BYTES

@@ -46,12 +46,14 @@ from kvcy._log_record cimport frame_bound
 from kvcy._wal_writer cimport WalWriter
 from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._memtable cimport MemTable
+from kvcy._reserved cimport is_reserved_key
 from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, insert_records,
                                 put_batch_header, put_batch_record, record_bound,
                                 set_batch_sequence)
 
 from kvcy.dbformat import as_user_bytes
 from kvcy.errors import OperationalError, ProgrammingError
+from kvcy.namespace_keys import reserved_key_error
 
 
 cdef inline bint check_sync(object sync) except -1:
@@ -498,6 +500,8 @@ cdef class WritePath:
             key = as_user_bytes(key, "key")
         if type(value) is not bytes:
             value = as_user_bytes(value, "value")
+        if is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+            raise reserved_key_error(key)
         self._write_one(KIND_VALUE, key, value, sync)
 
     def delete(self, key, *, sync=None):
@@ -506,6 +510,23 @@ cdef class WritePath:
             raise ProgrammingError(self.unusable_message)
         if type(key) is not bytes:
             key = as_user_bytes(key, "key")
+        if is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+            raise reserved_key_error(key)
+        self._write_one(KIND_DELETE, key, None, sync)
+
+    def put_stored(self, bytes key not None, value, sync=None):
+        """put() of a stored key, which may lie in the reserved region: a
+        namespace's put (kvcy/namespace.py) after adding its prefix."""
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
+        if type(value) is not bytes:
+            value = as_user_bytes(value, "value")
+        self._write_one(KIND_VALUE, key, value, sync)
+
+    def delete_stored(self, bytes key not None, sync=None):
+        """delete() of a stored key, which may lie in the reserved region."""
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
         self._write_one(KIND_DELETE, key, None, sync)
 
     def write_one(self, int kind, bytes key not None, bytes value, sync=None):

@@ -34,6 +34,8 @@ from kvcy._db_iter import DBIterator, prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
 from kvcy.ingest import ingest_files
+from kvcy.namespace_keys import RESERVED_PREFIX, cap_stop
+from kvcy.namespace_registry import NamespaceRegistry
 from kvcy.recovery import open_engine
 from kvcy.refresher import Refresher
 from kvcy.snapshot import Snapshot
@@ -83,6 +85,7 @@ class Connection:
         self._read_pool = self._write_pool = None
         self._refresher = None        # read-only with refresh_interval: kvcy/refresher.py
         self._metrics_server = None   # kvcy.metrics.MetricsServer of serve_metrics()
+        self._namespace_registry = None   # kvcy/namespace_registry.py, on first use
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -110,6 +113,8 @@ class Connection:
             if not self.options.readonly:
                 self.put = self._engine.writer.put
                 self.delete = self._engine.writer.delete
+        if self._namespace_registry is not None:
+            self._namespace_registry.rebind()
 
     # -- state checks ------------------------------------------------------
 
@@ -201,7 +206,8 @@ class Connection:
         keys = [_bytes_like(key, "key") for key in keys]
         pool = self._read_pool
         values = engine.get_many(keys) if pool is None else pool.get_many(engine, keys)
-        return [default if value is None else value for value in values]
+        return [default if value is None or key[:2] == RESERVED_PREFIX else value
+                for key, value in zip(keys, values)]
 
     _SUBMITTABLE = ("put", "delete", "put_many", "delete_many", "flush")
 
@@ -256,6 +262,8 @@ class Connection:
     def _get_at(self, engine, key, default, sequence):
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
+        if key[:2] == RESERVED_PREFIX:
+            return default          # the namespaces' region: not the default namespace's
         value = engine.get(key, sequence)
         return default if value is None else value
 
@@ -274,7 +282,8 @@ class Connection:
 
     @staticmethod
     def _scan_bounds(start, stop, prefix):
-        """(start, stop) as bytes (None: unbounded), narrowed to prefix."""
+        """(start, stop) as bytes (None: unbounded), narrowed to prefix, and
+        stop capped below the region reserved for namespaces."""
         start = None if start is None else _bytes_like(start, "start")
         stop = None if stop is None else _bytes_like(stop, "stop")
         if prefix is not None:
@@ -284,7 +293,7 @@ class Connection:
             end = prefix_stop(prefix)
             if end is not None and (stop is None or end < stop):
                 stop = end
-        return start, stop
+        return start, cap_stop(stop)
 
     def _scan_at(self, sequence, start, stop, prefix, reverse, engine=None):
         """engine: the one whose state sequence belongs to (a read-only
@@ -311,6 +320,32 @@ class Connection:
         cur = Cursor(self)
         self._children.add(cur)
         return cur
+
+    # -- namespaces (kvcy/namespace.py) ---------------------------------------
+
+    def _namespaces(self):
+        registry = self._namespace_registry
+        if registry is None:
+            registry = self._namespace_registry = NamespaceRegistry(self)
+        return registry
+
+    def namespace(self, name, *, create=True):
+        """The kvcy.namespace.Namespace named name (a str): the connection's
+        read and write API over a key space of its own.  It is created if
+        missing, unless create=False, which raises ProgrammingError instead."""
+        self._check()
+        return self._namespaces().open(name, create)
+
+    def namespaces(self):
+        """The names of the database's namespaces, sorted."""
+        self._check()
+        return self._namespaces().names()
+
+    def drop_namespace(self, name):
+        """Drop namespace name: its keys are unreachable at once and removed
+        (compaction reclaims the space); handles of it raise afterwards."""
+        self._check()
+        self._namespaces().drop(name)
 
     # -- transactions --------------------------------------------------------
 

@@ -84,6 +84,15 @@ class Snapshot:
         """Like Connection.scan, as of the snapshot."""
         return self._conn._scan_at(self.sequence, start, stop, prefix, reverse, self._check())
 
+    def namespace(self, name):
+        """Namespace name (a str or a conn.namespace() handle) as of this
+        snapshot: a kvcy.namespace.NamespaceSnapshot that reads the same
+        moment as this snapshot and every other view of it."""
+        self._check()
+        from kvcy.namespace import NamespaceSnapshot
+        handle = name if not isinstance(name, str) else self._conn.namespace(name, create=False)
+        return NamespaceSnapshot(self, handle, owns=False)
+
     def close(self):
         """Release the snapshot; idempotent."""
         token, self._token = self._token, None

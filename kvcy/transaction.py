@@ -43,6 +43,7 @@ from kvcy.cursor import Cursor
 from kvcy.dbformat import KIND_DELETE, KIND_FOR_SEEK, MAX_SEQUENCE, as_user_bytes, \
     encode_internal_key
 from kvcy.errors import ConflictError, DataError, OperationalError, ProgrammingError
+from kvcy.namespace_keys import RESERVED_PREFIX, STORED_KEYS, reserved_key_error
 from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from kvcy.snapshot import Snapshot
 from kvcy.transaction_iterator import ReadRange, TransactionIterator
@@ -59,11 +60,15 @@ def _check_sync(sync):
     raise TypeError("sync must be True, False or None, not %r" % (sync,))
 
 
-def _entry(key, value):
+def _entry(key, value, stored=False):
     """(key, value) as bytes within the limits (value None: a delete), as
-    WriteBatch checks them, so a bad write fails at once, not at commit."""
+    WriteBatch checks them, so a bad write fails at once, not at commit.
+    stored: key is a namespace's stored key (kvcy/namespace_transaction.py),
+    which may lie in the reserved region; a default-namespace key may not."""
     if type(key) is not bytes:
         key = as_user_bytes(key, "key")
+    if not stored and key[:2] == RESERVED_PREFIX:
+        raise reserved_key_error(key)
     if len(key) > MAX_KEY_BYTES:
         raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
                         % (len(key), MAX_KEY_BYTES))
@@ -168,6 +173,8 @@ class Transaction:
         writes = self._writes
         if key in writes:
             value = writes[key]
+        elif key[:2] == RESERVED_PREFIX:
+            value = None                # the namespaces' region: not the default namespace's
         else:
             self._reads.add(key)
             value = self._engine.get(key, self.sequence)
@@ -178,10 +185,10 @@ class Transaction:
         self._check()
         keys = [as_user_bytes(key, "key") for key in keys]
         writes = self._writes
-        missing = [key for key in keys if key not in writes]
+        missing = [key for key in keys if key not in writes and key[:2] != RESERVED_PREFIX]
         self._reads.update(missing)
         found = dict(zip(missing, self._engine.get_many(missing, self.sequence)))
-        values = [writes[key] if key in writes else found[key] for key in keys]
+        values = [writes[key] if key in writes else found.get(key) for key in keys]
         return [default if value is None else value for value in values]
 
     def __contains__(self, key):
@@ -205,6 +212,15 @@ class Transaction:
         self._check()
         return self._adopt(Cursor(self))
 
+    def namespace(self, name):
+        """This transaction's view of namespace name (a str, created at once
+        if missing, or a handle from conn.namespace()): its reads and writes
+        are the transaction's (kvcy/namespace_transaction.py)."""
+        self._check()
+        from kvcy.namespace_transaction import TransactionNamespace
+        handle = name if not isinstance(name, str) else self._conn.namespace(name)
+        return TransactionNamespace(self, handle)
+
     # -- writes (kept in memory until commit) ----------------------------------
 
     def _set(self, entries, sync=None):
@@ -221,7 +237,8 @@ class Transaction:
         """Store value under key when the transaction commits.  sync=True
         makes that commit sync (as commit(sync=True))."""
         if (type(key) is not bytes or type(value) is not bytes
-                or len(key) > MAX_KEY_BYTES or len(value) > MAX_VALUE_BYTES):
+                or len(key) > MAX_KEY_BYTES or len(value) > MAX_VALUE_BYTES
+                or key[:2] == RESERVED_PREFIX):
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
             key, value = _entry(key, value)
@@ -278,14 +295,16 @@ class Transaction:
                 writes = self._writes
                 if writes:
                     batch = WriteBatch()
+                    # Keys were checked as they were written; a namespace's
+                    # are in stored form (STORED_KEYS: put as they are).
                     if None in writes.values():
                         for key, value in writes.items():
                             if value is None:
-                                batch.delete(key)
+                                batch.delete(key, STORED_KEYS)
                             else:
-                                batch.put(key, value)
+                                batch.put(key, value, STORED_KEYS)
                     else:
-                        batch.put_pairs(writes.items())
+                        batch.put_pairs(writes.items(), STORED_KEYS)
                     if sync is None:
                         sync = True if self._sync_on_commit else self._sync
                     engine.writer.write_batch_checked(batch, self._validate, sync)

@@ -1,0 +1,175 @@
+"""NamespaceRegistry: a connection's namespaces by name (create, list, drop).
+
+The name -> id registry lives in the database itself, in the reserved
+region (kvcy/namespace_keys.py): creating a namespace writes its registry
+record and the advanced next-id counter in one atomic batch.  The registry
+hands out one Namespace handle per name and connection.
+
+Dropping deletes the registry record (one atomic write: the handle is
+marked dropped at once and a namespace created later under the same name
+gets a new id, so the old data is unreachable from then on), then removes
+the old id's key range: with conn.delete_range when the connection has it
+(one range tombstone), otherwise with batched point deletes.  Compaction
+then reclaims the space.  A crash between the two steps leaves keys under
+an id that no registry record names; the first namespace call of each
+writable connection, and every drop, sweeps such orphans away.
+
+Thread-safety: creation, drops and sweeps are serialized by the registry's
+lock, so a sweep never mistakes a namespace being created for an orphan
+(its record is written before any of its keys).
+"""
+import threading
+
+from kvcy._db_iter import prefix_stop
+from kvcy._write_batch import WriteBatch
+from kvcy.errors import OperationalError, ProgrammingError
+from kvcy.namespace import Namespace
+from kvcy.namespace_keys import (DATA_REGION, NEXT_ID_KEY, REGISTRY_PREFIX, STORED_KEYS,
+                                 KeyRegion, check_name, data_range, decode_record,
+                                 decode_varint, encode_record, encode_varint)
+
+# Keys deleted per batch when a drop removes data without delete_range.
+DROP_BATCH_KEYS = 1000
+
+
+_REGISTRY = KeyRegion(REGISTRY_PREFIX)
+
+
+class NamespaceRegistry:
+    def __init__(self, conn):
+        self._conn = conn
+        self._lock = threading.Lock()
+        self._handles = {}         # name -> Namespace handed out
+        self._swept = False
+
+    # -- lookup and creation ----------------------------------------------------
+
+    def open(self, name, create):
+        """The handle of namespace name, created (with create) if missing."""
+        encoded = check_name(name)
+        conn = self._conn
+        with self._lock:
+            engine = conn._check()
+            self._sweep_once(engine)
+            record = engine.get(REGISTRY_PREFIX + encoded)
+            if record is None:
+                if not create:
+                    raise ProgrammingError("no namespace named %r" % (name,))
+                if engine.readonly:
+                    raise OperationalError("cannot create namespace %r: the database is open "
+                                           "read-only" % (name,))
+                namespace_id, options = self._create(engine, encoded), {}
+            else:
+                namespace_id, options = decode_record(name, record)
+            handle = self._handles.get(name)
+            if handle is None or handle.id != namespace_id:
+                if handle is not None:
+                    handle._mark_dropped()     # a read-only view of a name the writer re-created
+                handle = self._handles[name] = Namespace(conn, name, namespace_id, options)
+            return handle
+
+    def _create(self, engine, encoded):
+        # REQUIRES: self._lock held.
+        value = engine.get(NEXT_ID_KEY)
+        namespace_id = 1 if value is None else decode_varint(value)[0]
+        batch = WriteBatch()
+        batch.put(encoded, encode_record(namespace_id, {}), _REGISTRY)
+        batch.put(NEXT_ID_KEY, encode_varint(namespace_id + 1), STORED_KEYS)
+        engine.write_batch(batch, None)
+        return namespace_id
+
+    def names(self):
+        """The names of every namespace, sorted."""
+        with self._lock:
+            engine = self._conn._check()
+            self._sweep_once(engine)
+            return [name for name, _ in self._records(engine)]
+
+    def _records(self, engine):
+        """(name, namespace id) of every registry record, in name order."""
+        it = engine.new_iterator(None, REGISTRY_PREFIX, prefix_stop(REGISTRY_PREFIX))
+        try:
+            out = []
+            for key, value in it:
+                name = key[len(REGISTRY_PREFIX):].decode("utf-8")
+                out.append((name, decode_record(name, value)[0]))
+            return out
+        finally:
+            it.close()
+
+    # -- drop ---------------------------------------------------------------------
+
+    def drop(self, name):
+        """Drop namespace name: unreachable at once, its keys removed."""
+        encoded = check_name(name)
+        conn = self._conn
+        with self._lock:
+            engine = conn._check()
+            if engine.readonly:
+                raise OperationalError("cannot drop namespace %r: the database is open "
+                                       "read-only" % (name,))
+            record = engine.get(REGISTRY_PREFIX + encoded)
+            if record is None:
+                raise ProgrammingError("no namespace named %r" % (name,))
+            namespace_id = decode_record(name, record)[0]
+            batch = WriteBatch()
+            batch.delete(encoded, _REGISTRY)
+            engine.write_batch(batch, None)
+            handle = self._handles.pop(name, None)
+            if handle is not None:
+                handle._mark_dropped()
+            self._remove_data(engine, namespace_id)
+            self._sweep(engine)
+
+    def _remove_data(self, engine, namespace_id):
+        start, stop = data_range(namespace_id)
+        delete_range = getattr(self._conn, "delete_range", None)
+        if delete_range is not None:
+            # One range tombstone (issue 14's delete_range); it must accept a
+            # range in the reserved region when called from here.
+            delete_range(start, stop)
+            return
+        # Until then: point deletes, a batch at a time (what compaction drops).
+        while True:
+            it = engine.new_iterator(None, start, stop)
+            try:
+                keys = [key for key, _ in it.take(DROP_BATCH_KEYS, 2)]
+            finally:
+                it.close()
+            if not keys:
+                return
+            batch = WriteBatch()
+            batch.delete_keys(keys, STORED_KEYS)
+            engine.write_batch(batch, None)
+            start = keys[-1] + b"\x00"
+
+    # -- orphans ------------------------------------------------------------------
+
+    def _sweep_once(self, engine):
+        # REQUIRES: self._lock held.
+        if not self._swept and not engine.readonly:
+            self._sweep(engine)
+        self._swept = True
+
+    def _sweep(self, engine):
+        """Remove the keys of every id no registry record names (a drop cut
+        short by a crash).  REQUIRES: self._lock held."""
+        live = {namespace_id for _, namespace_id in self._records(engine)}
+        start, region_stop = DATA_REGION, prefix_stop(DATA_REGION)
+        while True:
+            it = engine.new_iterator(None, start, region_stop)
+            try:
+                first = it.take(1, 2)
+            finally:
+                it.close()
+            if not first:
+                return
+            namespace_id = decode_varint(first[0][0], len(DATA_REGION))[0]
+            if namespace_id not in live:
+                self._remove_data(engine, namespace_id)
+            start = data_range(namespace_id)[1]
+
+    def rebind(self):
+        """The connection's engine or autocommit changed: rebind every handle."""
+        for handle in list(self._handles.values()):
+            handle._bind_fast_paths()
