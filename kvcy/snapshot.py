@@ -17,6 +17,7 @@ import threading
 
 from kvcy.dbformat import as_user_bytes as _bytes_like
 from kvcy.errors import ProgrammingError
+from kvcy.namespace_keys import RESERVED_PREFIX
 
 
 class SnapshotList:
@@ -74,8 +75,10 @@ class Snapshot:
 
     def get_many(self, keys, default=None):
         engine = self._check()
-        values = engine.get_many([_bytes_like(key, "key") for key in keys], self.sequence)
-        return [default if value is None else value for value in values]
+        keys = [_bytes_like(key, "key") for key in keys]
+        values = engine.get_many(keys, self.sequence)
+        return [default if value is None or key[:2] == RESERVED_PREFIX else value
+                for key, value in zip(keys, values)]
 
     def __contains__(self, key):
         return self.get(key) is not None
