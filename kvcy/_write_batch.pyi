@@ -8,14 +8,16 @@ class WriteBatch:
     """An ordered set of puts and deletes applied atomically by
     Connection.write() / Transaction.write(); DataError past MAX_BATCH_BYTES."""
     def __init__(self) -> None: ...
-    def put(self, key: ReadableBuffer, value: ReadableBuffer) -> None:
-        """Add a put of value under key (both bytes-like; str raises TypeError)."""
-    def delete(self, key: ReadableBuffer) -> None:
-        """Add a delete of key."""
-    def put_pairs(self, pairs: Iterable[Tuple[ReadableBuffer, ReadableBuffer]]) -> None:
-        """Add a put for every (key, value) pair."""
-    def delete_keys(self, keys: Iterable[ReadableBuffer]) -> None:
-        """Add a delete for every key."""
+    def put(self, key: ReadableBuffer, value: ReadableBuffer, namespace: Any = None) -> None:
+        """Add a put of value under key (both bytes-like; str raises TypeError)
+        in namespace (a conn.namespace() handle; None: the default namespace)."""
+    def delete(self, key: ReadableBuffer, namespace: Any = None) -> None:
+        """Add a delete of key in namespace."""
+    def put_pairs(self, pairs: Iterable[Tuple[ReadableBuffer, ReadableBuffer]],
+                  namespace: Any = None) -> None:
+        """Add a put for every (key, value) pair, in namespace."""
+    def delete_keys(self, keys: Iterable[ReadableBuffer], namespace: Any = None) -> None:
+        """Add a delete for every key, in namespace."""
     def clear(self) -> None: ...
     def set_sequence(self, sequence: int) -> None:
         """ValueError past the 56-bit maximum."""
