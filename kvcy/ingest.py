@@ -34,6 +34,7 @@ from kvcy.compaction_picker import overlapping
 from kvcy.dbformat import KIND_VALUE, TAG_BYTES, parse_internal_key
 from kvcy.env import PosixEnv
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
+from kvcy.namespace_keys import is_reserved
 from kvcy.table import Table
 from kvcy.version_edit import FileMetaData, VersionEdit
 
@@ -110,8 +111,14 @@ def _scan_keys(table, path):
 
 
 def check_disjoint(sources):
-    """Sort sources by key; ProgrammingError naming two files whose ranges overlap."""
+    """Sort sources by key; ProgrammingError naming two files whose ranges overlap,
+    or a file with keys in the region reserved for namespaces."""
     sources = sorted(sources, key=lambda s: s.smallest)
+    for source in sources:
+        if source.largest is not None and is_reserved(source.largest):
+            raise ProgrammingError(
+                "cannot ingest %s: its key %r starts with b'\\xff\\xff', the prefix kvcy "
+                "reserves for namespaces" % (source.path, source.largest))
     for before, after in zip(sources, sources[1:]):
         if after.smallest <= before.largest:
             raise ProgrammingError(

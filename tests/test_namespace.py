@@ -448,3 +448,25 @@ def test_kill_during_cross_namespace_batches_is_all_or_nothing(tmp_path):
         ids = {int(v.split(b":")[0]) for v in values}
         assert ids == {counter}, ("seed %d round %d: a partial batch" % (seed, rnd), ids)
         assert counter in (acked[-1], acked[-1] + 1), (seed, rnd, counter, acked[-1])
+
+
+def test_ingest_refuses_keys_in_the_reserved_region(db_path, tmp_path):
+    path = str(tmp_path / "t.kvt")
+    with kvcy.TableWriter(path) as writer:
+        writer.add_many([(b"a", b"1"), (b"\xff\xffn\x01k", b"forged")])
+    with kvcy.connect(db_path) as conn:
+        with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
+            conn.ingest(path)
+        assert list(conn.scan()) == [] and _stored_keys(conn) == []
+
+
+def test_a_read_only_connection_sees_new_namespace_data_after_refresh(db_path):
+    with kvcy.connect(db_path) as writer:
+        writer.namespace("users").put(b"a", b"1")
+        with kvcy.connect(db_path, readonly=True) as ro:
+            users = ro.namespace("users")
+            writer.namespace("users").put(b"b", b"2")
+            writer.flush()
+            assert users.get(b"b") is None
+            ro.refresh()
+            assert users.get(b"b") == b"2" and [k for k, _ in users.scan()] == [b"a", b"b"]
