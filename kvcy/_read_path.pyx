@@ -386,14 +386,15 @@ cdef class ReadPath:
 
     def lookup(self, key, default=None):
         """Connection.get itself: the value stored under key, or default.
-        Keys in the reserved region (namespaces, kvcy/namespace_keys.py) are
-        never found.  Raises ProgrammingError once the connection is closed
+        Once the database has namespaces, keys in their reserved region
+        (kvcy/namespace_keys.py) are never found.  Raises ProgrammingError once the connection is closed
         or forked."""
         if not self.usable:
             raise ProgrammingError(self.unusable_message)
         if not PyBytes_CheckExact(key):
             key = as_user_bytes(key, "key")
-        if is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+        if self.writer.reserve_namespaces and is_reserved_key(
+                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
             return default
         return self.stored_lookup(key, default)
 

@@ -138,6 +138,9 @@ cdef class WriteBatch:
     cdef size_t capacity         # bytes allocated for buf
     cdef uint32_t count_         # entries in the batch
     cdef size_t data_bytes_      # sum of key and value lengths
+    cdef readonly bytes reserved_key     # the first default-namespace key starting with
+                                         # b"\xff\xff", or None: a connection whose database
+                                         # has namespaces refuses the batch (namespace_keys.py)
 
     cdef int reserve(self, size_t extra) except -1
     cdef int append_record(self, int kind, const unsigned char* key, size_t key_len,

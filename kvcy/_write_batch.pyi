@@ -18,6 +18,9 @@ class WriteBatch:
         """Add a put for every (key, value) pair, in namespace."""
     def delete_keys(self, keys: Iterable[ReadableBuffer], namespace: Any = None) -> None:
         """Add a delete for every key, in namespace."""
+    @property
+    def reserved_key(self) -> bytes | None:
+        """The first default-namespace key starting with b"\\xff\\xff", or None."""
     def clear(self) -> None: ...
     def set_sequence(self, sequence: int) -> None:
         """ValueError past the 56-bit maximum."""

@@ -21,7 +21,6 @@ from kvcy._memtable cimport MemTable
 from kvcy._reserved cimport is_reserved_key
 from kvcy.errors import CorruptionError, DataError
 from kvcy import options as _options
-from kvcy.namespace_keys import reserved_key_error
 
 cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
 cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
@@ -116,12 +115,13 @@ cdef class WriteBatch:
                            PyBytes_GET_SIZE(key), NULL, 0)
 
     cdef bytes stored_key(self, bytes key, object namespace):
-        # The key as stored: a namespace's prefix + key, or key itself, which
-        # then must not lie in the region reserved for namespaces.
+        # The key as stored: a namespace's prefix + key, or key itself; the
+        # first such key in the region reserved for namespaces is kept, for
+        # the connection to refuse if its database has namespaces.
         if namespace is None:
-            if is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key),
-                               PyBytes_GET_SIZE(key)):
-                raise reserved_key_error(key)
+            if self.reserved_key is None and is_reserved_key(
+                    <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+                self.reserved_key = key
             return key
         try:
             prefix = namespace.key_prefix       # raises once the namespace is dropped
@@ -150,6 +150,7 @@ cdef class WriteBatch:
             self.delete(key, namespace)
 
     def clear(self):
+        self.reserved_key = None
         self.size = BATCH_HEADER_BYTES
         self.count_ = 0
         self.data_bytes_ = 0

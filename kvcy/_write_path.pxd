@@ -62,6 +62,9 @@ cdef class WritePath:
     cdef public object check_state   # engine callback raising the right error when not writable
     cdef public bint usable          # False once the connection closed (or forked): put() raises
     cdef public str unusable_message # the ProgrammingError's text then
+    cdef public bint reserve_namespaces  # the database has namespaces: put() and delete()
+                                         # refuse, and ReadPath.lookup() hides, keys starting
+                                         # with b"\xff\xff" (kvcy/namespace_keys.py)
     # counters (read by Stats)
     cdef public unsigned long long puts, deletes, batches, batch_entries
     cdef public unsigned long long wal_records, wal_bytes, wal_syncs, bytes_written

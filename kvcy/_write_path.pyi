@@ -21,6 +21,7 @@ class WritePath:
     check_state: Callable[..., Any] | None
     usable: bool
     unusable_message: str
+    reserve_namespaces: bool
     puts: int
     deletes: int
     batches: int

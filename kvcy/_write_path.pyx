@@ -135,6 +135,7 @@ cdef class WritePath:
         self.closed = False
         self.usable = True
         self.unusable_message = "cannot operate on a closed database"
+        self.reserve_namespaces = False
         self.put_latency = LatencyHistogram("put", WRITE_TIMING_PERIOD)
         self.batch_latency = LatencyHistogram("write_batch", WRITE_TIMING_PERIOD)
 
@@ -500,7 +501,8 @@ cdef class WritePath:
             key = as_user_bytes(key, "key")
         if type(value) is not bytes:
             value = as_user_bytes(value, "value")
-        if is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+        if self.reserve_namespaces and is_reserved_key(
+                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
             raise reserved_key_error(key)
         self._write_one(KIND_VALUE, key, value, sync)
 
@@ -510,7 +512,8 @@ cdef class WritePath:
             raise ProgrammingError(self.unusable_message)
         if type(key) is not bytes:
             key = as_user_bytes(key, "key")
-        if is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+        if self.reserve_namespaces and is_reserved_key(
+                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
             raise reserved_key_error(key)
         self._write_one(KIND_DELETE, key, None, sync)
 

@@ -34,8 +34,8 @@ from kvcy._db_iter import DBIterator, prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
 from kvcy.ingest import ingest_files
-from kvcy.namespace_keys import RESERVED_PREFIX, cap_stop
-from kvcy.namespace_registry import NamespaceRegistry
+from kvcy.namespace_keys import RESERVED_PREFIX, cap_stop, reserved_key_error
+from kvcy.namespace_registry import NamespaceRegistry, mark_namespaces
 from kvcy.recovery import open_engine
 from kvcy.refresher import Refresher
 from kvcy.snapshot import Snapshot
@@ -94,6 +94,7 @@ class Connection:
         self.options = resolve_options(config, **options)
         self._env = env or default_env()
         self._engine = open_engine(self.path, self.options, self._env)
+        mark_namespaces(self._engine)
         self._read_pool, self._write_pool = start_pools(self.options, self._engine)
         self._bind_fast_paths()
         self._usable = True
@@ -162,6 +163,8 @@ class Connection:
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
         batch.put_pairs(items)
+        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         engine.write_batch(batch, sync)
 
     def delete_many(self, keys, *, sync=None):
@@ -171,6 +174,8 @@ class Connection:
             return self._implicit_transaction().delete_many(keys, sync=sync)
         batch = WriteBatch()
         batch.delete_keys(keys)
+        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         engine.write_batch(batch, sync)
 
     def write(self, batch, *, sync=None):
@@ -180,6 +185,8 @@ class Connection:
             return self._implicit_transaction().write(batch, sync=sync)
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
+        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         engine.write_batch(batch, sync)
 
     # -- reads -------------------------------------------------------------
@@ -206,8 +213,10 @@ class Connection:
         keys = [_bytes_like(key, "key") for key in keys]
         pool = self._read_pool
         values = engine.get_many(keys) if pool is None else pool.get_many(engine, keys)
-        return [default if value is None or key[:2] == RESERVED_PREFIX else value
-                for key, value in zip(keys, values)]
+        if engine.writer.reserve_namespaces:      # hide the namespaces' region
+            values = [None if key[:2] == RESERVED_PREFIX else value
+                      for key, value in zip(keys, values)]
+        return [default if value is None else value for value in values]
 
     _SUBMITTABLE = ("put", "delete", "put_many", "delete_many", "flush")
 
@@ -245,6 +254,7 @@ class Connection:
         with self._refresh_lock:
             engine = self._check()
             fresh = open_engine(self.path, self.options, self._env, previous=engine)
+            mark_namespaces(fresh)
             if not self._usable:          # close() began meanwhile: keep its engine
                 fresh.close()
                 self._check()
@@ -262,7 +272,7 @@ class Connection:
     def _get_at(self, engine, key, default, sequence):
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
-        if key[:2] == RESERVED_PREFIX:
+        if key[:2] == RESERVED_PREFIX and engine.writer.reserve_namespaces:
             return default          # the namespaces' region: not the default namespace's
         value = engine.get(key, sequence)
         return default if value is None else value
@@ -280,10 +290,10 @@ class Connection:
             return self._implicit_transaction().scan(start, stop, prefix=prefix, reverse=reverse)
         return self._scan_at(engine.last_sequence, start, stop, prefix, reverse)
 
-    @staticmethod
-    def _scan_bounds(start, stop, prefix):
+    def _scan_bounds(self, start, stop, prefix):
         """(start, stop) as bytes (None: unbounded), narrowed to prefix, and
-        stop capped below the region reserved for namespaces."""
+        stop capped below the region reserved for namespaces (once the
+        database has namespaces)."""
         start = None if start is None else _bytes_like(start, "start")
         stop = None if stop is None else _bytes_like(stop, "stop")
         if prefix is not None:
@@ -293,7 +303,9 @@ class Connection:
             end = prefix_stop(prefix)
             if end is not None and (stop is None or end < stop):
                 stop = end
-        return start, cap_stop(stop)
+        if self._engine.writer.reserve_namespaces:
+            stop = cap_stop(stop)
+        return start, stop
 
     def _scan_at(self, sequence, start, stop, prefix, reverse, engine=None):
         """engine: the one whose state sequence belongs to (a read-only

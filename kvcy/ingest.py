@@ -110,12 +110,13 @@ def _scan_keys(table, path):
     return smallest, prev, entries
 
 
-def check_disjoint(sources):
+def check_disjoint(sources, reserve_namespaces=False):
     """Sort sources by key; ProgrammingError naming two files whose ranges overlap,
-    or a file with keys in the region reserved for namespaces."""
+    or (reserve_namespaces: the database has namespaces) a file with keys in
+    the region reserved for them."""
     sources = sorted(sources, key=lambda s: s.smallest)
     for source in sources:
-        if source.largest is not None and is_reserved(source.largest):
+        if reserve_namespaces and source.largest is not None and is_reserved(source.largest):
             raise ProgrammingError(
                 "cannot ingest %s: its key %r starts with b'\\xff\\xff', the prefix kvcy "
                 "reserves for namespaces" % (source.path, source.largest))
@@ -211,7 +212,8 @@ def ingest_files(engine, env, paths, move=False):
         raise OperationalError("cannot ingest: the database is open read-only")
     paths = [os.fspath(path) for path in paths]
     sources = [check_ingest_file(env, path) for path in paths]
-    sources = check_disjoint([s for s in sources if s is not None])
+    sources = check_disjoint([s for s in sources if s is not None],
+                             engine.writer.reserve_namespaces)
     if not sources:
         if move:
             for path in paths:

@@ -1,10 +1,15 @@
 """The namespace key scheme: where namespaces live in the one key space.
 
-Every key that starts with RESERVED_PREFIX (b"\\xff\\xff") belongs to kvcy:
-the default namespace may not write one (ProgrammingError, raised before
-anything is written), and its reads, scans, cursors and dbm views never
-show one (a scan's stop is capped at RESERVED_PREFIX, so the region is
-never even visited).  Inside the region a marker byte says what a key is
+Once a database has namespaces (its next-id key exists), every key that
+starts with RESERVED_PREFIX (b"\\xff\\xff") belongs to kvcy: the default
+namespace may not write one (ProgrammingError, raised before anything is
+written), and its reads, scans, cursors and dbm views never show one (a
+scan's stop is capped at RESERVED_PREFIX, so the region is never even
+visited).  A database without namespaces, among them every database
+written before they existed, keeps the whole key space for the default
+namespace; its first namespace is created only if the region is empty
+(kvcy/namespace_registry.py).  The flag is WritePath.reserve_namespaces.
+Inside the region a marker byte says what a key is
 (docs/format.md, "Namespaces"):
 
     data key      := RESERVED_PREFIX "n" id:varint64 user_key

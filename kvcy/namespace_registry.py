@@ -5,6 +5,13 @@ region (kvcy/namespace_keys.py): creating a namespace writes its registry
 record and the advanced next-id counter in one atomic batch.  The registry
 hands out one Namespace handle per name and connection.
 
+The region is reserved once the database has namespaces (the next-id key
+exists): mark_namespaces() sets WritePath.reserve_namespaces when a
+connection opens, and creating the first namespace sets it, under the
+write lock, after checking that no key of the default namespace lies in
+the region (a database written before namespaces existed may hold such
+keys: it keeps them, and cannot have namespaces until they are moved).
+
 Dropping deletes the registry record (one atomic write: the handle is
 marked dropped at once and a namespace created later under the same name
 gets a new id, so the old data is unreachable from then on), then removes
@@ -24,7 +31,8 @@ from kvcy._db_iter import prefix_stop
 from kvcy._write_batch import WriteBatch
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.namespace import Namespace
-from kvcy.namespace_keys import (DATA_REGION, NEXT_ID_KEY, REGISTRY_PREFIX, STORED_KEYS,
+from kvcy.namespace_keys import (DATA_REGION, NEXT_ID_KEY, REGISTRY_PREFIX, RESERVED_PREFIX,
+                                 STORED_KEYS,
                                  KeyRegion, check_name, data_range, decode_record,
                                  decode_varint, encode_record, encode_varint)
 
@@ -33,6 +41,11 @@ DROP_BATCH_KEYS = 1000
 
 
 _REGISTRY = KeyRegion(REGISTRY_PREFIX)
+
+
+def mark_namespaces(engine):
+    """Set engine's reserve_namespaces: True iff the database has had a namespace."""
+    engine.writer.reserve_namespaces = engine.get(NEXT_ID_KEY) is not None
 
 
 class NamespaceRegistry:
@@ -75,7 +88,26 @@ class NamespaceRegistry:
         batch = WriteBatch()
         batch.put(encoded, encode_record(namespace_id, {}), _REGISTRY)
         batch.put(NEXT_ID_KEY, encode_varint(namespace_id + 1), STORED_KEYS)
-        engine.write_batch(batch, None)
+        writer = engine.writer
+        if writer.reserve_namespaces:
+            engine.write_batch(batch, None)
+            return namespace_id
+
+        def claim_region():
+            # The first namespace: the region must be empty; from now on the
+            # default namespace may not write it.  Runs under the write lock.
+            it = engine.new_iterator(None, RESERVED_PREFIX, None)
+            try:
+                found = it.take(1, 2)
+            finally:
+                it.close()
+            if found:
+                raise ProgrammingError(
+                    "cannot create namespace %r: the database holds keys starting with "
+                    "b'\\xff\\xff' (such as %r), the region namespaces are stored in; "
+                    "move those keys first" % (encoded.decode("utf-8"), found[0][0]))
+            writer.reserve_namespaces = True
+        writer.write_batch_checked(batch, claim_region, None)
         return namespace_id
 
     def names(self):

@@ -148,7 +148,7 @@ class TransactionNamespace:
     def _entry(self, key, value):
         if self._namespace.dropped:
             raise ProgrammingError("namespace %r was dropped" % (self.name,))
-        return _entry(self._stored(key), value, stored=True)
+        return _entry(self._stored(key), value)
 
     def __repr__(self):
         return "<kvcy.TransactionNamespace %r of %r>" % (self.name, self._txn)

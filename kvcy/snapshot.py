@@ -77,8 +77,10 @@ class Snapshot:
         engine = self._check()
         keys = [_bytes_like(key, "key") for key in keys]
         values = engine.get_many(keys, self.sequence)
-        return [default if value is None or key[:2] == RESERVED_PREFIX else value
-                for key, value in zip(keys, values)]
+        if engine.writer.reserve_namespaces:      # hide the namespaces' region
+            values = [None if key[:2] == RESERVED_PREFIX else value
+                      for key, value in zip(keys, values)]
+        return [default if value is None else value for value in values]
 
     def __contains__(self, key):
         return self.get(key) is not None

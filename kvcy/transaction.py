@@ -60,14 +60,14 @@ def _check_sync(sync):
     raise TypeError("sync must be True, False or None, not %r" % (sync,))
 
 
-def _entry(key, value, stored=False):
+def _entry(key, value, refuse_reserved=False):
     """(key, value) as bytes within the limits (value None: a delete), as
     WriteBatch checks them, so a bad write fails at once, not at commit.
-    stored: key is a namespace's stored key (kvcy/namespace_transaction.py),
-    which may lie in the reserved region; a default-namespace key may not."""
+    refuse_reserved: a default-namespace key of a database with namespaces,
+    which must not lie in their reserved region (kvcy/namespace_keys.py)."""
     if type(key) is not bytes:
         key = as_user_bytes(key, "key")
-    if not stored and key[:2] == RESERVED_PREFIX:
+    if refuse_reserved and key[:2] == RESERVED_PREFIX:
         raise reserved_key_error(key)
     if len(key) > MAX_KEY_BYTES:
         raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
@@ -173,7 +173,7 @@ class Transaction:
         writes = self._writes
         if key in writes:
             value = writes[key]
-        elif key[:2] == RESERVED_PREFIX:
+        elif key[:2] == RESERVED_PREFIX and self._engine.writer.reserve_namespaces:
             value = None                # the namespaces' region: not the default namespace's
         else:
             self._reads.add(key)
@@ -185,7 +185,9 @@ class Transaction:
         self._check()
         keys = [as_user_bytes(key, "key") for key in keys]
         writes = self._writes
-        missing = [key for key in keys if key not in writes and key[:2] != RESERVED_PREFIX]
+        hide = self._engine.writer.reserve_namespaces
+        missing = [key for key in keys
+                   if key not in writes and not (hide and key[:2] == RESERVED_PREFIX)]
         self._reads.update(missing)
         found = dict(zip(missing, self._engine.get_many(missing, self.sequence)))
         values = [writes[key] if key in writes else found.get(key) for key in keys]
@@ -241,7 +243,7 @@ class Transaction:
                 or key[:2] == RESERVED_PREFIX):
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
-            key, value = _entry(key, value)
+            key, value = _entry(key, value, self._engine.writer.reserve_namespaces)
         if sync is not None and _check_sync(sync):
             self._sync_on_commit = True
         with self._lock:
@@ -251,7 +253,7 @@ class Transaction:
 
     def delete(self, key, *, sync=None):
         """Remove key when the transaction commits."""
-        self._set((_entry(key, None),), sync)
+        self._set((_entry(key, None, self._engine.writer.reserve_namespaces),), sync)
 
     def put_many(self, items, *, sync=None):
         """put() every (key, value) pair of items (a mapping or an iterable of
@@ -266,17 +268,20 @@ class Transaction:
                 raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
-            entries.append(_entry(key, value))
+            entries.append(_entry(key, value, self._engine.writer.reserve_namespaces))
         self._set(entries, sync)
 
     def delete_many(self, keys, *, sync=None):
         """delete() every key of keys; nothing is kept if a key is bad."""
-        self._set([_entry(key, None) for key in keys], sync)
+        refuse = self._engine.writer.reserve_namespaces
+        self._set([_entry(key, None, refuse) for key in keys], sync)
 
     def write(self, batch, *, sync=None):
         """Apply the entries of a kvcy.WriteBatch, in order."""
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
+        if batch.reserved_key is not None and self._engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         self._set([(key, None if kind == KIND_DELETE else value)
                    for kind, key, value in iterate_batch(batch.data())], sync)
 

@@ -32,6 +32,13 @@ def _stored_keys(conn, start=RESERVED_PREFIX):
         it.close()
 
 
+def _batch_with(key):
+    batch = kvcy.WriteBatch()
+    batch.put(b"ok", b"1")
+    batch.put(key, b"x")
+    return batch
+
+
 @pytest.fixture
 def conn(db_path):
     with kvcy.connect(db_path) as conn:
@@ -182,8 +189,7 @@ def test_the_default_namespace_cannot_write_the_reserved_region(conn):
         lambda: conn.delete(target),
         lambda: conn.put_many([(b"ok", b"1"), (target, b"x")]),
         lambda: conn.delete_many([target]),
-        lambda: kvcy.WriteBatch().put(target, b"x"),
-        lambda: kvcy.WriteBatch().delete(target),
+        lambda: conn.write(_batch_with(target)),
     ]
     for attempt in attempts:
         with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
@@ -192,6 +198,9 @@ def test_the_default_namespace_cannot_write_the_reserved_region(conn):
         with conn.transaction() as txn:
             txn.put(b"ok", b"1")
             txn.put(target, b"x")
+    with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
+        with conn.transaction() as txn:
+            txn.write(_batch_with(target))
     assert users.get(b"k") == b"v" and conn.get(b"ok") is None
     conn.put(b"\xff\xfe", b"fine")                 # only b"\xff\xff..." is reserved
     conn.put(b"\xff", b"fine")
@@ -218,6 +227,28 @@ def test_the_default_namespace_reads_never_show_the_reserved_region(conn, db_pat
         assert stored not in db
     with kvcy.connect(db_path) as again:
         assert again.namespace("users").get(b"k") == b"v"
+
+
+def test_the_region_is_reserved_only_once_the_database_has_namespaces(db_path):
+    # A database from before namespaces may hold b"\xff\xff..." keys: they stay
+    # usable, and the first namespace is refused (naming one) until they are moved.
+    with kvcy.connect(db_path) as conn:
+        conn.put(b"\xff\xffold", b"1")
+        conn.put_many([(b"\xff\xff\xff", b"2")])
+        assert conn.get(b"\xff\xffold") == b"1"
+        assert [k for k, _ in conn.scan(prefix=b"\xff")] == [b"\xff\xffold", b"\xff\xff\xff"]
+        with pytest.raises(kvcy.ProgrammingError, match=r"cannot create namespace 'users'.*old"):
+            conn.namespace("users")
+        assert conn.namespaces() == [] and conn.get(b"\xff\xffold") == b"1"
+        conn.put(b"\xff\xffnew", b"3")               # still the default namespace's
+        conn.delete_many([b"\xff\xffold", b"\xff\xff\xff", b"\xff\xffnew"])
+        conn.namespace("users").put(b"k", b"v")
+        with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
+            conn.put(b"\xff\xffold", b"1")
+    with kvcy.connect(db_path) as conn:              # reserved after a reopen too
+        with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
+            conn.put(b"\xff\xffold", b"1")
+        assert list(conn.scan()) == []
 
 
 # -- lifetime: reopen, drop, re-create, close ---------------------------------------------
@@ -455,9 +486,10 @@ def test_ingest_refuses_keys_in_the_reserved_region(db_path, tmp_path):
     with kvcy.TableWriter(path) as writer:
         writer.add_many([(b"a", b"1"), (b"\xff\xffn\x01k", b"forged")])
     with kvcy.connect(db_path) as conn:
+        users = conn.namespace("users")
         with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
             conn.ingest(path)
-        assert list(conn.scan()) == [] and _stored_keys(conn) == []
+        assert list(conn.scan()) == [] and list(users.scan()) == []
 
 
 def test_a_read_only_connection_sees_new_namespace_data_after_refresh(db_path):

@@ -41,14 +41,13 @@ from kvcy.env import PosixEnv
 SMALL = dict(memtable_max_bytes=64 * 1024, target_file_bytes=64 * 1024,
              level1_max_bytes=256 * 1024)
 
-# The fixed key set: sorted bytewise, 0x00 and 0xff at every position (but
-# no b"\xff\xff" at the start: that prefix is reserved for namespaces).
+# The fixed key set: sorted bytewise, 0x00 and 0xff at every position.
 KEYS = [b"", b"\x00", b"\x00\x00", b"\x00\xff", b"a", b"a\x00", b"ab", b"abc", b"a\xff",
-        b"a\xff\x00", b"a\xff\xff", b"b", b"ba", b"\xff", b"\xff\x00", b"\xff\xfe",
-        b"\xff\xfe\xff"]
+        b"a\xff\x00", b"a\xff\xff", b"b", b"ba", b"\xff", b"\xff\x00", b"\xff\xff",
+        b"\xff\xff\xff"]
 MODEL = {k: b"value:" + k.hex().encode() for k in KEYS}
 # Keys written and then deleted (or overwritten) in the layouts.
-GHOSTS = [b"\x00\x01", b"a\x01", b"aa", b"ab\x00", b"c", b"\xff\x01", b"\xff\xfe\xff\xff"]
+GHOSTS = [b"\x00\x01", b"a\x01", b"aa", b"ab\x00", b"c", b"\xff\x01", b"\xff\xff\xff\xff"]
 
 
 # -- helpers -------------------------------------------------------------------
@@ -267,8 +266,8 @@ BOUND_CASES = [
     (None, b"\x00"), (b"\x00", b"\x00\x00"),    # only b"", only b"\x00"
     (b"a", b"a\x00"),                           # exactly one key
     (b"a\xff", b"b"), (b"aa", b"b\x00"),        # bounds that are not keys
-    (b"\xff", None), (b"\xff\xfe", b"\xff\xfe\xff"),
-    (b"\xff\xfe\xff", None), (b"\xff\xfe\xff\x00", None), (b"zz", b"\xff"),
+    (b"\xff", None), (b"\xff\xff", b"\xff\xff\xff"),
+    (b"\xff\xff\xff", None), (b"\xff\xff\xff\x00", None), (b"zz", b"\xff"),
 ]
 
 
@@ -287,13 +286,13 @@ def test_bounds_spelled_out(conn):
     assert [k for k, _ in conn.scan(b"a", b"b", reverse=True)] == [
         b"a\xff\xff", b"a\xff\x00", b"a\xff", b"abc", b"ab", b"a\x00", b"a"]
     assert [k for k, _ in conn.scan(stop=b"\x00\xff")] == [b"", b"\x00", b"\x00\x00"]
-    assert [k for k, _ in conn.scan(b"\xff")] == [b"\xff", b"\xff\x00", b"\xff\xfe",
-                                                  b"\xff\xfe\xff"]
+    assert [k for k, _ in conn.scan(b"\xff")] == [b"\xff", b"\xff\x00", b"\xff\xff",
+                                                  b"\xff\xff\xff"]
     assert list(conn.scan(b"b", b"a")) == [] and list(conn.scan(b"b", b"a", reverse=True)) == []
 
 
-PREFIXES = [b"", b"\x00", b"a", b"a\xff", b"a\xff\xff", b"ab", b"\xff", b"\xff\xfe",
-            b"\xff\xfe\xff\xff", b"zz", b"\x00\xff"]
+PREFIXES = [b"", b"\x00", b"a", b"a\xff", b"a\xff\xff", b"ab", b"\xff", b"\xff\xff",
+            b"\xff\xff\xff\xff", b"zz", b"\x00\xff"]
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -312,8 +311,8 @@ def test_prefix_spelled_out(conn):
     assert keys(prefix=b"") == KEYS
     assert keys(prefix=b"a\xff") == [b"a\xff", b"a\xff\x00", b"a\xff\xff"]
     assert keys(prefix=b"a\xff\xff") == [b"a\xff\xff"]
-    assert keys(prefix=b"\xff") == [b"\xff", b"\xff\x00", b"\xff\xfe", b"\xff\xfe\xff"]
-    assert keys(prefix=b"\xff\xfe", reverse=True) == [b"\xff\xfe\xff", b"\xff\xfe"]
+    assert keys(prefix=b"\xff") == [b"\xff", b"\xff\x00", b"\xff\xff", b"\xff\xff\xff"]
+    assert keys(prefix=b"\xff\xff", reverse=True) == [b"\xff\xff\xff", b"\xff\xff"]
     assert keys(prefix=b"\x00") == [b"\x00", b"\x00\x00", b"\x00\xff"]
 
 
@@ -326,8 +325,8 @@ PREFIX_BOUND_CASES = [
     (b"a", None, b"a"),              # stop at the prefix: empty
     (b"a\xff", b"a", b"a\xff\x01"),
     (b"\xff", b"\xff\x00", None),    # an all-0xff prefix has no upper bound
-    (b"\xff", None, b"\xff\xfe"),
-    (b"\xff\xfe", b"\x00", b"\xff\xfe\xff\x00"),
+    (b"\xff", None, b"\xff\xff"),
+    (b"\xff\xff", b"\x00", b"\xff\xff\xff\x00"),
     (b"", b"a", b"b"),               # the empty prefix leaves the bounds alone
     (b"ab", b"abc", b"abc"),
 ]
@@ -392,7 +391,7 @@ def _mutate(conn):
     conn.put(b"a\x00new", b"inserted")           # a new key inside the range
     conn.put(b"ab", b"overwritten")
     conn.delete(b"abc")
-    conn.put_many([(b"", b"changed"), (b"\xff\xfe\xff\xff", b"new at the end")])
+    conn.put_many([(b"", b"changed"), (b"\xff\xff\xff\xff", b"new at the end")])
     conn.delete_many([b"a", b"\xff"])
 
 
@@ -430,7 +429,7 @@ def test_writes_are_invisible_after_seeking(layout_conn, reverse):
     it.seek_to_first()
     assert it.item() == (b"", MODEL[b""])
     it.seek_to_last()
-    assert it.item() == (b"\xff\xfe\xff", MODEL[b"\xff\xfe\xff"])
+    assert it.item() == (b"\xff\xff\xff", MODEL[b"\xff\xff\xff"])
 
 
 def test_iterator_survives_flushes_and_compactions_and_pins_its_files(db_path):

@@ -20,7 +20,6 @@ from kvcy._memtable import MemTable
 from kvcy._write_batch import WriteBatch, apply_batch, batch_header, encode_single, iterate_batch
 from kvcy.dbformat import DELETED, KIND_DELETE, KIND_VALUE, MAX_SEQUENCE
 from kvcy.errors import CorruptionError, DataError
-from kvcy.namespace_keys import STORED_KEYS
 
 HEADER = 12
 DECODERS = ["batch_header", "iterate_batch", "apply_batch"]
@@ -72,11 +71,10 @@ OPS = st.lists(st.one_of(
 def build(ops, sequence=0):
     batch = WriteBatch()
     for kind, key, value in ops:
-        # Any stored key, the namespaces' reserved region included.
         if kind == KIND_VALUE:
-            batch.put(key, value, STORED_KEYS)
+            batch.put(key, value)
         else:
-            batch.delete(key, STORED_KEYS)
+            batch.delete(key)
     batch.set_sequence(sequence)
     return batch
 
@@ -271,13 +269,12 @@ def test_value_at_the_limit_is_accepted():
 @given(st.integers(min_value=0, max_value=MAX_SEQUENCE), st.binary(max_size=700),
        st.binary(max_size=700))
 def test_encode_single_equals_a_one_entry_batch(seq, key, value):
-    # Any stored key, the namespaces' reserved region included (STORED_KEYS).
     batch = WriteBatch()
-    batch.put(key, value, STORED_KEYS)
+    batch.put(key, value)
     batch.set_sequence(seq)
     assert encode_single(seq, KIND_VALUE, key, value) == batch.data()
     batch = WriteBatch()
-    batch.delete(key, STORED_KEYS)
+    batch.delete(key)
     batch.set_sequence(seq)
     assert encode_single(seq, KIND_DELETE, key) == batch.data()
     assert encode_single(seq, KIND_DELETE, key, None) == batch.data()
