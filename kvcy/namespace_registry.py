@@ -178,10 +178,11 @@ class NamespaceRegistry:
     # -- orphans ------------------------------------------------------------------
 
     def _sweep_once(self, engine):
-        # REQUIRES: self._lock held.
-        if not self._swept and not engine.readonly:
+        # REQUIRES: self._lock held.  Only a database with namespaces: without
+        # them the region may hold the default namespace's own keys.
+        if not self._swept and not engine.readonly and engine.writer.reserve_namespaces:
             self._sweep(engine)
-        self._swept = True
+            self._swept = True
 
     def _sweep(self, engine):
         """Remove the keys of every id no registry record names (a drop cut

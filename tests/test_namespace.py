@@ -234,14 +234,18 @@ def test_the_region_is_reserved_only_once_the_database_has_namespaces(db_path):
     # usable, and the first namespace is refused (naming one) until they are moved.
     with kvcy.connect(db_path) as conn:
         conn.put(b"\xff\xffold", b"1")
-        conn.put_many([(b"\xff\xff\xff", b"2")])
+        conn.put_many([(b"\xff\xff\xff", b"2"), (b"\xff\xffnot a namespace", b"4")])
+        assert conn.namespaces() == []              # no orphan sweep of the user's keys
+        assert conn.get(b"\xff\xffnot a namespace") == b"4"
         assert conn.get(b"\xff\xffold") == b"1"
-        assert [k for k, _ in conn.scan(prefix=b"\xff")] == [b"\xff\xffold", b"\xff\xff\xff"]
+        assert [k for k, _ in conn.scan(prefix=b"\xff")] == [
+            b"\xff\xffnot a namespace", b"\xff\xffold", b"\xff\xff\xff"]
         with pytest.raises(kvcy.ProgrammingError, match=r"cannot create namespace 'users'.*old"):
             conn.namespace("users")
         assert conn.namespaces() == [] and conn.get(b"\xff\xffold") == b"1"
         conn.put(b"\xff\xffnew", b"3")               # still the default namespace's
-        conn.delete_many([b"\xff\xffold", b"\xff\xff\xff", b"\xff\xffnew"])
+        conn.delete_many([b"\xff\xffold", b"\xff\xff\xff", b"\xff\xffnew",
+                          b"\xff\xffnot a namespace"])
         conn.namespace("users").put(b"k", b"v")
         with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
             conn.put(b"\xff\xffold", b"1")
