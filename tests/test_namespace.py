@@ -506,3 +506,17 @@ def test_a_read_only_connection_sees_new_namespace_data_after_refresh(db_path):
             assert users.get(b"b") is None
             ro.refresh()
             assert users.get(b"b") == b"2" and [k for k, _ in users.scan()] == [b"a", b"b"]
+
+
+def test_the_write_pool_refuses_the_reserved_region_too(db_path):
+    with kvcy.connect(db_path, write_threads=1) as conn:
+        conn.namespace("users").put(b"k", b"v")
+        for method, args in ((conn.put, (b"\xff\xffx", b"1")), (conn.delete, (b"\xff\xffx",)),
+                             (conn.put_many, ([(b"\xff\xffx", b"1")],)),
+                             (conn.delete_many, ([b"\xff\xffx"],))):
+            with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
+                conn.submit(method, *args)
+        future = conn._write_pool.put_many([(b"a", b"1"), (b"\xff\xffx", b"1")], check_here=False)
+        with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
+            future.result(timeout=10)
+        assert conn.get(b"a") is None and _stored_keys(conn, b"\xff\xffx") == []
