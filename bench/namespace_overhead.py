@@ -46,7 +46,7 @@ def micro():
         def best(func):
             return min(timeit.repeat(func, number=calls, repeat=7)) / calls * 1e9
         g0, g1 = best(lambda: conn.get(key)), best(lambda: users.get(key))
-        p0, p1 = best(lambda: conn.put(key, value)), best(lambda: users.put(key, value))
+        p1, p0 = best(lambda: users.put(key, value)), best(lambda: conn.put(key, value))
     print("get: connection %.0f ns, namespace %.0f ns (%+.0f ns)" % (g0, g1, g1 - g0))
     print("put: connection %.0f ns, namespace %.0f ns (%+.0f ns)" % (p0, p1, p1 - p0))
 
