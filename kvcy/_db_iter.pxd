@@ -32,6 +32,8 @@ cdef class DBIterator:
     cdef const unsigned char* stop_p     # stop's bytes (NULL when None)
     cdef size_t stop_n
     cdef bint reverse_           # __next__ walks backward
+    cdef size_t key_skip         # leading bytes of every user key that key()/items leave out
+                                 # (a namespace's prefix, kvcy/_namespace_iter.pyx; else 0)
     cdef int direction           # DBITER_FORWARD or DBITER_REVERSE
     cdef bint valid_             # positioned on a visible entry
     cdef int state               # DBITER_FRESH .. DBITER_CLOSED

@@ -356,12 +356,16 @@ cdef class DBIterator:
     cdef object current_item(self):
         # (key, value) of the current entry.  REQUIRES: valid_.
         cdef size_t ulen
+        # key_skip <= every visible key's length: the bounds lie inside the
+        # range of keys that start with the skipped prefix.
         if self.direction == DBITER_FORWARD:
             ulen = self.iter.key_len() - TAG_BYTES
-            return (PyBytes_FromStringAndSize(<const char*>self.iter.key_ptr(), ulen),
+            return (PyBytes_FromStringAndSize(<const char*>self.iter.key_ptr() + self.key_skip,
+                                              ulen - self.key_skip),
                     PyBytes_FromStringAndSize(<const char*>self.iter.value_ptr() + self.value_skip,
                                               self.iter.value_len() - self.value_skip))
-        return (PyBytes_FromStringAndSize(<const char*>self.saved_key.data, self.saved_key.len),
+        return (PyBytes_FromStringAndSize(<const char*>self.saved_key.data + self.key_skip,
+                                          self.saved_key.len - self.key_skip),
                 PyBytes_FromStringAndSize(<const char*>self.saved_value.data,
                                           self.saved_value.len))
 
@@ -587,9 +591,10 @@ cdef class DBIterator:
         """The current user key (bytes)."""
         self.check_valid("key")
         if self.direction == DBITER_FORWARD:
-            return PyBytes_FromStringAndSize(<const char*>self.iter.key_ptr(),
-                                             self.iter.key_len() - TAG_BYTES)
-        return PyBytes_FromStringAndSize(<const char*>self.saved_key.data, self.saved_key.len)
+            return PyBytes_FromStringAndSize(<const char*>self.iter.key_ptr() + self.key_skip,
+                                             self.iter.key_len() - TAG_BYTES - self.key_skip)
+        return PyBytes_FromStringAndSize(<const char*>self.saved_key.data + self.key_skip,
+                                         self.saved_key.len - self.key_skip)
 
     def value(self):
         """The current value (bytes)."""

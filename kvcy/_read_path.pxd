@@ -64,4 +64,5 @@ cdef class ReadPath:
     cdef public object clock         # decides expiry (kvcy/_expiry.pyx): None (real time) or a callable
 
     cdef object read(self, ReadState state, object key, uint64_t sequence)
+    cdef object stored_lookup(self, object key, object default)
     cdef uint64_t sequence_of(self, object sequence) except? 0

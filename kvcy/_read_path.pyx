@@ -54,6 +54,7 @@ from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._write_path cimport WritePath
 from kvcy._range_del cimport RangeTombstones
 from kvcy._range_del import build_range_tombstones
+from kvcy._reserved cimport is_reserved_key
 # For the transactions' conflict checks (the methods at the end of ReadState).
 from kvcy._block_cache cimport cache_release
 from kvcy._dbformat cimport KIND_FOR_SEEK, pack_tag
@@ -422,11 +423,28 @@ cdef class ReadPath:
 
     def lookup(self, key, default=None):
         """Connection.get itself: the value stored under key, or default.
-        Raises ProgrammingError once the connection is closed or forked."""
-        cdef ReadState state = self.state       # before the sequence: see the module docstring
-        cdef uint64_t started
+        Once the database has namespaces, keys in their reserved region
+        (kvcy/namespace_keys.py) are never found.  Raises ProgrammingError once the connection is closed
+        or forked."""
         if not self.usable:
             raise ProgrammingError(self.unusable_message)
+        if not PyBytes_CheckExact(key):
+            key = as_user_bytes(key, "key")
+        if self.writer.reserve_namespaces and is_reserved_key(
+                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+            return default
+        return self.stored_lookup(key, default)
+
+    def lookup_stored(self, bytes key not None, default=None):
+        """lookup() of a stored key, which may lie in the reserved region: a
+        namespace's get (kvcy/namespace.py) after adding its prefix."""
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
+        return self.stored_lookup(key, default)
+
+    cdef object stored_lookup(self, object key, object default):
+        cdef ReadState state = self.state       # before the sequence: see the module docstring
+        cdef uint64_t started
         self.gets += 1
         if self.get_latency.should_time():
             started = now_ns()

@@ -150,7 +150,12 @@ cdef class WriteBatch:
     cdef uint32_t count_         # entries in the batch
     cdef size_t data_bytes_      # sum of key and value lengths
     cdef object clock            # fixes the expiry of put(..., ttl=): None (real time) or a callable
+    cdef readonly bytes reserved_key     # the first default-namespace key starting with
+                                         # b"\xff\xff", or None: a connection whose database
+                                         # has namespaces refuses the batch (namespace_keys.py)
 
     cdef int reserve(self, size_t extra) except -1
     cdef int append_record(self, int kind, const unsigned char* key, size_t key_len,
                            const unsigned char* value, size_t value_len) except -1
+    cdef bytes stored_key(self, bytes key, object namespace)
+    cdef _put_expiring(self, bytes key, value, expiry)

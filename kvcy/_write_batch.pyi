@@ -10,21 +10,31 @@ class WriteBatch:
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         """An empty batch; clock (like time.time; None: real time) fixes the
         expiry of put(..., ttl=)."""
-    def put(self, key: ReadableBuffer, value: ReadableBuffer, ttl: float | None = None) -> None:
-        """Add a put of value under key (both bytes-like; str raises TypeError);
+    def put(self, key: ReadableBuffer, value: ReadableBuffer, ttl: float | None = None,
+            namespace: Any = None) -> None:
+        """Add a put of value under key (both bytes-like; str raises TypeError)
+        in namespace (a conn.namespace() handle; None: the default namespace);
         ttl: seconds from now until it expires (None: never)."""
-    def put_expiring(self, key: ReadableBuffer, value: ReadableBuffer, expiry: int) -> None:
+    def put_expiring(self, key: ReadableBuffer, value: ReadableBuffer, expiry: int,
+                     namespace: Any = None) -> None:
         """Add a put of value under key that expires at `expiry` (µs since the epoch)."""
-    def delete(self, key: ReadableBuffer) -> None:
-        """Add a delete of key."""
-    def delete_range(self, start: ReadableBuffer, stop: ReadableBuffer) -> None:
-        """Add a range tombstone deleting every key k with start <= k < stop;
-        ProgrammingError unless start < stop."""
+    def delete(self, key: ReadableBuffer, namespace: Any = None) -> None:
+        """Add a delete of key in namespace."""
+    def delete_range(self, start: ReadableBuffer, stop: ReadableBuffer,
+                     namespace: Any = None) -> None:
+        """Add a range tombstone deleting every key k with start <= k < stop
+        in namespace; ProgrammingError unless start < stop."""
+    def delete_range_stored(self, start: ReadableBuffer, stop: ReadableBuffer) -> None:
+        """A range tombstone over stored keys, for dropping a namespace."""
     def put_pairs(self, pairs: Iterable[Tuple[ReadableBuffer, ReadableBuffer]],
-                  ttl: float | None = None) -> None:
-        """Add a put for every (key, value) pair; with ttl, all expire together."""
-    def delete_keys(self, keys: Iterable[ReadableBuffer]) -> None:
-        """Add a delete for every key."""
+                  ttl: float | None = None, namespace: Any = None) -> None:
+        """Add a put for every (key, value) pair, in namespace; with ttl, all
+        expire together."""
+    def delete_keys(self, keys: Iterable[ReadableBuffer], namespace: Any = None) -> None:
+        """Add a delete for every key, in namespace."""
+    @property
+    def reserved_key(self) -> bytes | None:
+        """The first default-namespace key starting with b"\\xff\\xff", or None."""
     def clear(self) -> None: ...
     def set_sequence(self, sequence: int) -> None:
         """ValueError past the 56-bit maximum."""

@@ -18,11 +18,13 @@ from cpython.tuple cimport PyTuple_GET_SIZE, PyTuple_GET_ITEM
 from kvcy._coding cimport view_ptr
 from kvcy._dbformat cimport KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_RANGE_DELETE, MAX_SEQUENCE
 from kvcy._memtable cimport MemTable
+from kvcy._reserved cimport is_reserved_key
 from kvcy.errors import CorruptionError, DataError, ProgrammingError
 from kvcy import options as _options
 from kvcy._expiry import encode_expiring, expiry_for, normalize_clock
 
 cdef size_t MAX_KEY = _options.MAX_KEY_BYTES
+cdef bytes RESERVED_REGION_START = b"\xff\xff"   # kvcy/_reserved.pxd
 cdef size_t MAX_VALUE = _options.MAX_VALUE_BYTES
 cdef size_t MAX_BATCH = _options.MAX_BATCH_BYTES
 
@@ -121,37 +123,62 @@ cdef class WriteBatch:
         set_batch_count(self.buf, self.count_)
         return 0
 
-    def put(self, key, value, ttl=None):
-        """Add a put of value under key (both bytes-like).  ttl: seconds
+    def put(self, key, value, ttl=None, namespace=None):
+        """Add a put of value under key (both bytes-like) in namespace (a
+        conn.namespace() handle; None: the default namespace).  ttl: seconds
         until the pair expires, counted from now by the batch's clock
         (None: never)."""
-        key = as_bytes(key, "key")
+        key = self.stored_key(as_bytes(key, "key"), namespace)
         value = as_bytes(value, "value")
         if ttl is not None:
-            self.put_expiring(key, value, expiry_for(ttl, self.clock))
+            self._put_expiring(key, value, expiry_for(ttl, self.clock))
             return
         self.append_record(KIND_VALUE, <const unsigned char*>PyBytes_AS_STRING(key),
                            PyBytes_GET_SIZE(key), <const unsigned char*>PyBytes_AS_STRING(value),
                            PyBytes_GET_SIZE(value))
 
-    def put_expiring(self, key, value, expiry):
+    def put_expiring(self, key, value, expiry, namespace=None):
         """Add a put of value under key that expires at `expiry`
-        (microseconds since the epoch)."""
-        key = as_bytes(key, "key")
+        (microseconds since the epoch), in namespace."""
+        key = self.stored_key(as_bytes(key, "key"), namespace)
+        self._put_expiring(key, value, expiry)
+
+    cdef _put_expiring(self, bytes key, value, expiry):
+        # key is already as stored (namespace prefix included).
         stored = encode_expiring(expiry, as_bytes(value, "value"))
         self.append_record(KIND_EXPIRING_VALUE, <const unsigned char*>PyBytes_AS_STRING(key),
                            PyBytes_GET_SIZE(key), <const unsigned char*>PyBytes_AS_STRING(stored),
                            PyBytes_GET_SIZE(stored))
 
-    def delete(self, key):
-        """Add a delete of key (bytes-like)."""
-        key = as_bytes(key, "key")
+    def delete(self, key, namespace=None):
+        """Add a delete of key (bytes-like) in namespace (None: the default one)."""
+        key = self.stored_key(as_bytes(key, "key"), namespace)
         self.append_record(KIND_DELETE, <const unsigned char*>PyBytes_AS_STRING(key),
                            PyBytes_GET_SIZE(key), NULL, 0)
 
-    def delete_range(self, start, stop):
+    def delete_range(self, start, stop, namespace=None):
         """Add a range tombstone deleting every key k with start <= k < stop
-        (both bytes-like); it takes one sequence number of the batch."""
+        (both bytes-like) in namespace; it takes one sequence number of the
+        batch.  In the default namespace a range reaching into the region
+        reserved for namespaces is noted like a reserved key, for the
+        connection to refuse if its database has namespaces."""
+        start = as_bytes(start, "start")
+        stop = as_bytes(stop, "stop")
+        check_range(start, stop)
+        if namespace is None:
+            self.stored_key(start, None)
+            if stop > RESERVED_REGION_START:
+                self.stored_key(stop, None)
+        else:
+            start = self.stored_key(start, namespace)
+            stop = self.stored_key(stop, namespace)
+        self.append_record(KIND_RANGE_DELETE, <const unsigned char*>PyBytes_AS_STRING(start),
+                           PyBytes_GET_SIZE(start), <const unsigned char*>PyBytes_AS_STRING(stop),
+                           PyBytes_GET_SIZE(stop))
+
+    def delete_range_stored(self, start, stop):
+        """A range tombstone over stored keys [start, stop), unchecked against
+        the reserved region: for dropping a namespace's whole key range."""
         start = as_bytes(start, "start")
         stop = as_bytes(stop, "stop")
         check_range(start, stop)
@@ -159,9 +186,25 @@ cdef class WriteBatch:
                            PyBytes_GET_SIZE(start), <const unsigned char*>PyBytes_AS_STRING(stop),
                            PyBytes_GET_SIZE(stop))
 
-    def put_pairs(self, pairs, ttl=None):
-        """Add a put for every (key, value) pair of an iterable; with ttl,
-        every pair expires at the same moment, ttl seconds from now."""
+    cdef bytes stored_key(self, bytes key, object namespace):
+        # The key as stored: a namespace's prefix + key, or key itself; the
+        # first such key in the region reserved for namespaces is kept, for
+        # the connection to refuse if its database has namespaces.
+        if namespace is None:
+            if self.reserved_key is None and is_reserved_key(
+                    <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+                self.reserved_key = key
+            return key
+        try:
+            prefix = namespace.key_prefix       # raises once the namespace is dropped
+        except AttributeError:
+            raise TypeError("namespace must be a handle from conn.namespace(), not %s"
+                            % type(namespace).__name__) from None
+        return <bytes>prefix + key
+
+    def put_pairs(self, pairs, ttl=None, namespace=None):
+        """Add a put for every (key, value) pair of an iterable, in namespace;
+        with ttl, every pair expires at the same moment, ttl seconds from now."""
         cdef object key, value
         expiry = None if ttl is None else expiry_for(ttl, self.clock)
         for pair in pairs:
@@ -174,16 +217,18 @@ cdef class WriteBatch:
                 except (TypeError, ValueError):
                     raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
             if expiry is None:
-                self.put(key, value)
+                self.put(key, value, None, namespace)
             else:
-                self.put_expiring(key, value, expiry)
+                self._put_expiring(self.stored_key(as_bytes(key, "key"), namespace), value,
+                                   expiry)
 
-    def delete_keys(self, keys):
-        """Add a delete for every key of an iterable."""
+    def delete_keys(self, keys, namespace=None):
+        """Add a delete for every key of an iterable, in namespace."""
         for key in keys:
-            self.delete(key)
+            self.delete(key, namespace)
 
     def clear(self):
+        self.reserved_key = None
         self.size = BATCH_HEADER_BYTES
         self.count_ = 0
         self.data_bytes_ = 0

@@ -64,6 +64,9 @@ cdef class WritePath:
                                      # group added range tombstones, before its sequence is published
     cdef public bint usable          # False once the connection closed (or forked): put() raises
     cdef public str unusable_message # the ProgrammingError's text then
+    cdef public bint reserve_namespaces  # the database has namespaces: put() and delete()
+                                         # refuse, and ReadPath.lookup() hides, keys starting
+                                         # with b"\xff\xff" (kvcy/namespace_keys.py)
     cdef public object clock         # fixes the expiry of put(..., ttl=): None (real time) or a callable
     # counters (read by Stats)
     cdef public unsigned long long puts, deletes, batches, batch_entries

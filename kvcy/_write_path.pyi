@@ -22,6 +22,7 @@ class WritePath:
     publish_range_dels: Callable[..., Any] | None
     usable: bool
     unusable_message: str
+    reserve_namespaces: bool
     clock: Callable[[], float] | None
     puts: int
     deletes: int
@@ -55,6 +56,11 @@ class WritePath:
         """Connection.put itself."""
     def delete(self, key: ReadableBuffer, *, sync: bool | None = None) -> None:
         """Connection.delete itself."""
+    def put_stored(self, key: bytes, value: ReadableBuffer, sync: bool | None = None,
+                   ttl: float | None = None) -> None:
+        """put() of a stored key, which may lie in the namespaces' reserved region."""
+    def delete_stored(self, key: bytes, sync: bool | None = None) -> None:
+        """delete() of a stored key, which may lie in the namespaces' reserved region."""
     def write_one(self, kind: int, key: bytes, value: bytes | None, sync: bool | None = None) -> None:
         """Put (KIND_VALUE) or delete (KIND_DELETE) one key as a one-entry batch."""
     def write_batch(self, batch: WriteBatch, sync: bool | None = None) -> None:

@@ -47,6 +47,7 @@ from kvcy._log_record cimport frame_bound
 from kvcy._wal_writer cimport WalWriter
 from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._memtable cimport MemTable
+from kvcy._reserved cimport is_reserved_key
 from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, insert_records,
                                 put_batch_header, put_batch_record, record_bound,
                                 set_batch_sequence)
@@ -54,6 +55,7 @@ from kvcy._write_batch cimport (WriteBatch, BATCH_HEADER_BYTES, check_entry, ins
 from kvcy.dbformat import as_user_bytes
 from kvcy._expiry import encode_expiring, expiry_for
 from kvcy.errors import OperationalError, ProgrammingError
+from kvcy.namespace_keys import reserved_key_error
 
 
 cdef inline bint check_sync(object sync) except -1:
@@ -135,6 +137,7 @@ cdef class WritePath:
         self.closed = False
         self.usable = True
         self.unusable_message = "cannot operate on a closed database"
+        self.reserve_namespaces = False
         self.put_latency = LatencyHistogram("put", WRITE_TIMING_PERIOD)
         self.batch_latency = LatencyHistogram("write_batch", WRITE_TIMING_PERIOD)
 
@@ -507,6 +510,9 @@ cdef class WritePath:
             key = as_user_bytes(key, "key")
         if type(value) is not bytes:
             value = as_user_bytes(value, "value")
+        if self.reserve_namespaces and is_reserved_key(
+                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+            raise reserved_key_error(key)
         if ttl is not None:
             self._write_one(KIND_EXPIRING_VALUE, key,
                             encode_expiring(expiry_for(ttl, self.clock), value), sync)
@@ -519,6 +525,28 @@ cdef class WritePath:
             raise ProgrammingError(self.unusable_message)
         if type(key) is not bytes:
             key = as_user_bytes(key, "key")
+        if self.reserve_namespaces and is_reserved_key(
+                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+            raise reserved_key_error(key)
+        self._write_one(KIND_DELETE, key, None, sync)
+
+    def put_stored(self, bytes key not None, value, sync=None, ttl=None):
+        """put() of a stored key, which may lie in the reserved region: a
+        namespace's put (kvcy/namespace.py) after adding its prefix."""
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
+        if type(value) is not bytes:
+            value = as_user_bytes(value, "value")
+        if ttl is not None:
+            self._write_one(KIND_EXPIRING_VALUE, key,
+                            encode_expiring(expiry_for(ttl, self.clock), value), sync)
+            return
+        self._write_one(KIND_VALUE, key, value, sync)
+
+    def delete_stored(self, bytes key not None, sync=None):
+        """delete() of a stored key, which may lie in the reserved region."""
+        if not self.usable:
+            raise ProgrammingError(self.unusable_message)
         self._write_one(KIND_DELETE, key, None, sync)
 
     def write_one(self, int kind, bytes key not None, bytes value, sync=None):

@@ -37,6 +37,8 @@ from kvcy._db_iter import DBIterator, prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
 from kvcy.ingest import ingest_files
+from kvcy.namespace_keys import RESERVED_PREFIX, cap_stop, reserved_key_error
+from kvcy.namespace_registry import NamespaceRegistry, mark_namespaces
 from kvcy.recovery import open_engine
 from kvcy.refresher import Refresher
 from kvcy.snapshot import Snapshot
@@ -87,6 +89,7 @@ class Connection:
         self._read_pool = self._write_pool = None
         self._refresher = None        # read-only with refresh_interval: kvcy/refresher.py
         self._metrics_server = None   # kvcy.metrics.MetricsServer of serve_metrics()
+        self._namespace_registry = None   # kvcy/namespace_registry.py, on first use
         self._usable = False          # True iff open and in the process that opened it
         self._forked = False
         self._pid = os.getpid()
@@ -95,6 +98,7 @@ class Connection:
         self.options = resolve_options(config, **options)
         self._env = env or default_env()
         self._engine = open_engine(self.path, self.options, self._env, clock=self._clock)
+        mark_namespaces(self._engine)
         self._read_pool, self._write_pool = start_pools(self.options, self._engine)
         self._bind_fast_paths()
         self._usable = True
@@ -114,6 +118,8 @@ class Connection:
             if not self.options.readonly:
                 self.put = self._engine.writer.put
                 self.delete = self._engine.writer.delete
+        if self._namespace_registry is not None:
+            self._namespace_registry.rebind()
 
     # -- state checks ------------------------------------------------------
 
@@ -174,6 +180,8 @@ class Connection:
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
         batch.put_pairs(items, ttl)
+        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         engine.write_batch(batch, sync)
 
     def delete_many(self, keys, *, sync=None):
@@ -183,6 +191,8 @@ class Connection:
             return self._implicit_transaction().delete_many(keys, sync=sync)
         batch = WriteBatch()
         batch.delete_keys(keys)
+        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         engine.write_batch(batch, sync)
 
     def delete_range(self, start, stop, *, sync=None):
@@ -193,6 +203,8 @@ class Connection:
             return self._implicit_transaction().delete_range(start, stop, sync=sync)
         batch = WriteBatch()
         batch.delete_range(start, stop)
+        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         engine.write_batch(batch, sync)
 
     def write(self, batch, *, sync=None):
@@ -202,6 +214,8 @@ class Connection:
             return self._implicit_transaction().write(batch, sync=sync)
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
+        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         engine.write_batch(batch, sync)
 
     # -- reads -------------------------------------------------------------
@@ -228,6 +242,9 @@ class Connection:
         keys = [_bytes_like(key, "key") for key in keys]
         pool = self._read_pool
         values = engine.get_many(keys) if pool is None else pool.get_many(engine, keys)
+        if engine.writer.reserve_namespaces:      # hide the namespaces' region
+            values = [None if key[:2] == RESERVED_PREFIX else value
+                      for key, value in zip(keys, values)]
         return [default if value is None else value for value in values]
 
     _SUBMITTABLE = ("put", "delete", "put_many", "delete_many", "flush")
@@ -267,6 +284,7 @@ class Connection:
             engine = self._check()
             fresh = open_engine(self.path, self.options, self._env, previous=engine,
                                 clock=self._clock)
+            mark_namespaces(fresh)
             if not self._usable:          # close() began meanwhile: keep its engine
                 fresh.close()
                 self._check()
@@ -284,6 +302,8 @@ class Connection:
     def _get_at(self, engine, key, default, sequence):
         if type(key) is not bytes:
             key = _bytes_like(key, "key")
+        if key[:2] == RESERVED_PREFIX and engine.writer.reserve_namespaces:
+            return default          # the namespaces' region: not the default namespace's
         value = engine.get(key, sequence)
         return default if value is None else value
 
@@ -300,9 +320,10 @@ class Connection:
             return self._implicit_transaction().scan(start, stop, prefix=prefix, reverse=reverse)
         return self._scan_at(engine.last_sequence, start, stop, prefix, reverse)
 
-    @staticmethod
-    def _scan_bounds(start, stop, prefix):
-        """(start, stop) as bytes (None: unbounded), narrowed to prefix."""
+    def _scan_bounds(self, start, stop, prefix):
+        """(start, stop) as bytes (None: unbounded), narrowed to prefix, and
+        stop capped below the region reserved for namespaces (once the
+        database has namespaces)."""
         start = None if start is None else _bytes_like(start, "start")
         stop = None if stop is None else _bytes_like(stop, "stop")
         if prefix is not None:
@@ -312,6 +333,8 @@ class Connection:
             end = prefix_stop(prefix)
             if end is not None and (stop is None or end < stop):
                 stop = end
+        if self._engine.writer.reserve_namespaces:
+            stop = cap_stop(stop)
         return start, stop
 
     def _scan_at(self, sequence, start, stop, prefix, reverse, engine=None):
@@ -339,6 +362,34 @@ class Connection:
         cur = Cursor(self)
         self._children.add(cur)
         return cur
+
+    # -- namespaces (kvcy/namespace.py) ---------------------------------------
+
+    def _namespaces(self):
+        registry = self._namespace_registry
+        if registry is None:
+            registry = self._namespace_registry = NamespaceRegistry(self)
+        return registry
+
+    def namespace(self, name, *, create=True, ttl=None):
+        """The kvcy.namespace.Namespace named name (a str): the connection's
+        read and write API over a key space of its own.  It is created if
+        missing, unless create=False, which raises ProgrammingError instead.
+        ttl: the namespace's default time to live in seconds, used by its
+        puts that give none; stored with the namespace (None: keep it)."""
+        self._check()
+        return self._namespaces().open(name, create, ttl)
+
+    def namespaces(self):
+        """The names of the database's namespaces, sorted."""
+        self._check()
+        return self._namespaces().names()
+
+    def drop_namespace(self, name):
+        """Drop namespace name: its keys are unreachable at once and removed
+        (compaction reclaims the space); handles of it raise afterwards."""
+        self._check()
+        self._namespaces().drop(name)
 
     # -- transactions --------------------------------------------------------
 

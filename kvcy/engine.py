@@ -395,8 +395,10 @@ class Engine:
 
     # -- iteration ---------------------------------------------------------
 
-    def new_iterator(self, sequence=None, start=None, stop=None, reverse=False):
-        """A DBIterator over user keys in [start, stop) as of sequence.
+    def new_iterator(self, sequence=None, start=None, stop=None, reverse=False,
+                     factory=DBIterator):
+        """A DBIterator over user keys in [start, stop) as of sequence
+        (factory: DBIterator or a subclass taking the same arguments).
 
         It reads the memtables and the Version current now (memtables before
         the Version, as get() does) and holds them, so their entries and
@@ -419,9 +421,8 @@ class Engine:
         for level in range(1, len(version.files)):
             if version.files[level]:
                 children.append(LevelIterator(version.files[level], table_iterator))
-        it = DBIterator(MergingIterator(children), sequence, start, stop, reverse,
-                        pin=(mems, version), range_dels=state.range_dels,
-                        clock=self.clock)
+        it = factory(MergingIterator(children), sequence, start, stop, reverse,
+                     pin=(mems, version), range_dels=state.range_dels, clock=self.clock)
         it.latency = self.scan_latency
         return it
 

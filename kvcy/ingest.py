@@ -42,6 +42,7 @@ from kvcy.dbformat import KIND_VALUE, TAG_BYTES, parse_internal_key
 from kvcy.env import PosixEnv
 from kvcy.range_del import overlaps_range_del
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
+from kvcy.namespace_keys import is_reserved
 from kvcy.table import Table
 from kvcy.version_edit import FileMetaData, VersionEdit
 
@@ -121,9 +122,16 @@ def check_ingest_files(env, paths):
         return list(pool.map(lambda path: check_ingest_file(env, path), paths))
 
 
-def check_disjoint(sources):
-    """Sort sources by key; ProgrammingError naming two files whose ranges overlap."""
+def check_disjoint(sources, reserve_namespaces=False):
+    """Sort sources by key; ProgrammingError naming two files whose ranges overlap,
+    or (reserve_namespaces: the database has namespaces) a file with keys in
+    the region reserved for them."""
     sources = sorted(sources, key=lambda s: s.smallest)
+    for source in sources:
+        if reserve_namespaces and source.largest is not None and is_reserved(source.largest):
+            raise ProgrammingError(
+                "cannot ingest %s: its key %r starts with b'\\xff\\xff', the prefix kvcy "
+                "reserves for namespaces" % (source.path, source.largest))
     for before, after in zip(sources, sources[1:]):
         if after.smallest <= before.largest:
             raise ProgrammingError(
@@ -209,7 +217,8 @@ def ingest_files(engine, env, paths, move=False):
         raise OperationalError("cannot ingest: the database is open read-only")
     paths = [os.fspath(path) for path in paths]
     sources = check_ingest_files(env, paths)
-    sources = check_disjoint([s for s in sources if s is not None])
+    sources = check_disjoint([s for s in sources if s is not None],
+                             engine.writer.reserve_namespaces)
     if not sources:
         if move:
             for path in paths:

@@ -41,6 +41,7 @@ import weakref
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from kvcy._write_batch import WriteBatch
+from kvcy.namespace_keys import reserved_key_error
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes
 from kvcy.errors import ProgrammingError
 
@@ -247,6 +248,7 @@ class WritePool(_Pool):
             return self._submit_expiring([(key, value)], sync, ttl)
         batch = WriteBatch()
         batch.put(key, value)
+        self._refuse_reserved(batch)
         return self._submit(_Job(batch, puts=((key, value),), sync=self._sync(sync),
                                  kind=KIND_VALUE))
 
@@ -254,6 +256,7 @@ class WritePool(_Pool):
         key = as_user_bytes(key, "key")
         batch = WriteBatch()
         batch.delete(key)
+        self._refuse_reserved(batch)
         return self._submit(_Job(batch, deletes=(key,), sync=self._sync(sync),
                                  kind=KIND_DELETE))
 
@@ -271,6 +274,7 @@ class WritePool(_Pool):
         items = list(items)
         batch = WriteBatch()
         batch.put_pairs(items)       # checks every pair, as Connection.put_many does
+        self._refuse_reserved(batch)
         puts = [(_bytes(key), _bytes(value)) for key, value in items]
         return self._submit(_Job(batch, puts=puts, sync=sync))
 
@@ -281,6 +285,7 @@ class WritePool(_Pool):
         keys = list(keys)
         batch = WriteBatch()
         batch.delete_keys(keys)
+        self._refuse_reserved(batch)
         return self._submit(_Job(batch, deletes=[_bytes(key) for key in keys], sync=sync))
 
     def delete_range(self, start, stop, *, sync=None):
@@ -305,12 +310,19 @@ class WritePool(_Pool):
     def _write_pairs(self, items, sync):
         batch = WriteBatch()
         batch.put_pairs(items)
+        self._refuse_reserved(batch)
         self._engine.write_batch(batch, sync)
 
     def _write_deletes(self, keys, sync):
         batch = WriteBatch()
         batch.delete_keys(keys)
+        self._refuse_reserved(batch)
         self._engine.write_batch(batch, sync)
+
+    def _refuse_reserved(self, batch):
+        # A default-namespace key in the namespaces' region (kvcy/namespace_keys.py).
+        if batch.reserved_key is not None and self._engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
 
     def _sync(self, sync):
         sync = _check_sync(sync)

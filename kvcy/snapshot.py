@@ -17,6 +17,7 @@ import threading
 
 from kvcy.dbformat import as_user_bytes as _bytes_like
 from kvcy.errors import ProgrammingError
+from kvcy.namespace_keys import RESERVED_PREFIX
 
 
 class SnapshotList:
@@ -74,7 +75,11 @@ class Snapshot:
 
     def get_many(self, keys, default=None):
         engine = self._check()
-        values = engine.get_many([_bytes_like(key, "key") for key in keys], self.sequence)
+        keys = [_bytes_like(key, "key") for key in keys]
+        values = engine.get_many(keys, self.sequence)
+        if engine.writer.reserve_namespaces:      # hide the namespaces' region
+            values = [None if key[:2] == RESERVED_PREFIX else value
+                      for key, value in zip(keys, values)]
         return [default if value is None else value for value in values]
 
     def __contains__(self, key):
@@ -83,6 +88,15 @@ class Snapshot:
     def scan(self, start=None, stop=None, *, prefix=None, reverse=False):
         """Like Connection.scan, as of the snapshot."""
         return self._conn._scan_at(self.sequence, start, stop, prefix, reverse, self._check())
+
+    def namespace(self, name):
+        """Namespace name (a str or a conn.namespace() handle) as of this
+        snapshot: a kvcy.namespace.NamespaceSnapshot that reads the same
+        moment as this snapshot and every other view of it."""
+        self._check()
+        from kvcy.namespace import NamespaceSnapshot
+        handle = name if not isinstance(name, str) else self._conn.namespace(name, create=False)
+        return NamespaceSnapshot(self, handle, owns=False)
 
     def close(self):
         """Release the snapshot; idempotent."""

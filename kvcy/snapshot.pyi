@@ -4,6 +4,7 @@ from typing import Callable, Iterable, Tuple, TypeVar, overload
 from _typeshed import ReadableBuffer
 
 from kvcy._db_iter import DBIterator
+from kvcy.namespace import Namespace, NamespaceSnapshot
 
 _T = TypeVar("_T")
 
@@ -27,6 +28,7 @@ class Snapshot:
     def __contains__(self, key: ReadableBuffer) -> bool: ...
     def scan(self, start: ReadableBuffer | None = None, stop: ReadableBuffer | None = None, *,
              prefix: ReadableBuffer | None = None, reverse: bool = False) -> DBIterator: ...
+    def namespace(self, name: str | Namespace) -> NamespaceSnapshot: ...
     def close(self) -> None: ...
     def release(self) -> None:
         """The same as close()."""

@@ -45,6 +45,7 @@ from kvcy.dbformat import KIND_DELETE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, KIND_
     MAX_SEQUENCE, as_user_bytes, encode_internal_key
 from kvcy.errors import ConflictError, DataError, NotSupportedError, OperationalError, \
     ProgrammingError
+from kvcy.namespace_keys import RESERVED_PREFIX, STORED_KEYS, reserved_key_error
 from kvcy.range_del import range_del_conflict, range_dels_after
 from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from kvcy.snapshot import Snapshot
@@ -62,11 +63,15 @@ def _check_sync(sync):
     raise TypeError("sync must be True, False or None, not %r" % (sync,))
 
 
-def _entry(key, value):
+def _entry(key, value, refuse_reserved=False):
     """(key, value) as bytes within the limits (value None: a delete), as
-    WriteBatch checks them, so a bad write fails at once, not at commit."""
+    WriteBatch checks them, so a bad write fails at once, not at commit.
+    refuse_reserved: a default-namespace key of a database with namespaces,
+    which must not lie in their reserved region (kvcy/namespace_keys.py)."""
     if type(key) is not bytes:
         key = as_user_bytes(key, "key")
+    if refuse_reserved and key[:2] == RESERVED_PREFIX:
+        raise reserved_key_error(key)
     if len(key) > MAX_KEY_BYTES:
         raise DataError("key of %d bytes exceeds the limit of %d bytes (MAX_KEY_BYTES)"
                         % (len(key), MAX_KEY_BYTES))
@@ -190,6 +195,8 @@ class Transaction:
             value = writes[key]
             if type(value) is _Expiring:
                 value = self._unexpired(value, None)
+        elif key[:2] == RESERVED_PREFIX and self._engine.writer.reserve_namespaces:
+            value = None                # the namespaces' region: not the default namespace's
         else:
             self._reads.add(key)
             value = self._engine.get(key, self.sequence)
@@ -207,10 +214,12 @@ class Transaction:
         self._check()
         keys = [as_user_bytes(key, "key") for key in keys]
         writes = self._writes
-        missing = [key for key in keys if key not in writes]
+        hide = self._engine.writer.reserve_namespaces
+        missing = [key for key in keys
+                   if key not in writes and not (hide and key[:2] == RESERVED_PREFIX)]
         self._reads.update(missing)
         found = dict(zip(missing, self._engine.get_many(missing, self.sequence)))
-        values = [writes[key] if key in writes else found[key] for key in keys]
+        values = [writes[key] if key in writes else found.get(key) for key in keys]
         now = None
         for i, value in enumerate(values):
             if type(value) is _Expiring:
@@ -245,6 +254,15 @@ class Transaction:
         self._check()
         return self._adopt(Cursor(self))
 
+    def namespace(self, name):
+        """This transaction's view of namespace name (a str, created at once
+        if missing, or a handle from conn.namespace()): its reads and writes
+        are the transaction's (kvcy/namespace_transaction.py)."""
+        self._check()
+        from kvcy.namespace_transaction import TransactionNamespace
+        handle = name if not isinstance(name, str) else self._conn.namespace(name)
+        return TransactionNamespace(self, handle)
+
     # -- writes (kept in memory until commit) ----------------------------------
 
     def _set(self, entries, sync=None):
@@ -265,13 +283,14 @@ class Transaction:
         if ttl is not None:
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
-            key, value = _entry(key, value)
+            key, value = _entry(key, value, self._engine.writer.reserve_namespaces)
             value = _Expiring(value, expiry_for(ttl, self._conn._clock))
         elif (type(key) is not bytes or type(value) is not bytes
-                or len(key) > MAX_KEY_BYTES or len(value) > MAX_VALUE_BYTES):
+                or len(key) > MAX_KEY_BYTES or len(value) > MAX_VALUE_BYTES
+                or key[:2] == RESERVED_PREFIX):
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
-            key, value = _entry(key, value)
+            key, value = _entry(key, value, self._engine.writer.reserve_namespaces)
         if sync is not None and _check_sync(sync):
             self._sync_on_commit = True
         with self._lock:
@@ -281,7 +300,7 @@ class Transaction:
 
     def delete(self, key, *, sync=None):
         """Remove key when the transaction commits."""
-        self._set((_entry(key, None),), sync)
+        self._set((_entry(key, None, self._engine.writer.reserve_namespaces),), sync)
 
     def put_many(self, items, *, sync=None, ttl=None):
         """put() every (key, value) pair of items (a mapping or an iterable of
@@ -298,13 +317,14 @@ class Transaction:
                 raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
             if value is None:
                 raise TypeError("value must be bytes-like, not None")
-            key, value = _entry(key, value)
+            key, value = _entry(key, value, self._engine.writer.reserve_namespaces)
             entries.append((key, value if expiry is None else _Expiring(value, expiry)))
         self._set(entries, sync)
 
     def delete_many(self, keys, *, sync=None):
         """delete() every key of keys; nothing is kept if a key is bad."""
-        self._set([_entry(key, None) for key in keys], sync)
+        refuse = self._engine.writer.reserve_namespaces
+        self._set([_entry(key, None, refuse) for key in keys], sync)
 
     def delete_range(self, start, stop, *, sync=None):
         """Not supported: a transaction's writes are single keys."""
@@ -317,6 +337,8 @@ class Transaction:
         """Apply the entries of a kvcy.WriteBatch, in order."""
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
+        if batch.reserved_key is not None and self._engine.writer.reserve_namespaces:
+            raise reserved_key_error(batch.reserved_key)
         entries = iterate_batch(batch.data())
         if any(kind == KIND_RANGE_DELETE for kind, _, _ in entries):
             self.delete_range(None, None)
@@ -340,16 +362,19 @@ class Transaction:
                 writes = self._writes
                 if writes:
                     batch = WriteBatch()
+                    # Keys were checked as they were written; a namespace's
+                    # are in stored form (STORED_KEYS: put as they are).
                     if all(type(value) is bytes for value in writes.values()):
-                        batch.put_pairs(writes.items())
+                        batch.put_pairs(writes.items(), namespace=STORED_KEYS)
                     else:
                         for key, value in writes.items():
                             if value is None:
-                                batch.delete(key)
+                                batch.delete(key, namespace=STORED_KEYS)
                             elif type(value) is _Expiring:
-                                batch.put_expiring(key, value.value, value.expiry)
+                                batch.put_expiring(key, value.value, value.expiry,
+                                                   namespace=STORED_KEYS)
                             else:
-                                batch.put(key, value)
+                                batch.put(key, value, namespace=STORED_KEYS)
                     if sync is None:
                         sync = True if self._sync_on_commit else self._sync
                     engine.writer.write_batch_checked(batch, self._validate, sync)

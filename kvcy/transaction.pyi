@@ -6,6 +6,8 @@ from _typeshed import ReadableBuffer
 from kvcy._db_iter import DBIterator
 from kvcy._write_batch import WriteBatch
 from kvcy.cursor import Cursor
+from kvcy.namespace import Namespace
+from kvcy.namespace_transaction import TransactionNamespace
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -27,6 +29,7 @@ class Transaction:
     def scan(self, start: ReadableBuffer | None = None, stop: ReadableBuffer | None = None, *,
              prefix: ReadableBuffer | None = None, reverse: bool = False) -> DBIterator: ...
     def cursor(self) -> Cursor: ...
+    def namespace(self, name: str | Namespace) -> TransactionNamespace: ...
     def put(self, key: ReadableBuffer, value: ReadableBuffer, *, sync: bool | None = None,
             ttl: float | None = None) -> None: ...
     def delete(self, key: ReadableBuffer, *, sync: bool | None = None) -> None: ...
