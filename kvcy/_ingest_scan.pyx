@@ -17,7 +17,7 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcmp, memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
-from kvcy._dbformat cimport KIND_VALUE, TAG_BYTES
+from kvcy._dbformat cimport KIND_VALUE, TAG_BYTES, compare_user_keys
 from kvcy._table cimport Table
 from kvcy._table_builder cimport TableBuilder
 from kvcy._table_scan cimport TableRun, RunState, run_first, run_next
@@ -60,12 +60,6 @@ cdef bint key_copy(KeyCopy* k, const unsigned char* p, size_t n) noexcept nogil:
     return True
 
 
-cdef inline int compare(const unsigned char* a, size_t alen,
-                        const unsigned char* b, size_t blen) noexcept nogil:
-    cdef int r = memcmp(a, b, alen if alen < blen else blen)
-    if r != 0:
-        return r
-    return (alen > blen) - (alen < blen)
 
 
 cdef int walk(RunState* s, KeyCopy* first, KeyCopy* prev, uint64_t* entries,
@@ -89,7 +83,7 @@ cdef int walk(RunState* s, KeyCopy* first, KeyCopy* prev, uint64_t* entries,
             return C_BAD_TAG if key_copy(out, key, klen) else C_NO_MEMORY
         if want_tag == NULL and key[ulen] != KIND_VALUE:
             return C_NOT_VALUE if key_copy(out, key, klen) else C_NO_MEMORY
-        if entries[0] > 0 and compare(key, ulen, prev.data, prev.len) <= 0:
+        if entries[0] > 0 and compare_user_keys(key, ulen, prev.data, prev.len) <= 0:
             return C_OUT_OF_ORDER if key_copy(out, key, klen) else C_NO_MEMORY
         if not key_copy(prev, key, ulen):
             return C_NO_MEMORY

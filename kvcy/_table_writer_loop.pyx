@@ -20,11 +20,12 @@ builder holds was added with `tag`.
 """
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
+from kvcy._dbformat cimport compare_user_keys
 from kvcy._table_builder cimport TableBuilder
 
 cdef enum:
@@ -44,13 +45,6 @@ cdef struct Pair:
     size_t value_len
 
 
-cdef inline int compare(const unsigned char* a, size_t alen,
-                        const unsigned char* b, size_t blen) noexcept nogil:
-    # Bytewise order of two user keys: <0, 0, >0.
-    cdef int r = memcmp(a, b, alen if alen < blen else blen)
-    if r != 0:
-        return r
-    return (alen > blen) - (alen < blen)
 
 
 cdef Py_ssize_t append_chunk(TableBuilder builder, Pair* pairs, Py_ssize_t n,
@@ -66,7 +60,7 @@ cdef Py_ssize_t append_chunk(TableBuilder builder, Pair* pairs, Py_ssize_t n,
         if i + PREFETCH_AHEAD < n:
             __builtin_prefetch(pairs[i + PREFETCH_AHEAD].key)
             __builtin_prefetch(pairs[i + PREFETCH_AHEAD].value)
-        if has_last and compare(pairs[i].key, pairs[i].key_len, last, last_len) <= 0:
+        if has_last and compare_user_keys(pairs[i].key, pairs[i].key_len, last, last_len) <= 0:
             return i
         memcpy(ikey, pairs[i].key, pairs[i].key_len)
         memcpy(ikey + pairs[i].key_len, tag, TAG_BYTES)

@@ -26,7 +26,7 @@ from kvcy.errors import ProgrammingError
 from kvcy.namespace import Namespace, user_bounds
 from kvcy.namespace_keys import registry_key
 from kvcy._expiry import expiry_for
-from kvcy.transaction import _Expiring, _entry
+from kvcy.transaction import _Expiring, _entry, pairs_of
 from kvcy.transaction_iterator import ReadRange, TransactionIterator
 
 
@@ -130,19 +130,9 @@ class TransactionNamespace:
 
     def put_many(self, items, *, sync=None, ttl=None):
         """put() every (key, value) pair of items; nothing is kept if one is bad."""
-        if hasattr(items, "items") and callable(items.items):
-            items = items.items()
         expiry = self._expiry(ttl)
-        entries = []
-        for pair in items:
-            try:
-                key, value = pair
-            except (TypeError, ValueError):
-                raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
-            if value is None:
-                raise TypeError("value must be bytes-like, not None")
-            entries.append(self._expiring(self._entry(key, value), expiry))
-        self._txn._set(entries, sync)
+        self._txn._set([self._expiring(self._entry(key, value), expiry)
+                        for key, value in pairs_of(items)], sync)
 
     def _expiry(self, ttl):
         # The expiry (µs) of a put with ttl, or None: counted from the call.

@@ -63,6 +63,21 @@ def _check_sync(sync):
     raise TypeError("sync must be True, False or None, not %r" % (sync,))
 
 
+def pairs_of(items):
+    """(key, value) for each item of items (a mapping or an iterable of
+    pairs), refusing a non-pair or a None value with TypeError."""
+    if hasattr(items, "items") and callable(items.items):
+        items = items.items()
+    for pair in items:
+        try:
+            key, value = pair
+        except (TypeError, ValueError):
+            raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
+        if value is None:
+            raise TypeError("value must be bytes-like, not None")
+        yield key, value
+
+
 def _entry(key, value, refuse_reserved=False):
     """(key, value) as bytes within the limits (value None: a delete), as
     WriteBatch checks them, so a bad write fails at once, not at commit.
@@ -306,17 +321,9 @@ class Transaction:
         """put() every (key, value) pair of items (a mapping or an iterable of
         pairs); nothing is kept if an item is bad.  ttl=seconds: every pair
         expires that long from now (None: never)."""
-        if hasattr(items, "items") and callable(items.items):
-            items = items.items()
         expiry = None if ttl is None else expiry_for(ttl, self._conn._clock)
         entries = []
-        for pair in items:
-            try:
-                key, value = pair
-            except (TypeError, ValueError):
-                raise TypeError("expected (key, value) pairs, got %r" % (pair,)) from None
-            if value is None:
-                raise TypeError("value must be bytes-like, not None")
+        for key, value in pairs_of(items):
             key, value = _entry(key, value, self._engine.writer.reserve_namespaces)
             entries.append((key, value if expiry is None else _Expiring(value, expiry)))
         self._set(entries, sync)
