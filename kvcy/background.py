@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from kvcy import expiry_compaction
 from kvcy.compaction_picker import pick_compaction
 from kvcy.flush import write_level0_table
 from kvcy.stats import stats_line
@@ -44,6 +45,8 @@ class EngineHooks:
     drop_flushed_memtable: Callable  # (): the oldest immutable one is in a table now
     after_version_change: Callable   # (): publish, wake waiters, delete obsolete files
     run_compaction: Callable         # (c, version): kvcy.compaction.run_compaction
+    expired_compaction: Callable     # (version) -> a Compaction rewriting a table whose
+                                     # expiring values have passed, or None
     stats_dict: Callable             # () -> the engine's stats() dict
 
 
@@ -64,6 +67,7 @@ class BackgroundWorker:
         self.stopping = False
         self.busy = False
         self.next_stats = time.monotonic() + options.stats_interval
+        self.next_expiry_check = time.monotonic()
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self):
@@ -164,11 +168,22 @@ class BackgroundWorker:
             version = self.versions.current
             c = pick_compaction(version, self.options)
             if c is None:
+                c = self._expired_compaction(version)
+            if c is None:
                 return False
             self.hooks.run_compaction(c, version)
             del version, c              # unpin the inputs so they can be deleted now
         self.hooks.after_version_change()
         return True
+
+    def _expired_compaction(self, version):
+        # Nothing else to compact: now and then, rewrite a table whose
+        # expiring values have passed (kvcy/expiry_compaction.py).
+        now = time.monotonic()
+        if now < self.next_expiry_check:
+            return None
+        self.next_expiry_check = now + expiry_compaction.EXPIRY_CHECK_SECONDS
+        return self.hooks.expired_compaction(version)
 
     def _maybe_timed_switch(self):
         interval = self.options.flush_interval

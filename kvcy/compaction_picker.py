@@ -53,7 +53,8 @@ class Compaction:
         return sum(f.file_size for _, f in self.all_inputs())
 
     def is_trivial_move(self, options):
-        return (len(self.inputs[0]) == 1 and not self.inputs[1]
+        # An in-place rewrite exists to drop entries: never a move.
+        return (not self.in_place and len(self.inputs[0]) == 1 and not self.inputs[1]
                 and sum(f.file_size for f in self.grandparents)
                 <= MAX_GRANDPARENT_OVERLAP_FILES * options.target_file_bytes)
 

@@ -140,6 +140,7 @@ class Engine:
                     after_version_change=self._after_version_change,
                     run_compaction=lambda c, version: run_compaction(
                         self.compaction_context, c, version),
+                    expired_compaction=self._expired_compaction,
                     stats_dict=self.stats_dict))
             self.background.start()
             self.background.schedule()     # compactions the opened Version may need
@@ -348,6 +349,13 @@ class Engine:
         self._rewrite_expired_tables(start, stop)
         if self.background_error is not None:
             self._check_writable()
+
+    def _expired_compaction(self, version):
+        # The background worker's idle check: one in-place rewrite of an open
+        # table holding expired values, or None.
+        plans = expired_table_plans(version, self.table_cache, now_micros(self.clock),
+                                    open_only=True)
+        return plans[0] if plans else None
 
     def _rewrite_expired_tables(self, start, stop):
         # The deepest level of the range was not rewritten above: drop what

@@ -97,6 +97,10 @@ class TableCache:
             tables[number] = table
             return table
 
+    def open_table(self, number):
+        """The Table of number if it is open now, else None (opens nothing)."""
+        return self._tables.get(number)
+
     def get(self, meta, user_key, sequence):
         return self.find_table(meta.number, meta.file_size).get(user_key, sequence)
 

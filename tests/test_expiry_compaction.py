@@ -104,3 +104,27 @@ def test_compaction_reads_the_clock_once_not_per_entry(tmp_path, clock):
         # Once by the L0 -> L1 compaction, once to look for expired tables.
         assert clock.calls == 2
         assert conn.stats()["compaction_entries_expired"] == 50
+
+
+def test_the_background_worker_rewrites_tables_whose_values_expired(tmp_path, clock,
+                                                                     monkeypatch):
+    # No compact_range: the worker's idle check finds the table and rewrites
+    # it in place (kvcy/background.py, expiry_compaction.EXPIRY_CHECK_SECONDS).
+    from kvcy import expiry_compaction
+    monkeypatch.setattr(expiry_compaction, "EXPIRY_CHECK_SECONDS", 0.0)
+    with kvcy.connect(tmp_path / "db", clock=clock) as conn:
+        conn.put_many([(b"k%02d" % i, b"v") for i in range(20)], ttl=5)
+        conn.put(b"keep", b"p")
+        conn.flush()
+        conn.compact_range()                     # into level 1 and beyond
+        for meta in [m for files in conn._engine.versions.current.files[1:] for m in files]:
+            conn._engine.table_cache.find_table(meta.number, meta.file_size)   # open
+        assert len(table_entries(conn)) == 21
+        clock.advance(5)
+        conn.put(b"wake", b"1")
+        conn.flush()                             # a round of background work
+        engine = conn._engine
+        assert engine.background.wait_for(
+            lambda: conn.stats()["compaction_entries_expired"] == 20, timeout=30)
+        assert [k for k, _, _ in table_entries(conn)] == [b"keep", b"wake"]
+        assert list(conn.scan()) == [(b"keep", b"p"), (b"wake", b"1")]
