@@ -26,7 +26,7 @@ from kvcy.errors import ProgrammingError
 from kvcy.namespace import Namespace, user_bounds
 from kvcy.namespace_keys import registry_key
 from kvcy._expiry import expiry_for
-from kvcy.transaction import _Expiring, _entry, pairs_of
+from kvcy.transaction import _Expiring, _entry, _pairs_of
 from kvcy.transaction_iterator import ReadRange, TransactionIterator
 
 
@@ -132,7 +132,7 @@ class TransactionNamespace:
         """put() every (key, value) pair of items; nothing is kept if one is bad."""
         expiry = self._expiry(ttl)
         self._txn._set([self._expiring(self._entry(key, value), expiry)
-                        for key, value in pairs_of(items)], sync)
+                        for key, value in _pairs_of(items)], sync)
 
     def _expiry(self, ttl):
         # The expiry (µs) of a put with ttl, or None: counted from the call.

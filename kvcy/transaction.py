@@ -63,7 +63,7 @@ def _check_sync(sync):
     raise TypeError("sync must be True, False or None, not %r" % (sync,))
 
 
-def pairs_of(items):
+def _pairs_of(items):
     """(key, value) for each item of items (a mapping or an iterable of
     pairs), refusing a non-pair or a None value with TypeError."""
     if hasattr(items, "items") and callable(items.items):
@@ -323,7 +323,7 @@ class Transaction:
         expires that long from now (None: never)."""
         expiry = None if ttl is None else expiry_for(ttl, self._conn._clock)
         entries = []
-        for key, value in pairs_of(items):
+        for key, value in _pairs_of(items):
             key, value = _entry(key, value, self._engine.writer.reserve_namespaces)
             entries.append((key, value if expiry is None else _Expiring(value, expiry)))
         self._set(entries, sync)
