@@ -27,6 +27,8 @@ Thread-safety: pure functions and constants.
 """
 import json
 
+from kvcy._coding import decode_varint64, encode_varint64
+
 from kvcy._db_iter import prefix_stop
 from kvcy.errors import CorruptionError, NotSupportedError, ProgrammingError
 
@@ -78,26 +80,9 @@ def cap_stop(stop):
     return stop
 
 
-def encode_varint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def decode_varint(data, pos=0):
-    """(value, position after it); CorruptionError when it runs off the end."""
-    result = shift = 0
-    while pos < len(data) and shift <= 63:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-    raise CorruptionError("namespace key scheme: malformed varint in %r" % (bytes(data),))
+# The varints of the key scheme are the format's varint64 (kvcy/_coding.pyx).
+encode_varint = encode_varint64
+decode_varint = decode_varint64
 
 
 def data_prefix(namespace_id):
