@@ -1,6 +1,6 @@
 # cython: language_level=3
-# Buf: a growable byte buffer in C, for keys an iterator must keep (its
-# saved key and value, its seek targets).  malloc'd; an empty buffer holds
+# Buf: a growable byte buffer in C, for keys an iterator or a merge loop
+# must keep (a saved key and value, seek targets, the current user key).  malloc'd; an empty buffer holds
 # no memory.  Every function returns -1 when out of memory and leaves the
 # buffer as it was.
 from libc.stdint cimport uint64_t
@@ -15,7 +15,7 @@ cdef struct Buf:
     size_t cap
 
 
-cdef inline int buf_reserve(Buf* b, size_t n) noexcept:
+cdef inline int buf_reserve(Buf* b, size_t n) noexcept nogil:
     # Room for n bytes; -1 when out of memory (b unchanged).
     cdef size_t cap = b.cap * 2
     cdef unsigned char* grown
@@ -31,7 +31,7 @@ cdef inline int buf_reserve(Buf* b, size_t n) noexcept:
     return 0
 
 
-cdef inline int buf_assign(Buf* b, const unsigned char* p, size_t n) noexcept:
+cdef inline int buf_assign(Buf* b, const unsigned char* p, size_t n) noexcept nogil:
     # b := p[:n]; -1 when out of memory.
     if n > b.cap and buf_reserve(b, n) < 0:
         return -1
@@ -41,14 +41,14 @@ cdef inline int buf_assign(Buf* b, const unsigned char* p, size_t n) noexcept:
     return 0
 
 
-cdef inline void buf_free(Buf* b) noexcept:
+cdef inline void buf_free(Buf* b) noexcept nogil:
     free(b.data)
     b.data = NULL
     b.len = 0
     b.cap = 0
 
 
-cdef inline int buf_seek_key(Buf* b, const unsigned char* ukey, size_t n, uint64_t tag) noexcept:
+cdef inline int buf_seek_key(Buf* b, const unsigned char* ukey, size_t n, uint64_t tag) noexcept nogil:
     # b := the internal key (ukey, tag); -1 when out of memory.
     cdef size_t i
     if n + TAG_BYTES > b.cap and buf_reserve(b, n + TAG_BYTES) < 0:

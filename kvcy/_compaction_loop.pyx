@@ -32,12 +32,12 @@ few inputs a linear scan for the smallest key beats a heap (LevelDB's
 MergingIterator does the same).
 """
 from libc.stdint cimport uint64_t
-from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memcpy
+from libc.stdlib cimport malloc, free
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 
-from kvcy._coding cimport load_fixed64, put_fixed64
+from kvcy._byte_buffer cimport Buf, buf_assign, buf_free, buf_seek_key
+from kvcy._coding cimport load_fixed64
 from kvcy._expiry cimport EXPIRY_BYTES, is_expired
 from kvcy._dbformat cimport (KIND_DELETE, KIND_EXPIRING_VALUE, MAX_SEQUENCE, TAG_BYTES,
                              pack_tag, compare_user_keys,
@@ -130,10 +130,8 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
     cdef LevelRanges* levels = <LevelRanges*>malloc((nlevels or 1) * sizeof(LevelRanges))
     cdef LevelRanges* lv
     cdef RunState* src
-    cdef unsigned char* cur = NULL          # the current user key
-    cdef size_t cur_len = 0, cur_cap = 0
-    cdef unsigned char* tomb = NULL         # an expired value's key, retagged as a tombstone
-    cdef size_t tomb_cap = 0
+    cdef Buf cur = Buf(NULL, 0, 0)          # the current user key
+    cdef Buf tomb = Buf(NULL, 0, 0)         # an expired value's key, retagged as a tombstone
     cdef bint is_tombstone, expired_entry
     cdef unsigned long long expired = 0
     cdef bint has_current = False
@@ -141,7 +139,6 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
     cdef uint64_t tag, seq
     cdef const unsigned char* key
     cdef size_t klen, ulen
-    cdef unsigned char* grown
     cdef TableBuilder builder = None
     cdef unsigned long long entries = 0, dropped = 0, since_check = 0
     cdef bint drop, stopped = False, no_memory = False, check_stop = should_stop is not None
@@ -197,17 +194,10 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                 seq = tag >> 8
                 entries += 1
                 since_check += 1
-                if not has_current or compare_user_keys(key, ulen, cur, cur_len) != 0:
-                    if ulen > cur_cap:
-                        grown = <unsigned char*>realloc(cur, ulen + 64)
-                        if grown == NULL:
-                            no_memory = True
-                            break
-                        cur = grown
-                        cur_cap = ulen + 64
-                    if ulen:
-                        memcpy(cur, key, ulen)
-                    cur_len = ulen
+                if not has_current or compare_user_keys(key, ulen, cur.data, cur.len) != 0:
+                    if buf_assign(&cur, key, ulen) < 0:
+                        no_memory = True
+                        break
                     has_current = True
                     last_seq_for_key = MAX_SEQUENCE + 1
                     # A user-key boundary: the only place an output may end.
@@ -266,17 +256,10 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
                         if exc is not None:
                             break
                     if expired_entry:
-                        if klen > tomb_cap:
-                            grown = <unsigned char*>realloc(tomb, klen + 64)
-                            if grown == NULL:
-                                no_memory = True
-                                break
-                            tomb = grown
-                            tomb_cap = klen + 64
-                        if ulen:
-                            memcpy(tomb, key, ulen)
-                        put_fixed64(tomb + ulen, pack_tag(seq, KIND_DELETE))
-                        r = builder.append(tomb, klen, NULL, 0)
+                        if buf_seek_key(&tomb, key, ulen, pack_tag(seq, KIND_DELETE)) < 0:
+                            no_memory = True
+                            break
+                        r = builder.append(tomb.data, tomb.len, NULL, 0)
                     else:
                         r = builder.append(key, klen, src.data.value, src.data.value_len)
                     if r < 0:
@@ -309,8 +292,8 @@ def run_compaction_loop(list runs not None, uint64_t smallest_snapshot, list dee
         for run in runs:
             if isinstance(run, TableRun):
                 (<TableRun>run).release()
-        free(cur)
-        free(tomb)
+        buf_free(&cur)
+        buf_free(&tomb)
         for j in range(nlevels):
             free(levels[j].smallest)
             free(levels[j].largest)

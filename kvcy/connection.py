@@ -37,7 +37,7 @@ from kvcy._db_iter import DBIterator, prefix_stop
 from kvcy.cursor import Cursor
 from kvcy.pools import start_pools
 from kvcy.ingest import ingest_files
-from kvcy.namespace_keys import RESERVED_PREFIX, cap_stop, reserved_key_error
+from kvcy.namespace_keys import RESERVED_PREFIX, cap_stop, check_batch
 from kvcy.namespace_registry import NamespaceRegistry, mark_namespaces
 from kvcy.recovery import open_engine
 from kvcy.refresher import Refresher
@@ -180,8 +180,7 @@ class Connection:
         if hasattr(items, "items") and callable(items.items):
             items = items.items()
         batch.put_pairs(items, ttl)
-        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
-            raise reserved_key_error(batch.reserved_key)
+        check_batch(batch, engine.writer)
         engine.write_batch(batch, sync)
 
     def delete_many(self, keys, *, sync=None):
@@ -191,8 +190,7 @@ class Connection:
             return self._implicit_transaction().delete_many(keys, sync=sync)
         batch = WriteBatch()
         batch.delete_keys(keys)
-        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
-            raise reserved_key_error(batch.reserved_key)
+        check_batch(batch, engine.writer)
         engine.write_batch(batch, sync)
 
     def delete_range(self, start, stop, *, sync=None):
@@ -203,8 +201,7 @@ class Connection:
             return self._implicit_transaction().delete_range(start, stop, sync=sync)
         batch = WriteBatch()
         batch.delete_range(start, stop)
-        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
-            raise reserved_key_error(batch.reserved_key)
+        check_batch(batch, engine.writer)
         engine.write_batch(batch, sync)
 
     def write(self, batch, *, sync=None):
@@ -214,8 +211,7 @@ class Connection:
             return self._implicit_transaction().write(batch, sync=sync)
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
-        if batch.reserved_key is not None and engine.writer.reserve_namespaces:
-            raise reserved_key_error(batch.reserved_key)
+        check_batch(batch, engine.writer)
         engine.write_batch(batch, sync)
 
     # -- reads -------------------------------------------------------------

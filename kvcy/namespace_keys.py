@@ -73,6 +73,13 @@ def reserved_key_error(key):
         "separate key space)" % text)
 
 
+def check_batch(batch, writer):
+    """Refuse a default-namespace batch holding a key in the reserved region
+    (WriteBatch.reserved_key) once the database has namespaces."""
+    if batch.reserved_key is not None and writer.reserve_namespaces:
+        raise reserved_key_error(batch.reserved_key)
+
+
 def cap_stop(stop):
     """A default-namespace scan's exclusive stop, capped below the reserved region."""
     if stop is None or stop > RESERVED_PREFIX:

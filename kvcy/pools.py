@@ -41,7 +41,7 @@ import weakref
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from kvcy._write_batch import WriteBatch
-from kvcy.namespace_keys import reserved_key_error
+from kvcy.namespace_keys import check_batch
 from kvcy.dbformat import KIND_DELETE, KIND_VALUE, as_user_bytes
 from kvcy.errors import ProgrammingError
 
@@ -321,8 +321,7 @@ class WritePool(_Pool):
 
     def _refuse_reserved(self, batch):
         # A default-namespace key in the namespaces' region (kvcy/namespace_keys.py).
-        if batch.reserved_key is not None and self._engine.writer.reserve_namespaces:
-            raise reserved_key_error(batch.reserved_key)
+        check_batch(batch, self._engine.writer)
 
     def _sync(self, sync):
         sync = _check_sync(sync)

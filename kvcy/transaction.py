@@ -45,7 +45,7 @@ from kvcy.dbformat import KIND_DELETE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, KIND_
     MAX_SEQUENCE, as_user_bytes, encode_internal_key
 from kvcy.errors import ConflictError, DataError, NotSupportedError, OperationalError, \
     ProgrammingError
-from kvcy.namespace_keys import RESERVED_PREFIX, STORED_KEYS, reserved_key_error
+from kvcy.namespace_keys import RESERVED_PREFIX, STORED_KEYS, check_batch, reserved_key_error
 from kvcy.range_del import range_del_conflict, range_dels_after
 from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from kvcy.snapshot import Snapshot
@@ -344,8 +344,7 @@ class Transaction:
         """Apply the entries of a kvcy.WriteBatch, in order."""
         if not isinstance(batch, WriteBatch):
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
-        if batch.reserved_key is not None and self._engine.writer.reserve_namespaces:
-            raise reserved_key_error(batch.reserved_key)
+        check_batch(batch, self._engine.writer)
         entries = iterate_batch(batch.data())
         if any(kind == KIND_RANGE_DELETE for kind, _, _ in entries):
             self.delete_range(None, None)
