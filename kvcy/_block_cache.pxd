@@ -26,12 +26,13 @@ cdef enum:
 cdef struct CacheHandle:
     uint64_t file_number         # key, with offset
     uint64_t offset
-    unsigned char* data          # the block's raw (uncompressed) bytes, malloc'd; owned
+    unsigned char* data          # the block's raw (uncompressed) bytes, right after the
+                                 # handle in the same allocation (handle_alloc)
     size_t size                  # bytes at data
     uint32_t restarts            # checked trailer: offset of the restart array
     uint32_t num_restarts        # checked trailer: restart count, >= 1
     size_t charge                # size + BLOCK_ENTRY_OVERHEAD_BYTES
-    Py_ssize_t refs              # users holding it, +1 while it is in the cache
+    Py_ssize_t refs              # users holding it, +1 while it is in the cache (atomic)
     bint in_cache                # True while the hash table and LRU list hold it
     void* shard                  # the CacheShard it belongs to (NULL: detached)
     CacheHandle* next_hash       # chain in the shard's bucket
@@ -39,7 +40,7 @@ cdef struct CacheHandle:
     CacheHandle* lru_next
 
 cdef struct CacheShard:
-    pthread_mutex_t mutex        # guards everything below and every handle's refs
+    pthread_mutex_t mutex        # guards everything below and the handles' links
     size_t capacity              # bytes this shard may hold
     size_t usage                 # bytes charged by the handles in it
     size_t count                 # handles in it
@@ -65,9 +66,7 @@ cdef class BlockCache:
 
 cdef CacheHandle* cache_lookup(BlockCacheCore* cache, uint64_t file_number,
                                uint64_t offset) noexcept nogil
+cdef CacheHandle* handle_alloc(size_t size) noexcept nogil
 cdef CacheHandle* cache_insert(BlockCacheCore* cache, uint64_t file_number, uint64_t offset,
-                               unsigned char* data, size_t size, uint32_t restarts,
-                               uint32_t num_restarts) noexcept nogil
+                               CacheHandle* h) noexcept nogil
 cdef void cache_release(CacheHandle* h) noexcept nogil
-cdef CacheHandle* detached_handle(unsigned char* data, size_t size, uint32_t restarts,
-                                  uint32_t num_restarts) noexcept nogil

@@ -5,14 +5,17 @@ Keyed by (table file number, block offset): a table file is never rewritten
 under the same number, so a cached block is right for as long as the file
 can be read and nothing is ever invalidated.  Each block is charged its
 bytes plus BLOCK_ENTRY_OVERHEAD_BYTES; when a shard is over its share of the
-capacity, its least recently used blocks are dropped.
+capacity, its least recently used blocks are dropped.  A handle and its
+block's bytes are one allocation (handle_alloc).
 
 Readers call lookup()/insert() without the GIL.  The key space is split
 over up to 16 shards (fewer for small caches, so that one block still fits a
 shard), each with its own mutex, so concurrent readers rarely wait for each
 other.  A returned CacheHandle is pinned: eviction only unlinks it, and the
 last cache_release() frees it, so a reader never loses the bytes it is
-reading.  Hit and miss counts are kept per shard under its mutex.
+reading.  Pin counts are atomic, so a release takes no lock, and blocks
+are freed after the shard's mutex is let go.  Hit and miss counts are kept
+per shard under its mutex.
 
 Thread-safety: every method may be called from any thread, with or without
 the GIL.  After os.fork() the child must not use a cache inherited from the
@@ -21,6 +24,7 @@ connections refuse all use after a fork, so it never does.
 """
 from libc.stdint cimport uint32_t, uint64_t
 from libc.stdlib cimport calloc, malloc, free
+from libc.string cimport memset
 
 # Smallest share of the capacity a shard gets: below this, fewer shards.
 cdef size_t MIN_SHARD_BYTES = 256 * 1024
@@ -48,16 +52,22 @@ cdef inline void lru_append(CacheShard* s, CacheHandle* h) noexcept nogil:
     s.lru.lru_prev = h
 
 
-cdef inline void free_handle(CacheHandle* h) noexcept nogil:
-    free(h.data)
-    free(h)
+cdef extern from *:
+    """
+    static inline Py_ssize_t kvcy_refs_add(Py_ssize_t* p, Py_ssize_t d) {
+        return __atomic_add_fetch(p, d, __ATOMIC_ACQ_REL);
+    }
+    """
+    # refs += d, atomically: the new count.
+    Py_ssize_t refs_add "kvcy_refs_add"(Py_ssize_t* p, Py_ssize_t d) noexcept nogil
 
 
-cdef inline void unref_locked(CacheHandle* h) noexcept nogil:
-    # REQUIRES: the handle's shard mutex held (or a detached handle).
-    h.refs -= 1
-    if h.refs == 0:
-        free_handle(h)
+cdef inline void unref(CacheHandle* h) noexcept nogil:
+    # Drop one pin; the last frees the handle.  Needs no lock: while a
+    # handle is in the cache the cache holds a pin, so the count reaches 0
+    # only after eviction, when no lookup can find it any more.
+    if refs_add(&h.refs, -1) == 0:
+        free(h)                      # the bytes live in the same allocation
 
 
 cdef void hash_remove(CacheShard* s, CacheHandle* h) noexcept nogil:
@@ -68,21 +78,37 @@ cdef void hash_remove(CacheShard* s, CacheHandle* h) noexcept nogil:
         slot[0] = h.next_hash
 
 
-cdef void evict_locked(CacheShard* s, CacheHandle* h) noexcept nogil:
+cdef CacheHandle* evict_locked(CacheShard* s, CacheHandle* h,
+                               CacheHandle* dead) noexcept nogil:
     # Take h out of the cache; pinned bytes live on until the last release.
+    # The cache's pin is dropped after the shard's mutex is released (a
+    # free of a block another thread allocated can wait for that thread's
+    # malloc arena): h joins the `dead` chain, returned, for unref_chain.
     hash_remove(s, h)
     lru_unlink(h)
     h.in_cache = False
     s.usage -= h.charge
     s.count -= 1
-    unref_locked(h)
+    h.next_hash = dead
+    return h
+
+
+cdef inline void unref_chain(CacheHandle* dead) noexcept nogil:
+    # The cache's pins of the handles evict_locked() chained, dropped.
+    cdef CacheHandle* nxt
+    while dead != NULL:
+        nxt = dead.next_hash
+        unref(dead)
+        dead = nxt
 
 
 cdef void evict_all(CacheShard* s) noexcept nogil:
+    cdef CacheHandle* dead = NULL
     pthread_mutex_lock(&s.mutex)
     while s.lru.lru_next != &s.lru:
-        evict_locked(s, s.lru.lru_next)
+        dead = evict_locked(s, s.lru.lru_next, dead)
     pthread_mutex_unlock(&s.mutex)
+    unref_chain(dead)
 
 
 cdef void grow_buckets(CacheShard* s) noexcept nogil:
@@ -108,27 +134,23 @@ cdef void grow_buckets(CacheShard* s) noexcept nogil:
 
 
 cdef void cache_release(CacheHandle* h) noexcept nogil:
-    """Give back a handle from lookup(), insert() or detached_handle()."""
-    cdef CacheShard* s = <CacheShard*>h.shard
-    if s == NULL:
-        unref_locked(h)
-        return
-    pthread_mutex_lock(&s.mutex)
-    unref_locked(h)
-    pthread_mutex_unlock(&s.mutex)
+    """Give back a handle from lookup(), insert() or handle_alloc()."""
+    unref(h)
 
 
-cdef CacheHandle* detached_handle(unsigned char* data, size_t size, uint32_t restarts,
-                                  uint32_t num_restarts) noexcept nogil:
-    """A handle owning data that no cache holds; NULL (data freed) if out of memory."""
-    cdef CacheHandle* h = <CacheHandle*>calloc(1, sizeof(CacheHandle))
+cdef CacheHandle* handle_alloc(size_t size) noexcept nogil:
+    """A detached handle (pinned once, in no cache) with room for size bytes
+    at h.data, in one allocation with the handle: a block read costs one
+    malloc and its eviction one free, which matters when reader threads
+    free each other's blocks (each free then takes the other thread's malloc
+    arena lock).  NULL when out of memory.  The caller fills data,
+    restarts and num_restarts, then inserts it or releases it."""
+    cdef CacheHandle* h = <CacheHandle*>malloc(sizeof(CacheHandle) + (size if size else 1))
     if h == NULL:
-        free(data)
         return NULL
-    h.data = data
+    memset(h, 0, sizeof(CacheHandle))
+    h.data = <unsigned char*>(h + 1)
     h.size = size
-    h.restarts = restarts
-    h.num_restarts = num_restarts
     h.charge = size + BLOCK_ENTRY_OVERHEAD_BYTES
     h.refs = 1
     return h
@@ -145,7 +167,7 @@ cdef CacheHandle* cache_lookup(BlockCacheCore* cache, uint64_t file_number,
     while h != NULL and (h.file_number != file_number or h.offset != offset):
         h = h.next_hash
     if h != NULL:
-        h.refs += 1
+        refs_add(&h.refs, 1)
         lru_unlink(h)
         lru_append(s, h)
         s.hits += 1
@@ -155,18 +177,17 @@ cdef CacheHandle* cache_lookup(BlockCacheCore* cache, uint64_t file_number,
     return h
 
 cdef CacheHandle* cache_insert(BlockCacheCore* cache, uint64_t file_number, uint64_t offset,
-                               unsigned char* data, size_t size, uint32_t restarts,
-                               uint32_t num_restarts) noexcept nogil:
-    """Cache a checked block, taking ownership of data (malloc'd); returns it
-    pinned, or NULL (data freed) when out of memory.  A block larger than a
-    shard's capacity, or any block of a disabled cache, is returned
-    detached: the caller's release frees it."""
+                               CacheHandle* h) noexcept nogil:
+    """Cache a checked block from handle_alloc() (the caller's pin passes to
+    the returned handle, h itself).  A block larger than a shard's
+    capacity, or any block of a disabled cache, stays detached: the
+    caller's release frees it."""
     cdef uint64_t hv = hash_key(file_number, offset)
     cdef CacheShard* s = &cache.shards[(hv >> 56) & <uint64_t>(cache.num_shards - 1)]
-    cdef CacheHandle* h = detached_handle(data, size, restarts, num_restarts)
     cdef CacheHandle* old
     cdef CacheHandle** slot
-    if h == NULL or h.charge > s.capacity:
+    cdef CacheHandle* dead = NULL
+    if h.charge > s.capacity:
         return h
     h.file_number = file_number
     h.offset = offset
@@ -177,20 +198,21 @@ cdef CacheHandle* cache_insert(BlockCacheCore* cache, uint64_t file_number, uint
     while old != NULL and (old.file_number != file_number or old.offset != offset):
         old = old.next_hash
     if old != NULL:
-        evict_locked(s, old)         # two readers missed at once; keep the newer copy
+        dead = evict_locked(s, old, dead)    # two readers missed at once; keep the newer copy
     slot = &s.buckets[hv & (s.num_buckets - 1)]
     h.next_hash = slot[0]
     slot[0] = h
-    h.refs = 2                       # the cache's and the caller's
+    h.refs = 2                       # the cache's and the caller's (not yet shared)
     h.in_cache = True
     lru_append(s, h)
     s.usage += h.charge
     s.count += 1
     while s.usage > s.capacity and s.lru.lru_next != &s.lru:
-        evict_locked(s, s.lru.lru_next)
+        dead = evict_locked(s, s.lru.lru_next, dead)
     if s.count > s.num_buckets:
         grow_buckets(s)
     pthread_mutex_unlock(&s.mutex)
+    unref_chain(dead)
     return h
 
 

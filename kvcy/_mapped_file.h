@@ -3,8 +3,8 @@
  * call.  A mapping has one hazard pread lacks: touching a page past the end
  * of a file that shrank after it was mapped raises SIGBUS.  Table files never
  * shrink while kvcy has them open, but another process could cut one, and
- * kvcy must then report corruption, not die.  So every copy out of a mapping
- * runs under kvcy_map_copy, which arms a per-thread jump target that a SIGBUS
+ * kvcy must then report corruption, not die.  So every read of a mapping
+ * runs under kvcy_map_run, which arms a per-thread jump target that a SIGBUS
  * handler returns to; a SIGBUS anywhere else goes to the handler that was
  * installed before (or the default action), by re-raising once the old
  * handler is back in place.
@@ -18,8 +18,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* volatile: memcpy is a builtin the compiler knows does not read this, so
-   without it the store before the copy would be dropped as dead. */
+/* volatile: a store the compiler can prove nothing reads before the next
+   store (memcpy and inlined code do not read it) would be dropped as dead. */
 static __thread sigjmp_buf *volatile kvcy_map_jump = NULL;
 static struct sigaction kvcy_map_previous;
 static int kvcy_map_installed = 0;
@@ -57,19 +57,26 @@ static int kvcy_map_install(void)
     return 0;
 }
 
-/* Copy n bytes at src, inside a mapping, to dst: n, or 0 when the file
-   behind the mapping no longer holds those bytes (SIGBUS). */
-static size_t kvcy_map_copy(unsigned char *dst, const unsigned char *src, size_t n)
+/* What kvcy_map_run returns when fn touched a page the file no longer has. */
+#define KVCY_MAP_FAULT (-1000)
+
+/* Run fn(arg), which reads from a mapping: fn's result, or KVCY_MAP_FAULT
+   when the file behind the mapping no longer holds a page fn touched
+   (SIGBUS).  fn must leave nothing half done that a jump out of it would
+   lose: it holds no lock and is not inside malloc while it reads the
+   mapping, and whatever it allocated it has already stored through arg. */
+static int kvcy_map_run(int (*fn)(void *), void *arg)
 {
     sigjmp_buf jump;
+    int result;
     if (sigsetjmp(jump, 0) != 0)
-        return 0;
+        return KVCY_MAP_FAULT;
     kvcy_map_jump = &jump;
     __asm__ __volatile__("" ::: "memory");
-    memcpy(dst, src, n);
+    result = fn(arg);
     __asm__ __volatile__("" ::: "memory");
     kvcy_map_jump = NULL;
-    return n;
+    return result;
 }
 
 /* Map the first size bytes of fd read-only: the address, or NULL. */

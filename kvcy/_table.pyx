@@ -37,7 +37,8 @@ from posix.stat cimport fstat, struct_stat
 
 cdef extern from "_mapped_file.h" nogil:
     int kvcy_map_install() noexcept
-    size_t kvcy_map_copy(unsigned char* dst, const unsigned char* src, size_t n) noexcept
+    int KVCY_MAP_FAULT
+    int kvcy_map_run(int (*fn)(void*) noexcept nogil, void* arg) noexcept
     const unsigned char* kvcy_map_open(int fd, uint64_t size) noexcept
     void kvcy_map_close(const unsigned char* p, uint64_t size) noexcept
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
@@ -47,7 +48,7 @@ from kvcy._block cimport (Block, BlockCursor, BLOCK_OK, TRAILER_OK, TRAILER_NOT_
                           block_check_trailer, cursor_init, cursor_free, cursor_seek,
                           trailer_exception, cursor_exception)
 from kvcy._block_cache cimport (BlockCache, BlockCacheCore, CacheHandle, cache_lookup,
-                                cache_insert, cache_release, detached_handle)
+                                cache_insert, cache_release, handle_alloc)
 from kvcy._bloom cimport BloomFilter, bloom_may_contain
 from kvcy._coding cimport get_varint64, load_fixed32, load_fixed64
 from kvcy._crc32c cimport crc32c_extend, crc32c_unmask
@@ -127,72 +128,67 @@ cdef object found_value(Found* f, object clock):
 
 # -- C: blocks and point lookups over a TableReader ---------------------------
 
-cdef CacheHandle* table_finish_block(TableReader* t, unsigned char* buf, size_t got, uint64_t offset,
-                               uint64_t size, ReadError* err) noexcept nogil:
-    # Check and decode the size + 5 bytes read into buf (owned: freed or
-    # kept here), cache the result; the pinned handle or NULL with err.
-    cdef size_t n = <size_t>size + TRAILER_BYTES
-    cdef int compression
+cdef struct BlockDecode:
+    # One block to check and decode (decode_block), passed through
+    # kvcy_map_run when src lies in a mapping.
+    TableReader* t
+    const unsigned char* src     # the block's size + 5 bytes
+    uint64_t size
+    uint64_t offset
+    CacheHandle* h               # allocated by decode_block; the caller frees
+                                 # it on failure (a SIGBUS may leave it set)
+    ReadError* err
+
+
+cdef int decode_block(void* arg) noexcept nogil:
+    # Check the CRC32C and compression byte of d.src, decompress or copy it
+    # into a new handle and check its restart array: 0 with d.h filled, or
+    # -1 with d.err set.  Allocates nothing while it reads src (so a jump out
+    # of a read of a cut mapping leaks nothing but d.h, which the caller owns).
+    cdef BlockDecode* d = <BlockDecode*>arg
+    cdef const unsigned char* src = d.src
+    cdef uint64_t size = d.size
+    cdef ReadError* err = d.err
+    cdef int compression = src[size]
     cdef uint32_t crc, restarts = 0, num = 0, index = 0, bad = 0
     cdef size_t raw_len
-    cdef unsigned char* raw
     cdef int code
     cdef CacheHandle* h
-    if got != n:
-        free(buf)
-        fail(err, READ_TRUNCATED, 0, got)
-        return NULL
-    compression = buf[size]
-    crc = crc32c_extend(crc32c_extend(0, buf, <size_t>size), buf + size, 1)
-    if crc32c_unmask(load_fixed32(buf + size + 1)) != crc:
-        free(buf)
-        fail(err, READ_CHECKSUM, 0, 0)
-        return NULL
+    crc = crc32c_extend(crc32c_extend(0, src, <size_t>size), src + size, 1)
+    if crc32c_unmask(load_fixed32(src + size + 1)) != crc:
+        return fail(err, READ_CHECKSUM, 0, 0)
     if compression == NO_COMPRESSION:
-        raw = buf
         raw_len = <size_t>size
     elif compression == SNAPPY_COMPRESSION:
-        if snappy_uncompressed_length(buf, <size_t>size, &raw_len) != 0:
+        if snappy_uncompressed_length(src, <size_t>size, &raw_len) != 0:
             raw_len = MAX_BLOCK_BYTES + 1
         if raw_len > MAX_BLOCK_BYTES:
-            free(buf)
-            fail(err, READ_BAD_LENGTH, 0, raw_len)
-            return NULL
-        raw = <unsigned char*>malloc(raw_len if raw_len else 1)
-        if raw == NULL:
-            free(buf)
-            fail(err, READ_NO_MEMORY, 0, 0)
-            return NULL
-        if snappy_uncompress(buf, <size_t>size, raw, raw_len) != 0:
-            free(buf)
-            free(raw)
-            fail(err, READ_DECOMPRESS, 0, 0)
-            return NULL
-        free(buf)
+            return fail(err, READ_BAD_LENGTH, 0, raw_len)
     else:
-        free(buf)
-        fail(err, READ_UNKNOWN_COMPRESSION, compression, 0)
-        return NULL
-    code = block_check_trailer(raw, raw_len, &restarts, &num, &index, &bad)
+        return fail(err, READ_UNKNOWN_COMPRESSION, compression, 0)
+    h = handle_alloc(raw_len)
+    if h == NULL:
+        return fail(err, READ_NO_MEMORY, 0, 0)
+    d.h = h
+    if compression == NO_COMPRESSION:
+        memcpy(h.data, src, raw_len)
+    elif snappy_uncompress(src, <size_t>size, h.data, raw_len) != 0:
+        return fail(err, READ_DECOMPRESS, 0, 0)
+    code = block_check_trailer(h.data, raw_len, &restarts, &num, &index, &bad)
     if code != TRAILER_OK:
         err.a = raw_len
         err.b = num
         err.c = index
         err.d = bad
         # The message of TRAILER_NOT_INCREASING names the offset before it.
-        err.e = (load_fixed32(raw + raw_len - 8 - 4 * <size_t>num + 4 * <size_t>index)
+        err.e = (load_fixed32(h.data + raw_len - 8 - 4 * <size_t>num + 4 * <size_t>index)
                  if code == TRAILER_NOT_INCREASING else 0)
-        free(raw)
         err.code = READ_TRAILER
         err.sub = code
-        return NULL
-    if t.cache == NULL:
-        h = detached_handle(raw, raw_len, restarts, num)
-    else:
-        h = cache_insert(t.cache, t.number, offset, raw, raw_len, restarts, num)
-    if h == NULL:
-        err.code = READ_NO_MEMORY           # both freed raw
-    return h
+        return -1
+    h.restarts = restarts
+    h.num_restarts = num
+    return 0
 
 
 cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil:
@@ -204,14 +200,17 @@ cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept n
 
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
                                    ReadError* err) noexcept nogil:
-    # Read the block at (offset, size) with pread, check it and cache it:
-    # the pinned handle, or NULL with err (READ_NEEDS_GIL when fd < 0).
+    # Read the block at (offset, size), check it and cache it: the pinned
+    # handle, or NULL with err (READ_NEEDS_GIL when fd < 0).  A mapped table
+    # is checked and decompressed straight from its mapping; otherwise the
+    # block is read with pread into a scratch buffer first.
     cdef uint64_t limit = t.file_size - FOOTER_BYTES
     cdef size_t n, got = 0
     cdef ssize_t r
-    cdef unsigned char* buf
-    cdef CacheHandle* h
+    cdef unsigned char* buf = NULL
     cdef struct_stat st
+    cdef BlockDecode d
+    cdef int rc
     err.offset = offset
     err.size = size
     if offset > limit or limit - offset < TRAILER_BYTES or size > limit - offset - TRAILER_BYTES \
@@ -222,34 +221,73 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
         fail(err, READ_NEEDS_GIL, 0, 0)
         return NULL
     n = <size_t>size + TRAILER_BYTES
-    buf = <unsigned char*>malloc(n)
-    if buf == NULL:
-        fail(err, READ_NO_MEMORY, 0, 0)
-        return NULL
+    d.t = t
+    d.size = size
+    d.offset = offset
+    d.h = NULL
+    d.err = err
     if t.map != NULL:
         # The bounds above hold for the mapping (file_size bytes); a file cut
         # short behind kvcy's back reads as truncated, not as a crash.
-        got = kvcy_map_copy(buf, t.map + offset, n)
-        h = table_finish_block(t, buf, got, offset, size, err)
-        if h == NULL and err.code == READ_CHECKSUM and fstat(t.fd, &st) == 0 \
-                and <uint64_t>st.st_size < offset + n:
+        d.src = t.map + offset
+        rc = kvcy_map_run(decode_block, &d)
+        if rc == KVCY_MAP_FAULT:
+            fail(err, READ_TRUNCATED, 0, 0)
+        if rc != 0 and (err.code == READ_TRUNCATED or err.code == READ_CHECKSUM) \
+                and fstat(t.fd, &st) == 0 and <uint64_t>st.st_size < offset + n:
             # The bytes past a shortened file's end read as zeros up to the
             # page's end: name the cause, as pread's short read would.
             fail(err, READ_TRUNCATED, 0,
                  <uint64_t>st.st_size - offset if <uint64_t>st.st_size > offset else 0)
-        return h
-    while got < n:
-        r = pread(t.fd, buf + got, n - got, <long>(offset + got))
-        if r < 0:
-            if errno == 4:               # EINTR
-                continue
-            free(buf)
-            fail(err, READ_IO, errno, 0)
+    else:
+        buf = <unsigned char*>malloc(n)
+        if buf == NULL:
+            fail(err, READ_NO_MEMORY, 0, 0)
             return NULL
-        if r == 0:
-            break
-        got += <size_t>r
-    return table_finish_block(t, buf, got, offset, size, err)
+        while got < n:
+            r = pread(t.fd, buf + got, n - got, <long>(offset + got))
+            if r < 0:
+                if errno == 4:               # EINTR
+                    continue
+                free(buf)
+                fail(err, READ_IO, errno, 0)
+                return NULL
+            if r == 0:
+                break
+            got += <size_t>r
+        d.h = table_decode_buffer(t, buf, got, offset, size, err)
+        free(buf)
+        return d.h
+    return decoded_block(t, &d, rc)
+
+
+cdef CacheHandle* decoded_block(TableReader* t, BlockDecode* d, int rc) noexcept nogil:
+    # decode_block's result rc as a pinned, cached handle, or NULL.
+    if rc != 0:
+        if d.h != NULL:
+            free(d.h)                        # detached, never shared
+        return NULL
+    if t.cache == NULL:
+        return d.h                           # detached: the caller's release frees it
+    return cache_insert(t.cache, t.number, d.offset, d.h)
+
+
+cdef CacheHandle* table_decode_buffer(TableReader* t, const unsigned char* buf, size_t got,
+                                      uint64_t offset, uint64_t size,
+                                      ReadError* err) noexcept nogil:
+    # The block's size + 5 bytes read into buf (got of them), checked,
+    # decoded and cached: the pinned handle, or NULL with err.
+    cdef BlockDecode d
+    if got != <size_t>size + TRAILER_BYTES:
+        fail(err, READ_TRUNCATED, 0, got)
+        return NULL
+    d.t = t
+    d.src = buf
+    d.size = size
+    d.offset = offset
+    d.h = NULL
+    d.err = err
+    return decoded_block(t, &d, decode_block(&d))
 
 
 cdef int table_index_find(TableReader* t, const unsigned char* key, size_t klen, uint64_t tag,
@@ -453,11 +491,8 @@ cdef class Table:
         got = PyBytes_GET_SIZE(data)
         if <uint64_t>got > size + TRAILER_BYTES:
             got = <Py_ssize_t>(size + TRAILER_BYTES)
-        buf = <unsigned char*>malloc(<size_t>size + TRAILER_BYTES)
-        if buf == NULL:
-            raise MemoryError()
-        memcpy(buf, PyBytes_AS_STRING(data), <size_t>got)
-        h = table_finish_block(&self.r, buf, <size_t>got, offset, size, &err)
+        h = table_decode_buffer(&self.r, <const unsigned char*>PyBytes_AS_STRING(data),
+                                <size_t>got, offset, size, &err)
         if h == NULL:
             raise self.read_error(&err)
         return h

@@ -1038,8 +1038,8 @@ _SHRUNK_CHILD = r"""
 import faulthandler, glob, os, sys
 import kvcy
 faulthandler.enable()        # as pytest does: kvcy's SIGBUS handler must sit beside it
-path = sys.argv[1]
-conn = kvcy.connect(path, block_cache_bytes=0, compression="none")
+path, compression = sys.argv[1], sys.argv[2]
+conn = kvcy.connect(path, block_cache_bytes=0, compression=compression)
 conn.put_many([(b"%08d" % i, b"v" * 200) for i in range(20000)])
 conn.flush()
 assert conn.get(b"%08d" % 0) == b"v" * 200          # the table is open, and mapped
@@ -1056,10 +1056,13 @@ print(conn.get(b"after"))
 """
 
 
-def test_a_table_cut_short_while_mapped_reads_as_corruption_not_a_crash(tmp_path):
+@pytest.mark.parametrize("compression", ["none", "snappy"])
+def test_a_table_cut_short_while_mapped_reads_as_corruption_not_a_crash(tmp_path, compression):
+    # Blocks are checked and decompressed straight from the mapping.
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-c", _SHRUNK_CHILD, str(tmp_path / "db")],
+    proc = subprocess.run([sys.executable, "-c", _SHRUNK_CHILD, str(tmp_path / "db"),
+                           compression],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
