@@ -34,6 +34,8 @@ cdef struct Writer:
     bint done                        # set by the leader that committed it
     PyObject* error                  # owned: the group's failure, NULL when it succeeded
     PyThread_type_lock wake          # held (armed) while queued behind a head; NULL for a head
+    PyObject* reserved_key           # borrowed: a default-namespace key of the write in the
+                                     # region reserved for namespaces, else NULL (see _refuse_reserved)
 
 cdef class WritePath:
     cdef PyThread_type_lock lock     # the engine's write lock (a leader holds it while it commits)
@@ -79,7 +81,9 @@ cdef class WritePath:
     cdef void queue_acquire(self) noexcept
     cdef int _ready(self) except -1
     cdef int _commit(self, Writer* w) except -1
-    cdef int _write_one(self, int kind, bytes key, bytes value, object sync) except -1
+    cdef int _write_one(self, int kind, bytes key, bytes value, object sync,
+                        bint reserved=*) except -1
+    cdef int _refuse_reserved(self, Writer* w) except -1
     cdef int _enqueue(self, Writer* w) except -1
     cdef int _lead(self, Writer* w) except -1
     cdef void _gather(self, int target) noexcept

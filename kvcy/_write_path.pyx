@@ -93,12 +93,15 @@ cdef inline void init_writer(Writer* w, bint sync) noexcept:
     w.done = False
     w.error = NULL
     w.wake = NULL
+    w.reserved_key = NULL
 
 
 cdef int batch_writer(Writer* w, WriteBatch batch, bint sync) except -1:
     # w := a writer for batch, with a private copy of its rep (the batch may
     # change in another thread while w waits); the caller frees w.rep.
     init_writer(w, sync)
+    if batch.reserved_key is not None:
+        w.reserved_key = <PyObject*>batch.reserved_key     # the batch outlives the commit
     w.count = batch.count_
     w.data_bytes = batch.data_bytes_
     if w.count:
@@ -224,6 +227,7 @@ cdef class WritePath:
             if self.head == NULL:
                 try:
                     self._ready()
+                    self._refuse_reserved(w)
                     self._write_group(w, w)
                 finally:
                     self.release_lock()
@@ -316,6 +320,16 @@ cdef class WritePath:
                 PyThread_acquire_lock(self.gather, NOWAIT_LOCK)   # released late: re-arm
             PyThread_release_lock(self.queue_lock)
 
+    cdef int _refuse_reserved(self, Writer* w) except -1:
+        # REQUIRES: the write lock held.  A default-namespace write into the
+        # region reserved for namespaces was checked when it was made, but
+        # the first namespace may have been created (claiming the region,
+        # under this lock) while it waited in the queue: refuse it here,
+        # where nothing can change the flag, as the check before would have.
+        if w.reserved_key != NULL and self.reserve_namespaces:
+            raise reserved_key_error(<object>w.reserved_key)
+        return 0
+
     cdef Writer* _take_group(self, Writer* leader) noexcept:
         # The leader and the writers behind it, in queue order, while the
         # records fit the cap (LevelDB's: a small leader's group grows by at
@@ -329,6 +343,8 @@ cdef class WritePath:
         self.queue_acquire()
         m = leader.next
         while m != NULL and size <= cap and m.rep_len <= cap - size:
+            if m.reserved_key != NULL and self.reserve_namespaces:
+                break                    # it leads a group of its own, and fails there
             size += m.rep_len
             last = m
             m = m.next
@@ -341,6 +357,7 @@ cdef class WritePath:
         self.acquire_lock()
         try:
             self._ready()                # a failure here fails the leader only
+            self._refuse_reserved(w)
             if w.sync and self.last_group > 1:
                 self._gather(self.last_group)
             last = self._take_group(w)
@@ -510,14 +527,15 @@ cdef class WritePath:
             key = as_user_bytes(key, "key")
         if type(value) is not bytes:
             value = as_user_bytes(value, "value")
-        if self.reserve_namespaces and is_reserved_key(
-                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+        cdef bint reserved = is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key),
+                                             PyBytes_GET_SIZE(key))
+        if reserved and self.reserve_namespaces:
             raise reserved_key_error(key)
         if ttl is not None:
             self._write_one(KIND_EXPIRING_VALUE, key,
-                            encode_expiring(expiry_for(ttl, self.clock), value), sync)
+                            encode_expiring(expiry_for(ttl, self.clock), value), sync, reserved)
             return
-        self._write_one(KIND_VALUE, key, value, sync)
+        self._write_one(KIND_VALUE, key, value, sync, reserved)
 
     def delete(self, key, *, sync=None):
         """Connection.delete itself: remove key (a no-op when it is absent)."""
@@ -525,10 +543,11 @@ cdef class WritePath:
             raise ProgrammingError(self.unusable_message)
         if type(key) is not bytes:
             key = as_user_bytes(key, "key")
-        if self.reserve_namespaces and is_reserved_key(
-                <const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key)):
+        cdef bint reserved = is_reserved_key(<const unsigned char*>PyBytes_AS_STRING(key),
+                                             PyBytes_GET_SIZE(key))
+        if reserved and self.reserve_namespaces:
             raise reserved_key_error(key)
-        self._write_one(KIND_DELETE, key, None, sync)
+        self._write_one(KIND_DELETE, key, None, sync, reserved)
 
     def put_stored(self, bytes key not None, value, sync=None, ttl=None):
         """put() of a stored key, which may lie in the reserved region: a
@@ -554,7 +573,10 @@ cdef class WritePath:
         delete (KIND_DELETE) one key as a one-entry batch."""
         self._write_one(kind, key, value, sync)
 
-    cdef int _write_one(self, int kind, bytes key, bytes value, object sync) except -1:
+    cdef int _write_one(self, int kind, bytes key, bytes value, object sync,
+                        bint reserved=False) except -1:
+        # reserved: key is a default-namespace key in the reserved region
+        # (allowed until the database has namespaces; see _refuse_reserved).
         cdef size_t klen = PyBytes_GET_SIZE(key)
         cdef size_t vlen = 0
         cdef const unsigned char* kp = <const unsigned char*>PyBytes_AS_STRING(key)
@@ -594,6 +616,8 @@ cdef class WritePath:
             w.value = vp
             w.value_len = vlen
             w.data_bytes = klen + vlen
+            if reserved:
+                w.reserved_key = <PyObject*>key
             self._commit(&w)
         finally:
             if buf != small:
@@ -635,6 +659,7 @@ cdef class WritePath:
             try:
                 self._ready()
                 check()
+                self._refuse_reserved(&w)
                 last_group = self.last_group
                 self._write_group(&w, &w)
                 self.last_group = last_group    # the queue's groups guide _gather, not this one

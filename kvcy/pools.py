@@ -392,12 +392,13 @@ class WritePool(_Pool):
             if first.call is not None:
                 result = first.call()
             elif len(run) == 1:
-                if first.kind == KIND_VALUE:           # counted as a put, as conn.put
+                # Counted as a put or delete, as conn.put's; the write path
+                # checks the reserved region again once it holds its lock.
+                if first.kind == KIND_VALUE:
                     key, value = first.puts[0]
-                    result = self._engine.write_one(KIND_VALUE, key, value, first.sync)
+                    result = self._engine.writer.put(key, value, sync=first.sync)
                 elif first.kind == KIND_DELETE:
-                    result = self._engine.write_one(KIND_DELETE, first.deletes[0], None,
-                                                    first.sync)
+                    result = self._engine.writer.delete(first.deletes[0], sync=first.sync)
                 else:
                     result = self._engine.write_batch(first.batch, first.sync)
             else:

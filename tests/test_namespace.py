@@ -255,6 +255,47 @@ def test_the_region_is_reserved_only_once_the_database_has_namespaces(db_path):
         assert list(conn.scan()) == []
 
 
+def test_a_reserved_key_checked_before_the_first_namespace_is_refused_at_commit(db_path):
+    # The first namespace claims the region under the write lock; a default-
+    # namespace write checked before that (while the region was free) but
+    # committed after it must be refused by the commit itself, or it would
+    # land inside the namespaces' region.
+    import threading
+    with kvcy.connect(db_path) as conn:
+        engine = conn._engine
+        batch = kvcy.WriteBatch()
+        batch.put(b"\xff\xffn\x01sneaky", b"x")      # looks like namespace 1's key
+        engine.writer.reserve_namespaces = True     # as claim_region does, after the check
+        with pytest.raises(kvcy.ProgrammingError, match="reserves for namespaces"):
+            engine.write_batch(batch, None)
+        engine.writer.reserve_namespaces = False
+        # A put queued behind the writer that claims the region.
+        claimed, outcome = threading.Event(), []
+
+        def claim():
+            claimed.wait(10)
+            engine.writer.reserve_namespaces = True
+
+        def late_put():
+            try:
+                conn.put(b"\xff\xffn\x01late", b"y")
+                outcome.append("written")
+            except kvcy.ProgrammingError as exc:
+                outcome.append(str(exc))
+        holder = threading.Thread(
+            target=engine.writer.write_batch_checked, args=(kvcy.WriteBatch(), claim))
+        holder.start()
+        time.sleep(0.1)                              # holder has the write lock
+        putter = threading.Thread(target=late_put)
+        putter.start()
+        time.sleep(0.2)                              # the put is checked and queued
+        claimed.set()
+        holder.join(10)
+        putter.join(10)
+        assert len(outcome) == 1 and "reserves for namespaces" in outcome[0], outcome
+        assert _stored_keys(conn) == []
+
+
 # -- lifetime: reopen, drop, re-create, close ---------------------------------------------
 
 def test_namespaces_survive_reopen_and_flush(db_path):
