@@ -15,7 +15,7 @@ instead, with the GIL held, once per expiring entry a read meets.
 Thread-safety: pure functions; a custom clock must be safe to call from
 any thread that reads.
 """
-from libc.math cimport isfinite
+from libc.math cimport isfinite, INFINITY
 from libc.stdint cimport uint64_t
 from libc.string cimport memcpy
 from posix.time cimport clock_gettime, timespec, CLOCK_REALTIME
@@ -85,15 +85,19 @@ def now_micros(clock=None):
 
 
 def ttl_micros(ttl):
-    """A ttl argument as whole microseconds (at least 1).  ProgrammingError
-    naming ttl unless it is a positive, finite int or float of seconds."""
+    """A ttl argument as whole microseconds (at least 1); math.inf (never
+    expires, even where a namespace's default TTL would apply) is the
+    largest stamp.  ProgrammingError naming ttl unless it is a positive
+    int or float of seconds."""
     if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
         raise ProgrammingError("ttl must be a positive number of seconds (or None for no "
                                "expiry), not %r" % (ttl,))
     seconds = float(ttl)
+    if seconds == INFINITY:
+        return MAX_EXPIRY
     if not isfinite(seconds) or seconds <= 0:
-        raise ProgrammingError("ttl must be a positive, finite number of seconds (or None for "
-                               "no expiry), not %r" % (ttl,))
+        raise ProgrammingError("ttl must be a positive number of seconds, math.inf or None "
+                               "(no expiry), not %r" % (ttl,))
     micros = seconds * 1e6
     if micros >= MAX_EXPIRY_DOUBLE:
         return MAX_EXPIRY

@@ -24,6 +24,7 @@ Thread-safety: creation, drops and sweeps are serialized by the registry's
 lock, so a sweep never mistakes a namespace being created for an orphan
 (its record is written before any of its keys).
 """
+import math
 import threading
 
 from kvcy._expiry import ttl_micros
@@ -59,6 +60,10 @@ def mark_namespaces(engine):
     engine.writer.reserve_namespaces = found
 
 
+# namespace(name, ttl=math.inf): the stored default TTL is removed.
+_NO_DEFAULT = object()
+
+
 class NamespaceRegistry:
     def __init__(self, conn):
         self._conn = conn
@@ -71,10 +76,13 @@ class NamespaceRegistry:
     def open(self, name, create, ttl=None):
         """The handle of namespace name, created (with create) if missing.
         ttl: the namespace's default time to live, stored in its registry
-        record (set at creation, or changed; None leaves it as it is)."""
+        record (set at creation, or changed; None leaves it as it is;
+        math.inf removes it)."""
         encoded = check_name(name)
         if ttl is not None:
             ttl_micros(ttl)                    # a bad ttl fails before anything is written
+            if ttl == math.inf:
+                ttl = _NO_DEFAULT
         conn = self._conn
         with self._lock:
             engine = conn._check()
@@ -86,15 +94,17 @@ class NamespaceRegistry:
                 if engine.readonly:
                     raise OperationalError("cannot create namespace %r: the database is open "
                                            "read-only" % (name,))
-                options = {} if ttl is None else {"ttl": ttl}
+                options = {} if ttl is None or ttl is _NO_DEFAULT else {"ttl": ttl}
                 namespace_id = self._create(engine, encoded, options)
             else:
                 namespace_id, options = decode_record(name, record)
-                if ttl is not None and options.get("ttl") != ttl:
+                if ttl is not None and options.get("ttl", _NO_DEFAULT) != ttl:
                     if engine.readonly:
                         raise OperationalError("cannot change namespace %r: the database is "
                                                "open read-only" % (name,))
                     options = dict(options, ttl=ttl)
+                    if ttl is _NO_DEFAULT:
+                        del options["ttl"]
                     batch = WriteBatch()
                     batch.put(encoded, encode_record(namespace_id, options), namespace=_REGISTRY)
                     engine.write_batch(batch, None)

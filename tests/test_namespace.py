@@ -6,6 +6,7 @@ forward, reverse and by prefix that never cross a boundary; reopen; drop and
 re-create; atomic cross-namespace batches and transactions (with a
 rollback and conflicts); kill -9 during cross-namespace batches.
 """
+import math
 import os
 import random
 import signal
@@ -595,7 +596,17 @@ def test_a_namespace_default_ttl_applies_to_its_puts_and_survives_reopen(tmp_pat
     with pytest.raises(kvcy.ProgrammingError, match="ttl"):
         conn.namespace("other", ttl=-1)
     assert "other" not in conn.namespaces()
+    sessions.put(b"kept", b"1", ttl=math.inf)           # never expires, despite the default
+    conn.namespace("sessions", ttl=math.inf)            # the default removed
+    assert sessions.options == {}
+    sessions.put(b"s7", b"grace")
+    clock.advance(10 ** 6)
+    assert (sessions.get(b"s6"), sessions.get(b"s7"), sessions.get(b"kept")) == (
+        None, b"grace", b"1")
     conn.close()
+    with kvcy.connect(path, clock=clock) as conn:       # removed for good
+        assert conn.namespace("sessions").options == {}
+        assert conn.namespace("fresh", ttl=math.inf).options == {}
 
 
 def test_namespace_delete_range_stays_inside_the_namespace(tmp_path):

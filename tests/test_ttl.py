@@ -274,7 +274,7 @@ def test_expiry_is_fixed_at_put_time_and_survives_the_wal(tmp_path, clock):
 
 # -- argument checks ----------------------------------------------------------
 
-BAD_TTLS = [0, -1, -0.5, float("nan"), float("inf"), True, False, "5", b"5", [5]]
+BAD_TTLS = [0, -1, -0.5, float("nan"), float("-inf"), True, False, "5", b"5", [5]]
 
 
 @pytest.mark.parametrize("ttl", BAD_TTLS)
@@ -298,11 +298,12 @@ def test_ttl_none_means_no_expiry_and_tiny_ttls_round_up(tmp_path, clock):
         conn.put(b"k", b"v", ttl=None)
         conn.put(b"tiny", b"t", ttl=1e-9)          # at least one microsecond
         conn.put(b"huge", b"h", ttl=1e300)         # capped: never expires in practice
+        conn.put(b"never", b"n", ttl=float("inf"))   # math.inf: never expires
         assert conn.get(b"tiny") == b"t"
         clock.advance(1e-6)
         assert conn.get(b"tiny") is None
         clock.advance(1e9)
-        assert conn.get_many([b"k", b"huge"]) == [b"v", b"h"]
+        assert conn.get_many([b"k", b"huge", b"never"]) == [b"v", b"h", b"n"]
 
 
 @pytest.mark.parametrize("clock_arg, message", [
