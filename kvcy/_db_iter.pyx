@@ -119,8 +119,10 @@ cdef class DBIterator:
         # REQUIRES: iter.is_valid().
         cdef const unsigned char* k
         cdef size_t ulen
-        cdef uint64_t tag
+        cdef uint64_t tag, cover
         cdef int kind
+        cdef const unsigned char* cover_stop
+        cdef size_t cover_stop_len
         while True:
             k = self.iter.key_ptr()
             ulen = self.iter.key_len() - TAG_BYTES
@@ -130,8 +132,25 @@ cdef class DBIterator:
             if (tag >> 8) <= self.sequence_:
                 kind = <int>(tag & 0xFF)
                 if ((kind == KIND_VALUE or kind == KIND_EXPIRING_VALUE)
-                        and self.range_deleted(k, ulen, tag >> 8)):
-                    kind = KIND_DELETE       # as a tombstone: it hides older entries too
+                        and self.range_dels is not None):
+                    cover = self.range_dels.covering_until(k, ulen, self.sequence_,
+                                                           &cover_stop, &cover_stop_len)
+                    if cover > (tag >> 8):
+                        # Deleted by a range tombstone, which deletes every
+                        # older entry up to cover_stop as well: the children
+                        # whose entries are all older jump there at once
+                        # instead of being read entry by entry.
+                        if buf_assign(&self.saved_key, k, ulen) < 0:
+                            return self.no_memory()
+                        skipping = True
+                        if buf_seek_key(&self.seek_key, cover_stop, cover_stop_len,
+                                        pack_tag(MAX_SEQUENCE, KIND_FOR_SEEK)) < 0:
+                            return self.no_memory()
+                        if self.iter.c_skip_older(self.seek_key.data, self.seek_key.len, cover):
+                            if not self.iter.is_valid():
+                                break
+                            continue         # the entry it is on now is another one
+                        kind = KIND_DELETE   # as a tombstone: it hides older entries too
                 if kind == KIND_VALUE or kind == KIND_EXPIRING_VALUE:
                     if skipping and compare_user_keys(k, ulen, self.saved_key.data,
                                                       self.saved_key.len) <= 0:

@@ -13,12 +13,21 @@
 #     REQUIRE is_valid(); on an invalid iterator they raise the sticky error,
 #     or ValueError if there is none.
 #   c_status returns None or the error that stopped the iterator.
+#   c_skip_older(target, n, sequence), forward only, REQUIRES is_valid():
+#     if the iterator can tell cheaply that every entry from its position up
+#     to the first entry >= target (an internal key) has a sequence below
+#     `sequence`, it moves to that entry (as c_seek(target) would) and
+#     returns 1; else it stays and returns 0 (the default).  A scan uses it
+#     to step over what a range tombstone of that sequence deletes.
 # Errors are sticky: an iterator that raised for a reason other than misuse
 # (corruption, a failed read) stays invalid, and every later move raises the
 # same error again.  The Python face (valid, seek, next, key, ...) is
 # implemented once, here, on top of the cdef face.
 #
 # Thread-safety: an iterator belongs to one thread at a time.
+
+from libc.stdint cimport uint64_t
+
 
 cdef class InternalIterator:
     cdef object status_          # None, or the error that stopped the iterator (sticky)
@@ -33,6 +42,8 @@ cdef class InternalIterator:
     cdef int c_seek(self, const unsigned char* target, size_t n) except -1
     cdef int c_next(self) except -1
     cdef int c_prev(self) except -1
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1
     cdef object c_status(self)
     cdef int fail(self, object exc) except -1
     cdef int raise_invalid(self, str what) except -1

@@ -86,6 +86,10 @@ cdef class InternalIterator:
     cdef int c_prev(self) except -1:
         return self.raise_invalid("prev")
 
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1:
+        return 0                         # cannot tell: step entry by entry
+
     cdef object c_status(self):
         return self.status_
 

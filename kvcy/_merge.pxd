@@ -37,6 +37,8 @@ cdef class MergingIterator(InternalIterator):
     cdef int c_seek(self, const unsigned char* target, size_t n) except -1
     cdef int c_next(self) except -1
     cdef int c_prev(self) except -1
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1
     cdef object c_status(self)
 
     cdef void find_smallest(self) noexcept

@@ -259,6 +259,36 @@ cdef class MergingIterator(InternalIterator):
         self.find_smallest()
         return 0
 
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1:
+        # Each child before target that can skip does; 1 if the current
+        # entry's child moved (the current entry is then a new one).
+        cdef MergeChild* c
+        cdef MergeChild* was = self.current
+        cdef bint any_moved = False, current_moved = False
+        cdef Py_ssize_t i
+        cdef uint64_t target_tag
+        if was == NULL or self.direction != MERGE_FORWARD or n < TAG_BYTES:
+            return 0
+        target_tag = load_fixed64(target + n - TAG_BYTES)
+        for i in range(self.n):
+            c = &self.kids[i]
+            if not c.valid or compare_internal(c.key, c.ukey_len, c.tag,
+                                               target, n - TAG_BYTES, target_tag) >= 0:
+                continue
+            self.current = NULL              # stays invalid if the child raises
+            if (<InternalIterator>c.it).c_skip_older(target, n, sequence):
+                refresh(c)
+                any_moved = True
+                current_moved |= c == was
+            self.current = was
+        if not any_moved:
+            return 0
+        # Children only moved forward, so the smallest is found again (and
+        # the runner-up, which a moved child may have been).
+        self.find_smallest()
+        return 1 if current_moved else 0
+
     @property
     def num_children(self):
         return self.n

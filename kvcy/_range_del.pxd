@@ -35,3 +35,9 @@ cdef class RangeTombstones:
     # entry of key with a smaller sequence is deleted at `sequence`.
     cdef uint64_t covering(self, const unsigned char* key, size_t klen,
                            uint64_t sequence) noexcept nogil
+    # covering(), and the end of the fragment it was found in: every key in
+    # [key, stop) is covered by a tombstone at least that new.  stop is
+    # left alone when the result is 0.
+    cdef uint64_t covering_until(self, const unsigned char* key, size_t klen,
+                                 uint64_t sequence, const unsigned char** stop,
+                                 size_t* stop_len) noexcept nogil

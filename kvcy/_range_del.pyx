@@ -138,6 +138,15 @@ cdef class RangeTombstones:
 
     cdef uint64_t covering(self, const unsigned char* key, size_t klen,
                            uint64_t sequence) noexcept nogil:
+        cdef const unsigned char* stop
+        cdef size_t stop_len
+        return self.covering_until(key, klen, sequence, &stop, &stop_len)
+
+    cdef uint64_t covering_until(self, const unsigned char* key, size_t klen,
+                                 uint64_t sequence, const unsigned char** stop,
+                                 size_t* stop_len) noexcept nogil:
+        # A fragment's tombstones cover all of it, so the best one found
+        # covers key up to its fragment's stop.
         cdef Py_ssize_t L, i, j
         cdef const Layer* layer
         cdef const Fragment* f
@@ -152,6 +161,8 @@ cdef class RangeTombstones:
                 if layer.seqs[j] <= sequence:
                     if layer.seqs[j] > best:
                         best = layer.seqs[j]
+                        stop[0] = f.stop
+                        stop_len[0] = f.stop_len
                     break
         return best
 

@@ -3,6 +3,8 @@
 # (LevelDB's TwoLevelIterator), in its two uses: TableIterator (a table's
 # index block -> its data blocks) and LevelIterator (a level's sorted file
 # list -> each file's TableIterator).  See kvcy/_two_level.pyx.
+from libc.stdint cimport uint64_t
+
 from kvcy._block cimport BlockIterator
 from kvcy._iterator cimport InternalIterator
 
@@ -49,7 +51,10 @@ cdef class TableIterator(TwoLevelIterator):
     cdef unsigned char data_handle[MAX_HANDLE_BYTES]   # index value data_iter was loaded from
     cdef size_t data_handle_len  # its bytes; 0 when no block is loaded
 
+    cdef uint64_t largest_sequence   # the table's newest entry (properties); 0: unknown
     cdef int step(self, bint forward) except -1
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1
 
 
 cdef class LevelIterator(TwoLevelIterator):
@@ -61,3 +66,5 @@ cdef class LevelIterator(TwoLevelIterator):
     cdef dict recent             # file index -> its iterator, the last few opened (seeks revisit them)
 
     cdef Py_ssize_t find_file(self, const unsigned char* target, size_t n) except -2
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1

@@ -29,6 +29,7 @@ the path of its table.
 Thread-safety: one thread at a time; tables and files may be shared.
 """
 cimport cython
+from libc.stdint cimport uint64_t
 from libc.string cimport memcmp, memcpy
 from cpython.bytes cimport (PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE,
                             PyBytes_CheckExact)
@@ -215,6 +216,24 @@ cdef class TableIterator(TwoLevelIterator):
         self.index_iter = BlockIterator(index)
         self.data_iter = None
         self.data_handle_len = 0
+        # 0 (unknown, or a TableWriter file's sequence 0): never skipped.
+        self.largest_sequence = getattr(getattr(table, "properties", None),
+                                        "largest_sequence", 0) or 0
+
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1:
+        # Every entry of the table is older than `sequence` when its newest is.
+        cdef const unsigned char* k
+        cdef size_t klen
+        if self.largest_sequence == 0 or self.largest_sequence >= sequence or not self.is_valid():
+            return 0
+        k = self.key_ptr()
+        klen = self.key_len()
+        if compare_internal(k, klen - TAG_BYTES, load_fixed64(k + klen - TAG_BYTES),
+                            target, n - TAG_BYTES, load_fixed64(target + n - TAG_BYTES)) >= 0:
+            return 0
+        self.c_seek(target, n)
+        return 1
 
     cdef int c_next(self) except -1:
         # The common step, inside a block, without a try block (which costs
@@ -369,6 +388,31 @@ cdef class LevelIterator(TwoLevelIterator):
         self.data_iter = None
         self.loaded = -1
         self.recent.clear()              # an iterator that failed is never reused
+
+    cdef int c_skip_older(self, const unsigned char* target, size_t n,
+                          uint64_t sequence) except -1:
+        # File by file: the current file's iterator skips if its table is
+        # older than `sequence`; one that runs out hands over to the next
+        # file, which must prove the same for itself.
+        cdef int moved = 0
+        cdef const unsigned char* k
+        cdef size_t klen
+        while self.data_iter is not None and self.data_iter.is_valid():
+            k = self.data_iter.key_ptr()
+            klen = self.data_iter.key_len()
+            if compare_internal(k, klen - TAG_BYTES, load_fixed64(k + klen - TAG_BYTES),
+                                target, n - TAG_BYTES, load_fixed64(target + n - TAG_BYTES)) >= 0:
+                break
+            try:
+                if not self.data_iter.c_skip_older(target, n, sequence):
+                    break
+            except Exception as exc:
+                return self.fail_reset(exc)
+            moved = 1
+            if self.data_iter.is_valid():
+                break
+            self.skip_empty_forward()        # nothing >= target in that file: the next one
+        return moved
 
     cdef Py_ssize_t find_file(self, const unsigned char* target, size_t n) except -2:
         # Index of the first file whose largest key is >= target; len(files) if none.

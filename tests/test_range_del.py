@@ -606,6 +606,36 @@ def test_iterator_turns_around_inside_and_beside_a_deleted_range(db_path):
         it.close()
 
 
+def test_a_scan_jumps_over_what_a_tombstone_deletes_in_older_tables(db_path):
+    # Tables older than the tombstone skip to its end in one seek instead of
+    # being read block by block; newer writes inside the range (in the
+    # memtable and in a newer table) still show.
+    def wide_key(i):
+        return b"k%06d" % i
+    with kvcy.connect(db_path, block_cache_bytes=64 << 20) as conn:
+        conn.put_many([(wide_key(i), b"v" * 100) for i in range(20000)])
+        conn.compact_range()                            # one level, several tables
+        conn.put_many([(wide_key(i), b"w" * 100) for i in range(20000, 21000)])
+        conn.flush()                                    # a newer table in level 0
+        conn.delete_range(wide_key(100), wide_key(20900))
+        conn.put(wide_key(5000), b"new")                     # newer than the tombstone
+        conn.flush()
+        conn.put(wide_key(6000), b"newer")                   # in the memtable
+        expected = ([(wide_key(i), b"v" * 100) for i in range(100)]
+                    + [(wide_key(5000), b"new"), (wide_key(6000), b"newer")]
+                    + [(wide_key(i), b"w" * 100) for i in range(20900, 21000)])
+        before = conn.stats()
+        assert list(conn.scan()) == expected
+        after = conn.stats()
+        blocks = (after["block_cache_hits"] + after["block_cache_misses"]
+                  - before["block_cache_hits"] - before["block_cache_misses"])
+        data_blocks = 21000 * 120 // 4096               # what a block-by-block scan reads
+        assert blocks < data_blocks // 10, (blocks, data_blocks)
+        with conn.snapshot() as snap:                   # the same at a snapshot
+            assert list(snap.scan(wide_key(50), wide_key(20950))) == [
+                kv for kv in expected if wide_key(50) <= kv[0] < wide_key(20950)]
+
+
 def test_aio_delete_range(db_path):
     import asyncio
     import kvcy.aio

@@ -556,7 +556,7 @@ def test_batch_ttl_uses_the_batch_clock():
     assert expiries == [1_002_500_000, 1_001_000_000, 1_001_000_000]
 
 
-@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), True, "5", b"5"])
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("-inf"), True, "5", b"5"])
 def test_batch_refuses_a_bad_ttl(ttl):
     batch = WriteBatch()
     with pytest.raises(kvcy.ProgrammingError, match="ttl"):
