@@ -465,6 +465,7 @@ class Engine:
             row_cache_hits=self.row_cache.hits,
             row_cache_misses=self.row_cache.misses,
             open_tables=len(self.table_cache),
+            table_meta_bytes=self.table_cache.meta_bytes(),
             write_error=str(writer.error) if writer.error is not None else None,
             background_error=(str(self.background_error)
                               if self.background_error is not None else None),

@@ -113,3 +113,12 @@ class TableCache:
 
     def __len__(self):
         return len(self._tables)
+
+    def meta_bytes(self):
+        """Bytes the open tables keep in memory outside the block cache: each
+        one's index block and bloom filter, held as long as it is open."""
+        total = 0
+        for table in list(self._tables.values()):
+            bloom = table.bloom
+            total += table.index.size + (bloom.size if bloom is not None else 0)
+        return total

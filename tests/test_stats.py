@@ -118,3 +118,19 @@ def test_no_stats_lines_without_stats_interval(db_path):
         conn.put(b"k", b"v")
         time.sleep(0.2)
     assert log_stats_lines(db_path) == []
+
+
+def test_table_meta_bytes_counts_the_open_tables_index_and_filter(db_path):
+    with kvcy.connect(db_path) as conn:
+        assert conn.stats()["table_meta_bytes"] == 0
+        conn.put_many([(b"%08d" % i, b"v" * 100) for i in range(20000)])
+        conn.flush()
+        conn.get(b"%08d" % 5)                       # opens the table
+        tables = list(conn._engine.table_cache._tables.values())
+        assert len(tables) == 1
+        (table,) = tables
+        expected = table.index.size + table.bloom.size
+        assert expected > 20000                     # about 2 bytes a key
+        assert conn.stats()["table_meta_bytes"] == expected
+        conn._engine.table_cache.evict(table.number)
+        assert conn.stats()["table_meta_bytes"] == 0
