@@ -4,32 +4,12 @@
 from libc.stdint cimport uint32_t, uint64_t
 from kvcy._block cimport Block
 from kvcy._block_cache cimport BlockCache, BlockCacheCore, CacheHandle
-
-# Why a C read stopped (ReadError.code); 0 when it did not.  Not on disk.
-cdef enum:
-    READ_OK = 0
-    READ_BAD_HANDLE = 1          # block handle outside the file's data part
-    READ_IO = 2                  # pread failed; sub = errno
-    READ_TRUNCATED = 3           # the file ended inside the block; a = bytes read
-    READ_CHECKSUM = 4            # CRC32C of contents + compression byte differs
-    READ_BAD_LENGTH = 5          # snappy header claims a = bytes, over the limit
-    READ_DECOMPRESS = 6          # snappy data does not decode to its claimed length
-    READ_UNKNOWN_COMPRESSION = 7 # sub = the compression byte
-    READ_TRAILER = 8             # block restart array bad; sub = TRAILER_*, a..e = details
-    READ_CURSOR = 9              # block entry bad; sub = BLOCK_*, a = entry offset
-    READ_INDEX_VALUE = 10        # index entry does not hold exactly one block handle
-    READ_UNKNOWN_KIND = 11       # entry kind byte not VALUE/DELETE; sub = kind, a = entry offset
-    READ_NO_MEMORY = 12
-    READ_NEEDS_GIL = 13          # the table reads through a Python file object
-    READ_SHORT_EXPIRING = 14     # expiring value shorter than its expiry; a = entry offset, b = length
-
-cdef struct ReadError:
-    int code                     # READ_*
-    int sub                      # detail code (see above)
-    bint in_index                # True: the index block, False: a data block
-    uint64_t offset              # the block's offset
-    uint64_t size                # the block's size (from its handle)
-    uint64_t a, b, c, d, e       # numbers for the message (see above)
+# Re-exported: the read errors and the C face of a table live with the block reads.
+from kvcy._table_block cimport (
+    READ_OK, READ_BAD_HANDLE, READ_IO, READ_TRUNCATED, READ_CHECKSUM, READ_BAD_LENGTH,
+    READ_DECOMPRESS, READ_UNKNOWN_COMPRESSION, READ_TRAILER, READ_CURSOR, READ_INDEX_VALUE,
+    READ_UNKNOWN_KIND, READ_NO_MEMORY, READ_NEEDS_GIL, READ_SHORT_EXPIRING,
+    ReadError, TableReader, table_cached_block, table_read_block)
 
 # The answer of a lookup in one table.
 cdef struct Found:
@@ -38,21 +18,6 @@ cdef struct Found:
     const unsigned char* value   # inside handle's block
     size_t value_len
     CacheHandle* handle          # pins the block; REQUIRES cache_release when not NULL
-
-
-# What the C read functions need of a table; lives inside its Table object.
-cdef struct TableReader:
-    int fd                               # >= 0: pread without the GIL; -1: file.read with it
-    const unsigned char* map             # the file mapped read-only (NULL: pread); file_size bytes
-    uint64_t file_size
-    uint64_t number                      # table file number: the block cache key
-    const unsigned char* index_base      # the index block's bytes (owned by Table.index)
-    uint32_t index_restarts
-    uint32_t index_num_restarts
-    const unsigned char* bloom_array     # bloom bits (NULL: no filter; owned by Table.bloom)
-    size_t bloom_bits
-    int bloom_k
-    BlockCacheCore* cache                # NULL: blocks read are private to their reader
 
 
 cdef class Table:
@@ -66,7 +31,6 @@ cdef class Table:
     cdef public object row_cache         # kvcy.cache.RowCache or None
     cdef object __weakref__
 
-    cdef void map_table(self)
     cdef int lookup(self, const unsigned char* key, size_t klen, uint64_t sequence,
                     Found* out) except -1
     cdef CacheHandle* load_block(self, uint64_t offset, uint64_t size, bint in_index) except NULL
@@ -76,7 +40,4 @@ cdef class Table:
 
 cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
                       Found* out, ReadError* err) noexcept nogil
-cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil
-cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
-                                   ReadError* err) noexcept nogil
 cdef object found_value(Found* f, object clock)

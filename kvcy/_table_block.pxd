@@ -1,0 +1,64 @@
+# cython: language_level=3
+# Reading one block of a table file in C: the handle's bounds, the file's
+# mapping or pread, CRC32C, decompression, the restart array's check, and
+# the block cache.  See kvcy/_table_block.pyx.
+from libc.stdint cimport uint32_t, uint64_t
+from kvcy._block_cache cimport BlockCacheCore, CacheHandle
+
+# Why a C read stopped (ReadError.code); 0 when it did not.  Not on disk.
+cdef enum:
+    READ_OK = 0
+    READ_BAD_HANDLE = 1          # block handle outside the file's data part
+    READ_IO = 2                  # pread failed; sub = errno
+    READ_TRUNCATED = 3           # the file ended inside the block; a = bytes read
+    READ_CHECKSUM = 4            # CRC32C of contents + compression byte differs
+    READ_BAD_LENGTH = 5          # snappy header claims a = bytes, over the limit
+    READ_DECOMPRESS = 6          # snappy data does not decode to its claimed length
+    READ_UNKNOWN_COMPRESSION = 7 # sub = the compression byte
+    READ_TRAILER = 8             # block restart array bad; sub = TRAILER_*, a..e = details
+    READ_CURSOR = 9              # block entry bad; sub = BLOCK_*, a = entry offset
+    READ_INDEX_VALUE = 10        # index entry does not hold exactly one block handle
+    READ_UNKNOWN_KIND = 11       # entry kind byte not VALUE/DELETE; sub = kind, a = entry offset
+    READ_NO_MEMORY = 12
+    READ_NEEDS_GIL = 13          # the table reads through a Python file object
+    READ_SHORT_EXPIRING = 14     # expiring value shorter than its expiry; a = entry offset, b = length
+
+cdef struct ReadError:
+    int code                     # READ_*
+    int sub                      # detail code (see above)
+    bint in_index                # True: the index block, False: a data block
+    uint64_t offset              # the block's offset
+    uint64_t size                # the block's size (from its handle)
+    uint64_t a, b, c, d, e       # numbers for the message (see above)
+
+# What the C read functions need of a table; lives inside its Table object.
+cdef struct TableReader:
+    int fd                               # >= 0: pread without the GIL; -1: file.read with it
+    const unsigned char* map             # the file mapped read-only (NULL: pread); file_size bytes
+    uint64_t file_size
+    uint64_t number                      # table file number: the block cache key
+    const unsigned char* index_base      # the index block's bytes (owned by Table.index)
+    uint32_t index_restarts
+    uint32_t index_num_restarts
+    const unsigned char* bloom_array     # bloom bits (NULL: no filter; owned by Table.bloom)
+    size_t bloom_bits
+    int bloom_k
+    BlockCacheCore* cache                # NULL: blocks read are private to their reader
+
+
+cdef inline int read_fail(ReadError* err, int code, int sub, uint64_t a) noexcept nogil:
+    err.code = code
+    err.sub = sub
+    err.a = a
+    return -1
+
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil
+cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
+                                   ReadError* err) noexcept nogil
+cdef CacheHandle* table_decode_buffer(TableReader* t, const unsigned char* buf, size_t got,
+                                      uint64_t offset, uint64_t size,
+                                      ReadError* err) noexcept nogil
+# Map t's file for block reads (t.fd, t.file_size set; t.map := the mapping
+# or NULL, when the table should use pread), and undo it.  With the GIL.
+cdef void table_map(TableReader* t) noexcept
+cdef void table_unmap(TableReader* t) noexcept
