@@ -8,7 +8,8 @@ from kvcy._block_cache cimport BlockCache, BlockCacheCore, CacheHandle
 from kvcy._table_block cimport (
     READ_OK, READ_BAD_HANDLE, READ_IO, READ_TRUNCATED, READ_CHECKSUM, READ_BAD_LENGTH,
     READ_DECOMPRESS, READ_UNKNOWN_COMPRESSION, READ_TRAILER, READ_CURSOR, READ_INDEX_VALUE,
-    READ_UNKNOWN_KIND, READ_NO_MEMORY, READ_NEEDS_GIL, READ_SHORT_EXPIRING,
+    READ_UNKNOWN_KIND, READ_NO_MEMORY, READ_NEEDS_GIL, READ_SHORT_EXPIRING, READ_BAD_FILTER,
+    READ_TOP_INDEX_VALUE, IN_FILTER,
     ReadError, TableReader, table_cached_block, table_read_block)
 
 # The answer of a lookup in one table.
@@ -33,8 +34,12 @@ cdef class Table:
 
     cdef int lookup(self, const unsigned char* key, size_t klen, uint64_t sequence,
                     Found* out) except -1
-    cdef CacheHandle* load_block(self, uint64_t offset, uint64_t size, bint in_index) except NULL
+    cdef CacheHandle* load_block(self, uint64_t offset, uint64_t size, int in_index,
+                                 bint raw=*) except NULL
     cdef Block block_for_handle(self, const unsigned char* v, size_t n)
+    cdef Block index_partition(self, const unsigned char* v, size_t n)
+    cdef int partition_find(self, const unsigned char* key, size_t klen, uint64_t tag,
+                            uint64_t* offset, uint64_t* size) except -1
     cdef object read_error(self, const ReadError* err)
 
 

@@ -40,7 +40,7 @@ from kvcy._block cimport (Block, BlockCursor, BLOCK_OK, TRAILER_OK, TRAILER_NOT_
 from kvcy._block_cache cimport BlockCache, BlockCacheCore, CacheHandle, cache_release
 from kvcy._table_block cimport (table_cached_block, table_read_block, table_decode_buffer,
                                 table_map, table_unmap)
-from kvcy._bloom cimport BloomFilter, bloom_may_contain
+from kvcy._bloom cimport BloomFilter, BLOOM_MAX_PROBES, bloom_may_contain
 from kvcy._coding cimport get_varint64, load_fixed32, load_fixed64
 from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
                              MAX_SEQUENCE, TAG_BYTES,
@@ -91,15 +91,18 @@ cdef object found_value(Found* f, object clock):
 
 # -- C: point lookups over a TableReader -------------------------------------
 
-cdef int table_index_find(TableReader* t, const unsigned char* key, size_t klen, uint64_t tag,
-                    uint64_t* offset, uint64_t* size, ReadError* err) noexcept nogil:
-    # Handle of the data block that would hold (key, tag): 1 found, 0 the
-    # key lies past the last block, -1 with err.
+cdef int find_handles(const unsigned char* base, uint32_t restarts, uint32_t num_restarts,
+                      const unsigned char* key, size_t klen, uint64_t tag, uint64_t* handles,
+                      int count, int bad_value, ReadError* err) noexcept nogil:
+    # In an index block (separator -> `count` varint64s: one block handle in
+    # an index, two in a top-level index), the numbers of the first entry
+    # >= (key, tag): 1 found, 0 the key lies past the last entry, -1 with
+    # err (bad_value: the entry does not hold exactly `count` numbers).
     cdef BlockCursor c
     cdef const unsigned char* p
     cdef const unsigned char* limit
-    cdef int r
-    cursor_init(&c, t.index_base, t.index_restarts, t.index_num_restarts)
+    cdef int r, i
+    cursor_init(&c, base, restarts, num_restarts)
     r = cursor_seek(&c, key, klen, tag)
     if r < 0:
         err.in_index = True
@@ -109,15 +112,84 @@ cdef int table_index_find(TableReader* t, const unsigned char* key, size_t klen,
     elif r > 0:
         p = c.value
         limit = c.value + c.value_len
-        p = get_varint64(p, limit, offset)
-        if p != NULL:
-            p = get_varint64(p, limit, size)
+        for i in range(count):
+            p = get_varint64(p, limit, &handles[i])
+            if p == NULL:
+                break
         if p == NULL or p != limit:
             err.in_index = True
             err.a = c.current
-            err.code = READ_INDEX_VALUE
+            err.code = bad_value
             r = -1
     cursor_free(&c)
+    return r
+
+
+cdef inline int table_index_find(TableReader* t, const unsigned char* key, size_t klen,
+                                 uint64_t tag, uint64_t* offset, uint64_t* size,
+                                 ReadError* err) noexcept nogil:
+    # Handle of the data block that would hold (key, tag) in an unpartitioned
+    # table: 1 found, 0 the key lies past the last block, -1 with err.
+    cdef uint64_t h[2]
+    cdef int r = find_handles(t.index_base, t.index_restarts, t.index_num_restarts, key, klen,
+                              tag, h, 2, READ_INDEX_VALUE, err)
+    offset[0] = h[0]
+    size[0] = h[1]
+    return r
+
+
+cdef int filter_check(CacheHandle* h, const unsigned char* key, size_t klen,
+                      ReadError* err) noexcept nogil:
+    # Probe a filter partition (BloomFilterBuilder.finish()'s bytes, checked
+    # as BloomFilter checks a whole filter): 1 may hold key, 0 certainly
+    # not, -1 with err.
+    cdef size_t n = h.size
+    cdef int k = h.data[n - 1] if n else 0
+    if n < 2 or k < 1 or k > BLOOM_MAX_PROBES:
+        err.code = READ_BAD_FILTER
+        err.a = n
+        err.b = <uint64_t>k
+        return -1
+    return 1 if bloom_may_contain(h.data, (n - 1) * 8, k, key, klen) else 0
+
+
+cdef int partition_find_nogil(TableReader* t, const unsigned char* key, size_t klen,
+                              uint64_t tag, uint64_t* offset, uint64_t* size,
+                              ReadError* err) noexcept nogil:
+    # table_index_find for a partitioned table: the top-level index names the
+    # partition; its filter partition, then its index partition, come from
+    # the block cache (read on a miss).  REQUIRES: t.fd >= 0.
+    cdef uint64_t parts[4]
+    cdef uint64_t data[2]
+    cdef CacheHandle* h
+    cdef int r = find_handles(t.index_base, t.index_restarts, t.index_num_restarts, key, klen,
+                              tag, parts, 4, READ_TOP_INDEX_VALUE, err)
+    if r <= 0:
+        return r
+    if parts[3]:
+        err.in_index = IN_FILTER
+        h = table_cached_block(t, parts[2])
+        if h == NULL:
+            h = table_read_block(t, parts[2], parts[3], err, True)
+            if h == NULL:
+                return -1
+        r = filter_check(h, key, klen, err)
+        cache_release(h)
+        if r <= 0:
+            err.offset = parts[2]
+            return r
+    err.in_index = True
+    h = table_cached_block(t, parts[0])
+    if h == NULL:
+        h = table_read_block(t, parts[0], parts[1], err)
+        if h == NULL:
+            return -1
+    r = find_handles(h.data, h.restarts, h.num_restarts, key, klen, tag, data, 2,
+                     READ_INDEX_VALUE, err)
+    cache_release(h)
+    err.offset = parts[0]
+    offset[0] = data[0]
+    size[0] = data[1]
     return r
 
 
@@ -189,7 +261,11 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
     if sequence > MAX_SEQUENCE:
         sequence = MAX_SEQUENCE
     tag = pack_tag(sequence, KIND_FOR_SEEK)
-    r = table_index_find(t, key, klen, tag, &offset, &size, err)
+    err.offset = 0
+    if t.partitioned:
+        r = partition_find_nogil(t, key, klen, tag, &offset, &size, err)
+    else:
+        r = table_index_find(t, key, klen, tag, &offset, &size, err)
     if r <= 0:
         return r
     err.in_index = False
@@ -206,10 +282,14 @@ cdef class Table:
     """An open SSTable.  Table.open(file, file_size, number, block_cache, row_cache)."""
 
     def __cinit__(self, file, uint64_t file_size, uint64_t number, Block index not None,
-                  bloom, properties, BlockCache block_cache=None, row_cache=None):
+                  bloom, properties, BlockCache block_cache=None, row_cache=None,
+                  bint partitioned=False):
         self.file = file
         self.path = file.path
         self.index = index
+        self.r.partitioned = partitioned
+        if partitioned and bloom is not None:
+            raise TypeError("a partitioned table's filter is in partitions, not one BloomFilter")
         self.r.file_size = file_size
         self.r.number = number
         self.r.index_base = index.base
@@ -245,12 +325,14 @@ cdef class Table:
         """Open the table in file (file_size bytes): footer, index, filter and
         properties are read and checked now.  Raises CorruptionError."""
         from kvcy.table import read_table_meta
-        index, bloom, properties = read_table_meta(file, file_size)
-        return cls(file, file_size, number, index, bloom, properties, block_cache, row_cache)
+        index, bloom, properties, partitioned = read_table_meta(file, file_size)
+        return cls(file, file_size, number, index, bloom, properties, block_cache, row_cache,
+                   partitioned)
 
     # -- C: blocks ------------------------------------------------------------
 
-    cdef CacheHandle* load_block(self, uint64_t offset, uint64_t size, bint in_index) except NULL:
+    cdef CacheHandle* load_block(self, uint64_t offset, uint64_t size, int in_index,
+                                 bint raw=False) except NULL:
         # read_block_nogil for a caller holding the GIL: reads through file.read
         # when fd < 0, releases the GIL for pread; raises on failure.
         cdef ReadError err
@@ -264,9 +346,9 @@ cdef class Table:
             return h
         if self.r.fd >= 0:
             with nogil:
-                h = table_read_block(&self.r, offset, size, &err)
+                h = table_read_block(&self.r, offset, size, &err, raw)
         else:
-            h = table_read_block(&self.r, offset, size, &err)
+            h = table_read_block(&self.r, offset, size, &err, raw)
         if h != NULL:
             return h
         if err.code != READ_NEEDS_GIL:
@@ -278,7 +360,7 @@ cdef class Table:
         if <uint64_t>got > size + TRAILER_BYTES:
             got = <Py_ssize_t>(size + TRAILER_BYTES)
         h = table_decode_buffer(&self.r, <const unsigned char*>PyBytes_AS_STRING(data),
-                                <size_t>got, offset, size, &err)
+                                <size_t>got, offset, size, &err, raw)
         if h == NULL:
             raise self.read_error(&err)
         return h
@@ -295,6 +377,61 @@ cdef class Table:
         h = self.load_block(offset, size, False)
         return Block.from_handle(h, self.block_cache)
 
+    cdef Block index_partition(self, const unsigned char* v, size_t n):
+        # The index partition a top-level index entry's value (two encoded
+        # handles: index partition, filter partition) points at.
+        cdef uint64_t parts[4]
+        cdef const unsigned char* p = v
+        cdef int i
+        cdef CacheHandle* h
+        for i in range(4):
+            p = get_varint64(p, v + n, &parts[i])
+            if p == NULL:
+                break
+        if p == NULL or p != v + n:
+            raise CorruptionError("table %s: bad partition handles in the top-level index"
+                                  % self.path)
+        h = self.load_block(parts[0], parts[1], True)
+        return Block.from_handle(h, self.block_cache)
+
+    cdef int partition_find(self, const unsigned char* key, size_t klen, uint64_t tag,
+                            uint64_t* offset, uint64_t* size) except -1:
+        # partition_find_nogil for a caller holding the GIL (any file
+        # object): 1 with the data block's handle, 0 none; raises on failure.
+        cdef uint64_t parts[4]
+        cdef uint64_t data[2]
+        cdef CacheHandle* h
+        cdef ReadError err
+        cdef int r
+        err.code = READ_OK
+        err.offset = 0
+        r = find_handles(self.r.index_base, self.r.index_restarts, self.r.index_num_restarts,
+                         key, klen, tag, parts, 4, READ_TOP_INDEX_VALUE, &err)
+        if r < 0:
+            raise self.read_error(&err)
+        if r == 0:
+            return 0
+        if parts[3]:
+            h = self.load_block(parts[2], parts[3], IN_FILTER, True)
+            r = filter_check(h, key, klen, &err)
+            cache_release(h)
+            if r < 0:
+                err.in_index = IN_FILTER
+                err.offset = parts[2]
+                raise self.read_error(&err)
+            if r == 0:
+                return 0
+        h = self.load_block(parts[0], parts[1], True)
+        r = find_handles(h.data, h.restarts, h.num_restarts, key, klen, tag, data, 2,
+                         READ_INDEX_VALUE, &err)
+        cache_release(h)
+        if r < 0:
+            err.offset = parts[0]
+            raise self.read_error(&err)
+        offset[0] = data[0]
+        size[0] = data[1]
+        return r
+
     # -- C: point lookups ---------------------------------------------------
 
     cdef int lookup(self, const unsigned char* key, size_t klen, uint64_t sequence,
@@ -307,15 +444,19 @@ cdef class Table:
         out.kind = -1
         out.handle = NULL
         err.code = READ_OK
+        err.offset = 0
         if self.r.bloom_array != NULL and not bloom_may_contain(self.r.bloom_array, self.r.bloom_bits,
                                                               self.r.bloom_k, key, klen):
             return 0
         if sequence > MAX_SEQUENCE:
             sequence = MAX_SEQUENCE
         tag = pack_tag(sequence, KIND_FOR_SEEK)
-        r = table_index_find(&self.r, key, klen, tag, &offset, &size, &err)
-        if r < 0:
-            raise self.read_error(&err)
+        if self.r.partitioned:
+            r = self.partition_find(key, klen, tag, &offset, &size)
+        else:
+            r = table_index_find(&self.r, key, klen, tag, &offset, &size, &err)
+            if r < 0:
+                raise self.read_error(&err)
         if r == 0:
             return 0
         h = self.load_block(offset, size, False)
@@ -325,7 +466,10 @@ cdef class Table:
 
     cdef object read_error(self, const ReadError* err):
         """The exception for a ReadError, naming the table and the block."""
-        cdef str what = "index" if err.in_index else "data"
+        cdef str what = ("filter partition" if err.in_index == IN_FILTER
+                         else "data" if not err.in_index
+                         else "index partition" if self.r.partitioned and err.offset
+                         else "index")
         path = self.path
         if err.code == READ_IO:
             exc = OSError(err.sub, os.strerror(err.sub))
@@ -359,12 +503,22 @@ cdef class Table:
             return CorruptionError("table %s: %s block at offset %d: %s"
                                    % (path, what, err.offset, inner))
         if err.code == READ_CURSOR:
-            where = "" if err.in_index else " at offset %d" % err.offset
+            # An index partition names its offset; the index in the footer
+            # (offset 0 here) needs none.
+            where = "" if err.in_index and not err.offset else " at offset %d" % err.offset
             return CorruptionError("table %s: %s block%s: %s"
                                    % (path, what, where, _cursor_message(err.sub, err.a)))
         if err.code == READ_INDEX_VALUE:
             return CorruptionError("table %s: index block: bad block handle in index entry at "
                                    "offset %d" % (path, err.a))
+        if err.code == READ_TOP_INDEX_VALUE:
+            return CorruptionError("table %s: top-level index block: bad partition handles in "
+                                   "entry at offset %d" % (path, err.a))
+        if err.code == READ_BAD_FILTER:
+            return CorruptionError("table %s: filter partition at offset %d: %d bytes with "
+                                   "probe count %d (a filter needs 2 bytes or more and a "
+                                   "count of 1 to %d)" % (path, err.offset, err.a, err.b,
+                                                          BLOOM_MAX_PROBES))
         if err.code == READ_SHORT_EXPIRING:
             return CorruptionError("table %s: data block at offset %d: expiring value of %d "
                                    "bytes at offset %d is shorter than its %d-byte expiry"
@@ -470,10 +624,20 @@ cdef class Table:
     def approximate_offset_of(self, ikey):
         it = self.index.iterator()
         it.seek(ikey)
+        if it.valid() and self.r.partitioned:
+            value = it.value()
+            it = self.index_partition(<const unsigned char*>PyBytes_AS_STRING(value),
+                                      PyBytes_GET_SIZE(value)).iterator()
+            it.seek(ikey)
         if it.valid():
             handle, _ = _format.BlockHandle.decode(it.value())
             return handle.offset
         return self.properties.stored_data_bytes
+
+    @property
+    def partitioned(self):
+        """True for a table of format version 2 (index and filter in partitions)."""
+        return self.r.partitioned
 
     def __repr__(self):
         return "<kvcy Table %06d %s>" % (self.r.number, self.path)

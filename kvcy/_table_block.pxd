@@ -22,11 +22,17 @@ cdef enum:
     READ_NO_MEMORY = 12
     READ_NEEDS_GIL = 13          # the table reads through a Python file object
     READ_SHORT_EXPIRING = 14     # expiring value shorter than its expiry; a = entry offset, b = length
+    READ_BAD_FILTER = 15         # filter partition shorter than 2 bytes (a = size) or k byte (b) bad
+    READ_TOP_INDEX_VALUE = 16    # top-level index entry does not hold exactly two block handles
+
+cdef enum:
+    IN_FILTER = 2                # ReadError.in_index of a filter partition
 
 cdef struct ReadError:
     int code                     # READ_*
     int sub                      # detail code (see above)
-    bint in_index                # True: the index block, False: a data block
+    int in_index                 # 0 a data block, 1 (True) an index block (an index
+                                 # partition, a top-level index), IN_FILTER a filter partition
     uint64_t offset              # the block's offset
     uint64_t size                # the block's size (from its handle)
     uint64_t a, b, c, d, e       # numbers for the message (see above)
@@ -37,6 +43,8 @@ cdef struct TableReader:
     const unsigned char* map             # the file mapped read-only (NULL: pread); file_size bytes
     uint64_t file_size
     uint64_t number                      # table file number: the block cache key
+    bint partitioned                     # format version 2: index_* is the top-level index,
+                                         # bloom_array NULL, partitions read through the cache
     const unsigned char* index_base      # the index block's bytes (owned by Table.index)
     uint32_t index_restarts
     uint32_t index_num_restarts
@@ -53,11 +61,13 @@ cdef inline int read_fail(ReadError* err, int code, int sub, uint64_t a) noexcep
     return -1
 
 cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil
+# raw: the block's contents are not a block of entries (a filter partition):
+# no restart array to check.
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
-                                   ReadError* err) noexcept nogil
+                                   ReadError* err, bint raw=*) noexcept nogil
 cdef CacheHandle* table_decode_buffer(TableReader* t, const unsigned char* buf, size_t got,
                                       uint64_t offset, uint64_t size,
-                                      ReadError* err) noexcept nogil
+                                      ReadError* err, bint raw=*) noexcept nogil
 # Map t's file for block reads (t.fd, t.file_size set; t.map := the mapping
 # or NULL, when the table should use pread), and undo it.  With the GIL.
 cdef void table_map(TableReader* t) noexcept

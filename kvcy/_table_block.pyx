@@ -97,6 +97,7 @@ cdef struct BlockDecode:
     CacheHandle* h               # allocated by decode_block; the caller frees
                                  # it on failure (a SIGBUS may leave it set)
     ReadError* err
+    bint raw                     # no restart array to check (a filter partition)
 
 
 cdef int decode_block(void* arg) noexcept nogil:
@@ -133,6 +134,8 @@ cdef int decode_block(void* arg) noexcept nogil:
         memcpy(h.data, src, raw_len)
     elif snappy_uncompress(src, <size_t>size, h.data, raw_len) != 0:
         return read_fail(err, READ_DECOMPRESS, 0, 0)
+    if d.raw:
+        return 0
     code = block_check_trailer(h.data, raw_len, &restarts, &num, &index, &bad)
     if code != TRAILER_OK:
         err.a = raw_len
@@ -158,7 +161,7 @@ cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept n
 
 
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,
-                                   ReadError* err) noexcept nogil:
+                                   ReadError* err, bint raw=False) noexcept nogil:
     # Read the block at (offset, size), check it and cache it: the pinned
     # handle, or NULL with err (READ_NEEDS_GIL when fd < 0).  A mapped table
     # is checked and decompressed straight from its mapping; otherwise the
@@ -185,6 +188,7 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
     d.offset = offset
     d.h = NULL
     d.err = err
+    d.raw = raw
     if t.map != NULL:
         # The bounds above hold for the mapping (file_size bytes); a file cut
         # short behind kvcy's back reads as truncated, not as a crash.
@@ -214,7 +218,7 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
             if r == 0:
                 break
             got += <size_t>r
-        d.h = table_decode_buffer(t, buf, got, offset, size, err)
+        d.h = table_decode_buffer(t, buf, got, offset, size, err, raw)
         free(buf)
         return d.h
     return decoded_block(t, &d, rc)
@@ -233,7 +237,7 @@ cdef CacheHandle* decoded_block(TableReader* t, BlockDecode* d, int rc) noexcept
 
 cdef CacheHandle* table_decode_buffer(TableReader* t, const unsigned char* buf, size_t got,
                                       uint64_t offset, uint64_t size,
-                                      ReadError* err) noexcept nogil:
+                                      ReadError* err, bint raw=False) noexcept nogil:
     # The block's size + 5 bytes read into buf (got of them), checked,
     # decoded and cached: the pinned handle, or NULL with err.
     cdef BlockDecode d
@@ -246,4 +250,5 @@ cdef CacheHandle* table_decode_buffer(TableReader* t, const unsigned char* buf, 
     d.offset = offset
     d.h = NULL
     d.err = err
+    d.raw = raw
     return decoded_block(t, &d, decode_block(&d))

@@ -24,6 +24,12 @@ cdef class TableBuilder:
     cdef BlockBuilder data_block # the data block being filled
     cdef BlockBuilder index_block    # separator -> handle, restart interval 1
     cdef BloomFilterBuilder bloom    # None when bloom_bits_per_key == 0
+    cdef size_t partition_bytes  # cut the index (and filter) into partitions this big; 0: never
+    cdef list part_keys          # each finished partition's last separator (bytes)
+    cdef list index_parts        # each finished index partition (bytes)
+    cdef list filter_parts       # each finished filter partition (bytes), or None without bloom
+    cdef bint bloom_restart      # the next key starts a filter partition: add it even if
+                                 # its user key is the last one's
     cdef public uint64_t offset  # bytes of the table so far (written or in `out`)
     cdef unsigned char* last     # last internal key added
     cdef size_t last_len, last_cap
@@ -51,6 +57,8 @@ cdef class TableBuilder:
     cdef int refuse(self, int code) noexcept nogil
     cdef int fail(self, int code) noexcept nogil
     cdef int flush_block(self) noexcept nogil
+    cdef int cut_partition(self, const unsigned char* key, size_t n) noexcept nogil
+    cdef bytes write_partitions(self)
     cdef int emit_block(self, const unsigned char* raw, size_t n, bint try_snappy,
                         uint64_t* offset, uint64_t* size) noexcept nogil
     cdef int drain(self) noexcept nogil

@@ -39,6 +39,7 @@ from kvcy._dbformat cimport KIND_DELETE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, MAX
 from kvcy._memtable cimport MemTable
 from kvcy._skiplist cimport SkipNode, node_value
 from kvcy.table_format import (Footer, BlockHandle, NO_COMPRESSION, SNAPPY_COMPRESSION,
+                               TABLE_FORMAT_VERSION, PARTITIONED_FORMAT_VERSION,
                                BLOCK_TRAILER_BYTES)
 from kvcy.table_properties import TableProperties
 from kvcy.env import WritableFile, io_error
@@ -163,6 +164,11 @@ cdef class TableBuilder:
         self.index_block = BlockBuilder(1)
         bits = options.bloom_bits_per_key
         self.bloom = BloomFilterBuilder(bits) if bits else None
+        self.partition_bytes = (options.block_size
+                                if getattr(options, "partitioned_index", False) else 0)
+        self.part_keys = []
+        self.index_parts = []
+        self.filter_parts = []
         self.offset = 0
         self.pending = False
         self.props = TableProperties()
@@ -203,8 +209,13 @@ cdef class TableBuilder:
             if r < 0:
                 return self.fail(r)
             self.pending = False
-        if new_user_key and self.bloom is not None and self.bloom.append(key, key_len - 8) < 0:
+            if self.partition_bytes and self.index_block.size_estimate() >= self.partition_bytes:
+                if self.cut_partition(self.scratch, n) < 0:
+                    return -1
+        if ((new_user_key or self.bloom_restart) and self.bloom is not None
+                and self.bloom.append(key, key_len - 8) < 0):
             return self.fail(BUILD_NO_MEMORY)
+        self.bloom_restart = False
         tag = load_fixed64(key + key_len - 8)
         if self.num_entries_ == 0:
             if not reserve(&self.smallest, &self.smallest_cap, key_len):
@@ -258,6 +269,22 @@ cdef class TableBuilder:
         self.raw_data_bytes += n
         self.data_blocks += 1
         self.data_block.clear()
+        return 0
+
+    cdef int cut_partition(self, const unsigned char* key, size_t n) noexcept nogil:
+        # End the index partition (key: its last separator) and the filter
+        # partition of the same data blocks.  Once per partition_bytes of
+        # index, so taking the GIL here costs nothing that matters.
+        with gil:
+            try:
+                self.part_keys.append(PyBytes_FromStringAndSize(<const char*>key, n))
+                self.index_parts.append(self.index_block.finish())
+                self.filter_parts.append(self.bloom.finish() if self.bloom is not None else None)
+            except MemoryError:
+                return self.fail(BUILD_NO_MEMORY)
+        self.index_block.clear()
+        # A user key whose entries straddle the cut must be in both filters.
+        self.bloom_restart = True
         return 0
 
     cdef int emit_block(self, const unsigned char* raw, size_t n, bint try_snappy,
@@ -420,9 +447,6 @@ cdef class TableBuilder:
         props.smallest = (PyBytes_FromStringAndSize(<const char*>self.smallest, self.smallest_len)
                           if self.num_entries_ else b"")
         props.largest = PyBytes_FromStringAndSize(<const char*>self.last, self.last_len)
-        if self.bloom is not None:
-            self.write_block(self.bloom.finish(), False, &f_off, &f_size)
-        self.write_block(props.encode(), False, &p_off, &p_size)
         if self.pending:
             if not reserve(&self.scratch, &self.scratch_cap, self.last_len):
                 raise MemoryError()
@@ -431,9 +455,27 @@ cdef class TableBuilder:
                                      encode_handle(handle, self.pending_offset,
                                                    self.pending_size))
             self.pending = False
-        self.write_block(self.index_block.finish(), self.snappy, &i_off, &i_size)
+            if self.part_keys and self.cut_partition(self.scratch, n) < 0:
+                self.raise_error()
+        version = TABLE_FORMAT_VERSION
+        if self.part_keys:
+            # Partitioned (format version 2): the properties, the partitions,
+            # then the top-level index, whose entries map each partition's
+            # last separator to its index and filter partitions' handles.
+            # The properties come first so that the data blocks end where a
+            # block that is not a data block starts, as in version 1 (repair
+            # finds the data blocks of a table whose index is lost that way).
+            self.write_block(props.encode(), False, &p_off, &p_size)
+            top = self.write_partitions()
+            self.write_block(top, self.snappy, &i_off, &i_size)
+            version = PARTITIONED_FORMAT_VERSION
+        else:
+            if self.bloom is not None:
+                self.write_block(self.bloom.finish(), False, &f_off, &f_size)
+            self.write_block(props.encode(), False, &p_off, &p_size)
+            self.write_block(self.index_block.finish(), self.snappy, &i_off, &i_size)
         footer = Footer(BlockHandle(i_off, i_size), BlockHandle(f_off, f_size),
-                        BlockHandle(p_off, p_size)).encode()
+                        BlockHandle(p_off, p_size), version).encode()
         if not reserve(&self.out, &self.out_cap, self.out_len + len(footer)):
             raise MemoryError()
         memcpy(self.out + self.out_len, PyBytes_AS_STRING(footer), len(footer))
@@ -446,6 +488,26 @@ cdef class TableBuilder:
         self.sync_size()
         self.finished = True
         return self.offset
+
+    cdef bytes write_partitions(self):
+        # Write every filter and index partition; the top-level index block.
+        cdef uint64_t f_off, f_size, i_off, i_size
+        cdef unsigned char value[4 * HANDLE_MAX_BYTES]
+        cdef size_t n
+        cdef BlockBuilder top = BlockBuilder(1)
+        cdef bytes key
+        for key, index_part, filter_part in zip(self.part_keys, self.index_parts,
+                                                self.filter_parts):
+            f_off = f_size = 0
+            if filter_part is not None:
+                self.write_block(filter_part, False, &f_off, &f_size)
+            self.write_block(index_part, self.snappy, &i_off, &i_size)
+            n = encode_handle(value, i_off, i_size)
+            n += encode_handle(value + n, f_off, f_size)
+            top.add_raw(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),
+                        value, n)
+        self.part_keys = self.index_parts = self.filter_parts = None
+        return top.finish()
 
     @property
     def num_entries(self):

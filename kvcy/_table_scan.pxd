@@ -21,7 +21,10 @@ cdef struct RunState:
     size_t current               # the table being read
     TableReader own              # readers[current] without its block cache: blocks
                                  # read here are not cached (a scan would evict hot blocks)
-    BlockCursor index            # over readers[current]'s index block
+    BlockCursor index            # over readers[current]'s index block, or its index
+                                 # partition `part` when the table is partitioned
+    BlockCursor top              # a partitioned table's top-level index
+    CacheHandle* part            # the pinned index partition `index` walks, or NULL
     CacheHandle* block           # the pinned data block being read, or NULL
     uint64_t block_offset        # its offset, for messages
     BlockCursor data             # over block; on the current entry while valid
@@ -38,7 +41,7 @@ cdef class TableRun:
     cdef tuple caches            # their BlockCaches: a held block goes back to one at dealloc
     cdef object exception        # what a read with the GIL raised (RUN_PYTHON_ERROR)
 
-    cdef CacheHandle* read_with_gil(self, uint64_t offset, uint64_t size) noexcept
+    cdef CacheHandle* read_with_gil(self, uint64_t offset, uint64_t size, int in_index) noexcept
     cdef object error_exception(self)
 
 

@@ -29,7 +29,7 @@ from kvcy._coding cimport get_varint64, load_fixed64
 from kvcy._dbformat cimport KIND_VALUE, KIND_DELETE, KIND_EXPIRING_VALUE, TAG_BYTES
 from kvcy._expiry cimport EXPIRY_BYTES
 from kvcy._table cimport (Table, TableReader, ReadError, READ_OK, READ_NEEDS_GIL, READ_CURSOR,
-                          READ_INDEX_VALUE, READ_UNKNOWN_KIND, READ_SHORT_EXPIRING, READ_NO_MEMORY,
+                          READ_INDEX_VALUE, READ_TOP_INDEX_VALUE, READ_UNKNOWN_KIND, READ_SHORT_EXPIRING, READ_NO_MEMORY,
                           table_cached_block,
                           table_read_block)
 
@@ -59,14 +59,97 @@ cdef void run_drop_block(RunState* s) noexcept nogil:
         s.block = NULL
 
 
+cdef void run_drop_part(RunState* s) noexcept nogil:
+    cursor_free(&s.index)
+    if s.part != NULL:
+        cache_release(s.part)
+        s.part = NULL
+
+
+cdef CacheHandle* run_read(RunState* s, uint64_t offset, uint64_t size,
+                           int in_index) noexcept nogil:
+    # A block of the current table: from the block cache if there, else read
+    # privately (with the GIL for a Python file object).  NULL with s.error.
+    cdef CacheHandle* h
+    s.err.code = READ_OK
+    s.err.in_index = in_index
+    h = table_cached_block(s.readers[s.current], offset)
+    if h == NULL:
+        h = table_read_block(&s.own, offset, size, &s.err)
+    if h == NULL and s.err.code == READ_NEEDS_GIL:
+        with gil:
+            h = (<TableRun>s.owner).read_with_gil(offset, size, in_index)
+        if h == NULL:
+            s.valid = False
+            s.error = RUN_PYTHON_ERROR
+            return NULL
+    if h == NULL:
+        s.valid = False
+        s.error = RUN_READ_ERROR
+    return h
+
+
+cdef int run_load_part(RunState* s) noexcept nogil:
+    # Pin the index partition the top-level cursor is on and put the index
+    # cursor on its first entry: 1, 0 (an empty partition), -1.
+    cdef uint64_t parts[4]
+    cdef const unsigned char* p = s.top.value
+    cdef const unsigned char* limit = s.top.value + s.top.value_len
+    cdef int i, r
+    run_drop_part(s)
+    for i in range(4):
+        p = get_varint64(p, limit, &parts[i])
+        if p == NULL:
+            break
+    if p == NULL or p != limit:
+        s.err.offset = 0
+        return run_fail(s, READ_TOP_INDEX_VALUE, True, 0, s.top.current)
+    s.part = run_read(s, parts[0], parts[1], True)
+    if s.part == NULL:
+        return -1
+    cursor_init(&s.index, s.part.data, s.part.restarts, s.part.num_restarts)
+    r = cursor_seek_to_first(&s.index)
+    if r < 0:
+        r = run_cursor_fail(s, True, &s.index)
+        s.err.offset = parts[0]
+    return r
+
+
+cdef int run_next_part(RunState* s) noexcept nogil:
+    # The index cursor ran off its partition: on to the next partition with
+    # an entry: 1, 0 (the table's last partition is done), -1.
+    cdef int r
+    while True:
+        r = cursor_parse_next(&s.top) if s.top.current < s.top.restarts else 0
+        if r < 0:
+            s.err.offset = 0
+            return run_cursor_fail(s, True, &s.top)
+        if r == 0:
+            return 0
+        r = run_load_part(s)
+        if r != 0:
+            return r
+
+
 cdef int run_open_table(RunState* s, size_t i) noexcept nogil:
     # Position the index cursor of table i on its first entry: 1, 0 (no
     # blocks), -1.
     cdef int r
-    cursor_free(&s.index)
+    run_drop_part(s)
+    cursor_free(&s.top)
     s.current = i
     s.own = s.readers[i][0]
     s.own.cache = NULL
+    if s.own.partitioned:
+        cursor_init(&s.top, s.own.index_base, s.own.index_restarts, s.own.index_num_restarts)
+        r = cursor_seek_to_first(&s.top)
+        if r < 0:
+            s.err.offset = 0
+            return run_cursor_fail(s, True, &s.top)
+        if r == 0:
+            return 0
+        r = run_load_part(s)
+        return run_next_part(s) if r == 0 else r
     cursor_init(&s.index, s.own.index_base, s.own.index_restarts, s.own.index_num_restarts)
     r = cursor_seek_to_first(&s.index)
     if r < 0:
@@ -88,21 +171,8 @@ cdef int run_load_block(RunState* s) noexcept nogil:
     if p == NULL or p != limit:
         s.err.offset = 0
         return run_fail(s, READ_INDEX_VALUE, True, 0, s.index.current)
-    s.err.code = READ_OK
-    s.err.in_index = False
-    h = table_cached_block(s.readers[s.current], offset)
+    h = run_read(s, offset, size, False)
     if h == NULL:
-        h = table_read_block(&s.own, offset, size, &s.err)
-    if h == NULL and s.err.code == READ_NEEDS_GIL:
-        with gil:
-            h = (<TableRun>s.owner).read_with_gil(offset, size)
-        if h == NULL:
-            s.valid = False
-            s.error = RUN_PYTHON_ERROR
-            return -1
-    if h == NULL:
-        s.valid = False
-        s.error = RUN_READ_ERROR
         return -1
     s.block = h
     s.block_offset = offset
@@ -132,6 +202,10 @@ cdef int run_settle(RunState* s, int r) noexcept nogil:
         r = cursor_parse_next(&s.index) if s.index.current < s.index.restarts else 0
         if r < 0:
             return run_cursor_fail(s, True, &s.index)
+        if r == 0 and s.own.partitioned:
+            r = run_next_part(s)
+            if r < 0:
+                return -1
         if r == 0:
             if s.current + 1 >= s.count:
                 s.valid = False
@@ -196,19 +270,22 @@ cdef class TableRun:
         self.s.owner = <void*>self
         self.s.error = RUN_OK
         cursor_init(&self.s.index, NULL, 0, 1)
+        cursor_init(&self.s.top, NULL, 0, 1)
         cursor_init(&self.s.data, NULL, 0, 1)
+        self.s.part = NULL
 
     def __dealloc__(self):
         run_drop_block(&self.s)
-        cursor_free(&self.s.index)
+        run_drop_part(&self.s)
+        cursor_free(&self.s.top)
         free(self.s.readers)
         free(self.s.tables)
 
-    cdef CacheHandle* read_with_gil(self, uint64_t offset, uint64_t size) noexcept:
+    cdef CacheHandle* read_with_gil(self, uint64_t offset, uint64_t size, int in_index) noexcept:
         # The block through the table's Python file object; NULL with
         # self.exception when that fails.
         try:
-            return (<Table>self.tables[self.s.current]).load_block(offset, size, False)
+            return (<Table>self.tables[self.s.current]).load_block(offset, size, in_index)
         except BaseException as exc:
             self.exception = exc
             return NULL
@@ -220,8 +297,9 @@ cdef class TableRun:
         return (<Table>self.tables[self.s.current]).read_error(&self.s.err)
 
     def release(self):
-        """Give back the block the run holds (it stays where it is otherwise)."""
+        """Give back the blocks the run holds (it stays where it is otherwise)."""
         run_drop_block(&self.s)
+        run_drop_part(&self.s)
         self.s.valid = False
 
     def entries(self):

@@ -10,7 +10,7 @@ from kvcy._iterator cimport InternalIterator
 
 cdef enum:
     LEVEL_RECENT_ITERATORS = 64  # table iterators a LevelIterator keeps for later seeks
-    MAX_HANDLE_BYTES = 20        # an encoded block handle: two varint64s
+    MAX_HANDLE_BYTES = 40        # a top-level index value: four varint64s (an index's: two)
 
 
 cdef class TwoLevelIterator(InternalIterator):
@@ -47,7 +47,9 @@ cdef class TwoLevelIterator(InternalIterator):
 
 cdef class TableIterator(TwoLevelIterator):
     cdef object table            # has .index (a Block) and block_from_index_value(bytes) -> Block
-    cdef BlockIterator index_iter    # over the index block: separator key -> encoded handle
+    cdef InternalIterator index_iter # separator key -> encoded handle: over the index block,
+                                     # or a partitioned table's index partitions
+    cdef bint partitions         # this iterates index entries: its children are index partitions
     cdef unsigned char data_handle[MAX_HANDLE_BYTES]   # index value data_iter was loaded from
     cdef size_t data_handle_len  # its bytes; 0 when no block is loaded
 

@@ -207,13 +207,20 @@ cdef class TwoLevelIterator(InternalIterator):
 cdef class TableIterator(TwoLevelIterator):
     """Entries of a table: index block, then data blocks (Python face: InternalIterator)."""
 
-    def __cinit__(self, table):
+    def __cinit__(self, table, bint partitions=False):
+        # partitions=True: the entries of a partitioned table's index (its
+        # top-level index leads to the index partitions), which is what a
+        # TableIterator over such a table uses as its index.
         index = table.index
         if not isinstance(index, Block):
             raise TypeError("table.index must be a kvcy._block.Block, not %s"
                             % type(index).__name__)
         self.table = table
-        self.index_iter = BlockIterator(index)
+        self.partitions = partitions
+        if not partitions and type(table) is Table and (<Table>table).r.partitioned:
+            self.index_iter = TableIterator(table, True)
+        else:
+            self.index_iter = BlockIterator(index)
         self.data_iter = None
         self.data_handle_len = 0
         # 0 (unknown, or a TableWriter file's sequence 0): never skipped.
@@ -323,7 +330,9 @@ cdef class TableIterator(TwoLevelIterator):
                 and memcmp(self.data_handle, v, n) == 0):
             return 0                         # already loaded
         self.drop_child()
-        if type(self.table) is Table:
+        if self.partitions:
+            block = (<Table>self.table).index_partition(v, n)
+        elif type(self.table) is Table:
             block = (<Table>self.table).block_for_handle(v, n)     # C block cache, no Python frame
         else:
             block = self.table.block_from_index_value(

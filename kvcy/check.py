@@ -161,6 +161,7 @@ class TableReport:
         self.index_ok = False        # the footer and index could be read: handles is complete
         self.data_end = None         # where the data blocks end, if the footer says
         self.handles = []            # data blocks the index lists, in order
+        self.filters = []            # the BloomFilter (or None) each of them answers to
         self.good_handles = []       # those that read and checked out
         self.smallest = None         # smallest and largest internal key found
         self.largest = None
@@ -190,7 +191,7 @@ def _read_meta(file, file_size, report):
     ends = [footer.index.offset, footer.properties.offset]
     if footer.filter.size:
         ends.append(footer.filter.offset)
-    report.data_end = min(ends)
+    report.data_end = min(ends)        # version 2: the properties come first
     parts = [("index", footer.index, Block), ("properties", footer.properties,
                                                TableProperties.decode)]
     if footer.filter.size:
@@ -203,23 +204,75 @@ def _read_meta(file, file_size, report):
             report.add(handle.offset, "%s block: %s" % (what, _strip(exc, name)))
     index, bloom, properties = found.get("index"), found.get("filter"), found.get("properties")
     if index is not None:
-        try:
-            it = index.iterator()
-            it.seek_to_first()
-            handles = []
-            while it.valid():
-                handle, end = BlockHandle.decode(it.value())
-                if end != len(it.value()):
-                    raise CorruptionError("an entry's value is not one block handle")
-                handles.append((it.key(), handle))
-                it.next()
-            if it.status() is not None:
-                raise it.status()
-            report.handles = handles
-            report.index_ok = True
-        except CorruptionError as exc:
-            report.add(footer.index.offset, "index block: %s" % _strip(exc, name))
+        if footer.partitioned:
+            _read_partitions(file, file_size, footer, index, report)
+        else:
+            try:
+                report.handles = _index_handles(index)
+                report.filters = [bloom] * len(report.handles)
+                report.index_ok = True
+            except CorruptionError as exc:
+                report.add(footer.index.offset, "index block: %s" % _strip(exc, name))
     return index, bloom, properties
+
+
+def _index_handles(index):
+    """[(separator, BlockHandle)] of an index Block; CorruptionError if damaged."""
+    it = index.iterator()
+    it.seek_to_first()
+    handles = []
+    while it.valid():
+        handle, end = BlockHandle.decode(it.value())
+        if end != len(it.value()):
+            raise CorruptionError("an entry's value is not one block handle")
+        handles.append((it.key(), handle))
+        it.next()
+    if it.status() is not None:
+        raise it.status()
+    return handles
+
+
+def _read_partitions(file, file_size, footer, top, report):
+    """A partitioned table's index and filter partitions, through its
+    top-level index: the data block handles, each with its partition's filter."""
+    name = report.name
+    try:
+        parts = []
+        it = top.iterator()
+        it.seek_to_first()
+        entries = []
+        while it.valid():
+            entries.append(it.value())
+            it.next()
+        if it.status() is not None:
+            raise it.status()
+        for value in entries:
+            index_handle, pos = BlockHandle.decode(value)
+            filter_handle, pos = BlockHandle.decode(value, pos)
+            if pos != len(value):
+                raise CorruptionError("an entry's value is not two block handles")
+            parts.append((index_handle, filter_handle))
+    except CorruptionError as exc:
+        report.add(footer.index.offset, "top-level index block: %s" % _strip(exc, name))
+        return
+    ok = True
+    for index_handle, filter_handle in parts:
+        bloom = None
+        if filter_handle.size:
+            try:
+                bloom = BloomFilter(read_block(file, filter_handle, file_size, name, "filter"))
+            except CorruptionError as exc:
+                report.add(filter_handle.offset, "filter partition: %s" % _strip(exc, name))
+        try:
+            handles = _index_handles(Block(read_block(file, index_handle, file_size, name,
+                                                      "index")))
+        except CorruptionError as exc:
+            report.add(index_handle.offset, "index partition: %s" % _strip(exc, name))
+            ok = False
+            continue
+        report.handles.extend(handles)
+        report.filters.extend([bloom] * len(handles))
+    report.index_ok = ok
 
 
 _WHERE = re.compile(r"^(?:table \S+: )?(?:\w+ block(?: at offset \d+)?: )?(?:block: )?")
@@ -241,7 +294,8 @@ def check_table(file, file_size, name, progress=None):
     prev_last = None
     prev_separator = None
     filter_misses = 0
-    for number, (separator, handle) in enumerate(report.handles):
+    for number, ((separator, handle), bloom) in enumerate(zip(report.handles,
+                                                              report.filters)):
         report.blocks += 1
         try:
             entries = data_block_entries(read_block(file, handle, file_size, name),

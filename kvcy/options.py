@@ -101,6 +101,11 @@ class Options:
     compression: str = _opt(
         "snappy", "block compression: snappy or none", KIND_CHOICE,
         choices=COMPRESSION_CHOICES)
+    partitioned_index: bool = _opt(
+        False, "cut each table's index and bloom filter into block_size "
+        "partitions read through the block cache, so that memory stays within "
+        "block_cache_bytes however many keys the tables hold (a table of one "
+        "partition is written as before)", KIND_BOOL)
     bloom_bits_per_key: int = _opt(
         10, "bloom filter bits per key (about 1% false positives at 10); "
         "0 disables bloom filters", KIND_INT, minimum=0, maximum=64)

@@ -32,7 +32,9 @@ def _naming(path, kind, offset):
 
 
 def read_table_meta(file, file_size):
-    """(index Block, BloomFilter or None, TableProperties) of the table in file."""
+    """(index Block, BloomFilter or None, TableProperties, partitioned) of the
+    table in file.  A partitioned table's (format version 2) index Block is
+    its top-level index, and its filter is in partitions (None here)."""
     path = file.path
     if file_size < FOOTER_BYTES:
         raise CorruptionError("table %s: %d bytes is too short to be a table" % (path, file_size))
@@ -46,4 +48,4 @@ def read_table_meta(file, file_size):
     with _naming(path, "properties", footer.properties.offset):
         properties = TableProperties.decode(
             read_block(file, footer.properties, file_size, path, "properties"))
-    return index, bloom, properties
+    return index, bloom, properties, footer.partitioned

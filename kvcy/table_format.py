@@ -2,7 +2,9 @@
 
 Byte grammar (docs/format.md, "Table files"):
 
-    table      := data_block* filter_block properties_block index_block footer
+    table      := data_block* filter_block properties_block index_block footer   (version 1)
+                | data_block* properties_block (filter_partition? index_partition)*
+                  top_index_block footer                                        (version 2)
     *_block    := contents[size] compression:u8 checksum:fixed32
     footer     := index:handle filter:handle properties:handle
                   format_version:fixed32 footer_crc:fixed32 magic:fixed64   (64 bytes)
@@ -29,6 +31,14 @@ from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
 
 TABLE_MAGIC = 0x7473735F7963766B          # b"kvcy_sst" little-endian; never change
 TABLE_FORMAT_VERSION = 1
+# Version 2: the index and the bloom filter are cut into partitions of about
+# block_size bytes, read through the block cache; the footer's index handle
+# is a top-level index whose entries map each partition's last separator to
+# its index partition's and filter partition's handles (four varint64s), and
+# its filter handle is (0, 0).  Written when Options.partitioned_index is on
+# and a table's index outgrows one partition; version 1 stays readable.
+PARTITIONED_FORMAT_VERSION = 2
+FORMAT_VERSIONS = (TABLE_FORMAT_VERSION, PARTITIONED_FORMAT_VERSION)
 FOOTER_BYTES = 64
 BLOCK_TRAILER_BYTES = 5
 NO_COMPRESSION = 0
@@ -65,17 +75,23 @@ class BlockHandle:
 
 
 class Footer:
-    __slots__ = ("index", "filter", "properties")
+    __slots__ = ("index", "filter", "properties", "version")
 
-    def __init__(self, index, filter, properties):
+    def __init__(self, index, filter, properties, version=TABLE_FORMAT_VERSION):
         self.index = index
         self.filter = filter
         self.properties = properties
+        self.version = version
+
+    @property
+    def partitioned(self):
+        """True for format version 2: index and filter in partitions."""
+        return self.version == PARTITIONED_FORMAT_VERSION
 
     def encode(self):
         head = struct.pack("<QQQQQQI", self.index.offset, self.index.size,
                            self.filter.offset, self.filter.size,
-                           self.properties.offset, self.properties.size, TABLE_FORMAT_VERSION)
+                           self.properties.offset, self.properties.size, self.version)
         return head + struct.pack("<IQ", mask(crc32c(head)), TABLE_MAGIC)
 
     @classmethod
@@ -88,10 +104,13 @@ class Footer:
             raise CorruptionError("table %s: bad magic number (not a kvcy table)" % path)
         if unmask(fields[7]) != crc32c(data[:52]):
             raise CorruptionError("table %s: footer checksum mismatch" % path)
-        if fields[6] != TABLE_FORMAT_VERSION:
+        if fields[6] not in FORMAT_VERSIONS:
             raise CorruptionError("table %s: unknown format version %d" % (path, fields[6]))
+        if fields[6] == PARTITIONED_FORMAT_VERSION and (fields[2] or fields[3]):
+            raise CorruptionError("table %s: a partitioned table's footer names a filter "
+                                  "block" % path)
         return cls(BlockHandle(fields[0], fields[1]), BlockHandle(fields[2], fields[3]),
-                   BlockHandle(fields[4], fields[5]))
+                   BlockHandle(fields[4], fields[5]), fields[6])
 
 
 def block_trailer(contents, compression):

@@ -22,7 +22,8 @@ from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES, Options
 _TAG = FORMAT_CONSTANTS["KIND_VALUE"].to_bytes(8, "little")
 
 # The options that shape a table file; the others concern a whole database.
-TABLE_OPTIONS = ("block_size", "compression", "restart_interval", "bloom_bits_per_key")
+TABLE_OPTIONS = ("block_size", "compression", "restart_interval", "bloom_bits_per_key",
+                 "partitioned_index")
 
 
 @dataclass(frozen=True)

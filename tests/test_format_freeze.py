@@ -462,3 +462,79 @@ def test_read_write_open_reopen_and_compact(db_copy):
         assert conn.get(b"after") == b"freeze"
     finally:
         conn.close()
+
+
+# -- format version 2: partitioned index and filters ---------------------------------------
+# tests/data/format_v2/ (made once by tests/data/make_format_v2.py) is the
+# database above written with partitioned_index on and 256-byte blocks: its
+# larger tables are version 2, its small ones version 1.
+
+FIXTURE_V2 = os.path.join(DATA, "format_v2")
+
+
+def _model_v2():
+    with gzip.open(os.path.join(DATA, "format_v2.model.json.gz"), "rb") as f:
+        model = json.loads(f.read())
+    assert model["format_version"] == 2
+    live = {bytes.fromhex(k): bytes.fromhex(v) for k, v in model["live"].items()}
+    return (live, [bytes.fromhex(k) for k in model["deleted"]],
+            [bytes.fromhex(k) for k in model["absent"]])
+
+
+def _table_versions(path):
+    """{table name: (footer format version, top-level or index block entries)}."""
+    from kvcy._block import Block
+    from kvcy.table_format import FOOTER_BYTES, Footer, read_block
+    out = {}
+    for name in sorted(os.listdir(path)):
+        if not name.endswith(".sst"):
+            continue
+        data = _read_from(path, name)
+        footer = Footer.decode(data[-FOOTER_BYTES:], name)
+        reader = type("Reader", (), {"path": name,
+                                     "read": lambda self, o, n: data[o:o + n]})()
+        index = Block(read_block(reader, footer.index, len(data), name, "index"))
+        it = index.iterator()
+        it.seek_to_first()
+        entries = 0
+        while it.valid():
+            entries += 1
+            it.next()
+        out[name] = (footer.version, entries)
+    return out
+
+
+def _read_from(path, name):
+    with open(os.path.join(path, name), "rb") as f:
+        return f.read()
+
+
+def test_v2_fixture_holds_partitioned_tables_on_several_levels():
+    versions = _table_versions(FIXTURE_V2)
+    partitioned = [n for n, (v, parts) in versions.items() if v == 2 and parts > 1]
+    assert len(partitioned) >= 3, versions
+    assert any(v == 1 for v, _ in versions.values())     # small tables stay version 1
+
+
+def test_v2_fixture_reads_back_the_model(tmp_path):
+    live, deleted, absent = _model_v2()
+    path = str(tmp_path / "format_v2")
+    shutil.copytree(FIXTURE_V2, path)
+    items = sorted(live.items())
+
+    def check(conn):
+        assert conn.get_many([k for k, _ in items]) == [v for _, v in items]
+        assert conn.get_many(deleted + absent) == [None] * len(deleted + absent)
+        assert list(conn.scan()) == items
+        assert list(conn.scan(reverse=True)) == items[::-1]
+        for start, stop in ((b"cmp:", b"cmp:~"), (b"new2", b"rnd:0100"), (b"\x00", b"a")):
+            assert list(conn.scan(start, stop)) == [kv for kv in items
+                                                    if start <= kv[0] < stop]
+
+    with kvcy.connect(path, readonly=True) as conn:
+        check(conn)
+    with kvcy.connect(path) as conn:
+        check(conn)
+        conn.compact_range()
+        check(conn)
+    assert kvcy.check(path).ok

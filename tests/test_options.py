@@ -21,6 +21,7 @@ EXPECTED_DEFAULTS = {
     "memtable_max_bytes": 4 * MIB, "memtable_min_bytes": 64 * KIB,
     "flush_interval": 0.0, "max_immutable_memtables": 2,
     "block_size": 4 * KIB, "restart_interval": 16, "compression": "snappy",
+    "partitioned_index": False,
     "bloom_bits_per_key": 10,
     "block_cache_bytes": 32 * MIB, "row_cache_bytes": 0,
     "max_open_files": 1000,

@@ -203,12 +203,22 @@ def test_bad_footer_checksum(pos):
     corruption_names(exc, PATH, "checksum")
 
 
-@pytest.mark.parametrize("version", [0, 2, 3, 0x100, 0xFFFFFFFF])
+@pytest.mark.parametrize("version", [0, 3, 0x100, 0xFFFFFFFF])
 def test_bad_format_version(version):
     data = footer_bytes((10, 20), (30, 40), (50, 60), version=version)
     with pytest.raises(CorruptionError) as exc:
         Footer.decode(data, PATH)
     corruption_names(exc, PATH, "version", str(version))
+
+
+def test_a_partitioned_footer_naming_a_filter_block_is_corruption():
+    # Version 2 keeps its filter in partitions: a filter handle means damage.
+    data = footer_bytes((10, 20), (30, 40), (50, 60), version=2)
+    with pytest.raises(CorruptionError) as exc:
+        Footer.decode(data, PATH)
+    corruption_names(exc, PATH, "partitioned", "filter")
+    footer = Footer.decode(footer_bytes((10, 20), (0, 0), (50, 60), version=2), PATH)
+    assert footer.partitioned and footer.version == 2
 
 
 def real_table(tmp_path, n=100, **knobs):

@@ -100,8 +100,7 @@ def wait_idle(conn, timeout=60.0):
         with engine.background.cv:
             busy = engine.background.busy or engine.background.pending
         if (not busy and not engine.imm
-                and pick_compaction(engine.versions.current, engine.options,
-                                    engine.versions.compact_pointers) is None):
+                and pick_compaction(engine.versions.current, engine.options) is None):
             return
         assert time.monotonic() < deadline, "compaction did not settle"
         time.sleep(0.01)
@@ -152,11 +151,12 @@ def levels(conn):
     return [s["level%d_files" % i] for i in range(7)]
 
 
-def main():
+def main(out_dir=OUT_DIR, model_path=MODEL_PATH, options=OPTIONS, format_version=1):
+    # make_format_v2.py calls this with its own directory and options.
     rng = random.Random(SEED)
-    if os.path.exists(OUT_DIR):
-        shutil.rmtree(OUT_DIR)
-    conn = kvcy.connect(OUT_DIR, **OPTIONS)
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    conn = kvcy.connect(out_dir, **options)
     w = Writer(conn)
 
     cmp_keys = [b"cmp:%05d" % i for i in range(0, 1200, 3)]          # 400 keys
@@ -227,7 +227,7 @@ def main():
     assert stats["memtable_entries"] > 0
     conn.close()                           # syncs the log, does not flush the memtable
     for name in ("LOG", "LOG.old", "LOCK"):
-        path = os.path.join(OUT_DIR, name)
+        path = os.path.join(out_dir, name)
         if os.path.exists(path):
             os.remove(path)
 
@@ -236,23 +236,23 @@ def main():
     deleted = sorted(k for k in w.ever if k not in w.model)
     assert not set(absent) & w.ever
     model = {
-        "format_version": 1,
+        "format_version": format_version,
         "live": {k.hex(): v.hex() for k, v in sorted(w.model.items())},
         "deleted": [k.hex() for k in deleted],
         "absent": [k.hex() for k in absent],
     }
-    with gzip.GzipFile(MODEL_PATH, "wb", mtime=0) as f:
+    with gzip.GzipFile(model_path, "wb", mtime=0) as f:
         f.write(json.dumps(model, indent=0, sort_keys=True).encode() + b"\n")
 
     print("final levels:", final_levels)
     print("live keys %d, deleted keys %d" % (len(w.model), len(deleted)))
     total = 0
-    for name in sorted(os.listdir(OUT_DIR)):
-        size = os.path.getsize(os.path.join(OUT_DIR, name))
+    for name in sorted(os.listdir(out_dir)):
+        size = os.path.getsize(os.path.join(out_dir, name))
         total += size
         print("  %-20s %8d" % (name, size))
     print("  %-20s %8d" % ("total", total))
-    print("model:", os.path.getsize(MODEL_PATH))
+    print("model:", os.path.getsize(model_path))
 
 
 if __name__ == "__main__":
