@@ -129,16 +129,17 @@ def peak_rss(who=resource.RUSAGE_SELF):
 
 def write_table(args):
     """Worker: one table of keys [start, stop); returns (path, file size)."""
-    path, start, stop, seed = args
+    path, start, stop, seed, partitioned = args
     values = value_table(seed)
-    with kvcy.TableWriter(path) as writer:
+    with kvcy.TableWriter(path, partitioned_index=partitioned) as writer:
         writer.add_many(sorted_pairs(values, start, stop))
     return path, writer.info.file_size, stop - start
 
 
-def load_ingest(dbpath, tmp, num, processes, table_pairs, seed, quiet):
+def load_ingest(dbpath, tmp, num, processes, table_pairs, seed, quiet, partitioned=False):
     """Build the tables of [0, num) in parallel and ingest them in one call."""
-    parts = [(os.path.join(tmp, "part-%06d.kvt" % n), start, min(start + table_pairs, num), seed)
+    parts = [(os.path.join(tmp, "part-%06d.kvt" % n), start, min(start + table_pairs, num), seed,
+              partitioned)
              for n, start in enumerate(range(0, num, table_pairs))]
     bar = progress(num, "TableWriter %d" % num, quiet)
     started = time.perf_counter()
@@ -335,6 +336,9 @@ def main(argv=None):
     parser.add_argument("--in-process", action="store_true",
                         help="run every phase in this process (peak RSS is then cumulative)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--partitioned", action="store_true",
+                        help="write the ingested tables with partitioned_index=True (index "
+                             "and filters in partitions read through the block cache)")
     args = parser.parse_args(argv)
     try:
         sizes = sorted({positive(s) for s in args.sizes.split(",") if s.strip()} | {args.num})
@@ -359,7 +363,8 @@ def main(argv=None):
                 tmp = os.path.join(base, "parts-%d" % num)
                 os.makedirs(tmp, exist_ok=True)
                 load = run_phase(args.in_process, load_ingest, dbpath, tmp, num,
-                                 args.processes, args.table_pairs, args.seed, args.quiet)
+                                 args.processes, args.table_pairs, args.seed, args.quiet,
+                                 args.partitioned)
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 shutil.rmtree(dbpath, ignore_errors=True)

@@ -37,6 +37,19 @@ def test_scale_small_run_reports_every_phase(scale, tmp_path, capsys):
     assert "readrandom relative to 500 keys" in capsys.readouterr().out
 
 
+def test_scale_partitioned_keeps_only_top_level_indexes_in_memory(scale, tmp_path):
+    figures = {}
+    for partitioned in (False, True):
+        out = tmp_path / ("p.json" if partitioned else "u.json")
+        argv = ["--num", "20000", "--sizes", "", "--skip-put-many", "--reads", "300",
+                "--table-pairs", "10000", "--processes", "1", "--in-process", "--quiet",
+                "--dir", str(tmp_path / "dbs"), "--json", str(out)]
+        assert scale.main(argv + (["--partitioned"] if partitioned else [])) == 0
+        reads = json.loads(out.read_text())["ingest"][0]["reads"]
+        figures[partitioned] = reads["index_bytes"] + reads["bloom_bytes"]
+    assert figures[True] * 10 < figures[False], figures
+
+
 def test_scatter_stride_visits_every_key_once(scale):
     for num in (1, 2, 10, 1000, 4096, 10_000_000 + 1):
         step = scale.scatter_stride(num)
