@@ -29,7 +29,9 @@ Each phase runs in a process of its own, so its peak resident set
 (getrusage ru_maxrss) is its own; the load's workers are reported apart
 (RUSAGE_CHILDREN: the largest of them).  Reported per phase:
 seconds, pairs/s, bytes on disk, write amplification (table and log bytes
-written per byte of user data), peak RSS; for reads also the bytes of the
+written per byte of user data), peak RSS (which counts the pages of table files
+mapped for reading: page cache, not heap) and, after the reads, the anonymous
+resident memory (RssAnon, the heap); for reads also the bytes of the
 index blocks and bloom filters held by the open tables, against the
 configured memory budget (memtables + block cache + row cache).  Results
 print as a table and go to --json (default docs/results/scale-<num>.json).
@@ -211,6 +213,20 @@ def load_put_many(dbpath, num, seed, quiet):
     }
 
 
+def anonymous_rss():
+    """Resident anonymous memory now (RssAnon): the heap, not the pages of
+    table files mapped for reading, which RSS also counts but which are the
+    kernel's page cache, shared and reclaimable.  0 where /proc lacks it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def pinned_table_bytes(conn):
     """(open tables, index block bytes, bloom filter bytes) the table cache holds."""
     tables = list(conn._engine.table_cache._tables.values())
@@ -253,6 +269,7 @@ def read_phase(dbpath, num, reads, seed, repeat=1):
         budget = (options.memtable_max_bytes * (1 + options.max_immutable_memtables)
                   + options.block_cache_bytes + options.row_cache_bytes)
         levels = [level["files"] for level in conn.stats()["levels"]]
+        anon = anonymous_rss()
     peak = peak_rss()
     return {
         "num": num, "reads": reads, "repeat": repeat,
@@ -261,7 +278,7 @@ def read_phase(dbpath, num, reads, seed, repeat=1):
         "open_seconds": open_seconds, "open_tables": tables, "level_files": levels,
         "index_bytes": index_bytes, "bloom_bytes": bloom_bytes, "memory_budget_bytes": budget,
         "rss_before_open_bytes": before, "peak_rss_bytes": peak,
-        "rss_growth_bytes": peak - before,
+        "rss_growth_bytes": peak - before, "rss_anon_bytes": anon,
     }
 
 
@@ -280,18 +297,19 @@ def mib(n):
 
 
 def report(rows):
-    print("%-20s %12s %9s %10s %8s %9s %11s %11s %9s %9s" % (
+    print("%-20s %12s %9s %10s %8s %9s %11s %11s %9s %9s %9s" % (
         "load", "keys", "load s", "pairs/s", "wamp", "disk GiB", "readrandom", "seekrandom",
-        "idx+blm MiB", "peak MiB"))
+        "idx+blm MiB", "peak MiB", "anon MiB"))
     for row in rows:
         load, reads = row.get("load", {}), row.get("reads", {})
-        print("%-20s %12d %9.1f %10.0f %8.3f %9.2f %11.0f %11.0f %9.1f %9.0f" % (
+        print("%-20s %12d %9.1f %10.0f %8.3f %9.2f %11.0f %11.0f %9.1f %9.0f %9.0f" % (
             load.get("how", "-"), row["num"], load.get("load_seconds", 0),
             load.get("pairs_per_second", 0), load.get("write_amplification", 0),
             load.get("disk_bytes", 0) / 2**30, reads.get("readrandom", 0),
             reads.get("seekrandom", 0),
             mib(reads.get("index_bytes", 0) + reads.get("bloom_bytes", 0)),
-            mib(max(load.get("peak_rss_bytes", 0), reads.get("peak_rss_bytes", 0)))))
+            mib(max(load.get("peak_rss_bytes", 0), reads.get("peak_rss_bytes", 0))),
+            mib(reads.get("rss_anon_bytes", 0))))
 
 
 def machine():

@@ -115,12 +115,10 @@ cdef int run_load_part(RunState* s) noexcept nogil:
     return r
 
 
-cdef int run_next_part(RunState* s) noexcept nogil:
-    # The index cursor ran off its partition: on to the next partition with
-    # an entry: 1, 0 (the table's last partition is done), -1.
-    cdef int r
+cdef int run_part_from(RunState* s, int r) noexcept nogil:
+    # After a move of the top-level cursor that gave r: the first partition
+    # from there with an entry (1), none left in the table (0), or -1.
     while True:
-        r = cursor_parse_next(&s.top) if s.top.current < s.top.restarts else 0
         if r < 0:
             s.err.offset = 0
             return run_cursor_fail(s, True, &s.top)
@@ -129,6 +127,12 @@ cdef int run_next_part(RunState* s) noexcept nogil:
         r = run_load_part(s)
         if r != 0:
             return r
+        r = cursor_parse_next(&s.top) if s.top.current < s.top.restarts else 0
+
+
+cdef inline int run_next_part(RunState* s) noexcept nogil:
+    # The index cursor ran off its partition: on to the next one.
+    return run_part_from(s, cursor_parse_next(&s.top) if s.top.current < s.top.restarts else 0)
 
 
 cdef int run_open_table(RunState* s, size_t i) noexcept nogil:
@@ -142,14 +146,7 @@ cdef int run_open_table(RunState* s, size_t i) noexcept nogil:
     s.own.cache = NULL
     if s.own.partitioned:
         cursor_init(&s.top, s.own.index_base, s.own.index_restarts, s.own.index_num_restarts)
-        r = cursor_seek_to_first(&s.top)
-        if r < 0:
-            s.err.offset = 0
-            return run_cursor_fail(s, True, &s.top)
-        if r == 0:
-            return 0
-        r = run_load_part(s)
-        return run_next_part(s) if r == 0 else r
+        return run_part_from(s, cursor_seek_to_first(&s.top))
     cursor_init(&s.index, s.own.index_base, s.own.index_restarts, s.own.index_num_restarts)
     r = cursor_seek_to_first(&s.index)
     if r < 0:

@@ -33,15 +33,20 @@ def value(i, gen=0):
     return b"value %d of generation %d " % (i, gen) * 3
 
 
+def bytes_reader(path):
+    """(the file's bytes, a file object over them with path and read(offset, n))."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return data, type("Reader", (), {"path": path, "read": lambda self, o, n: data[o:o + n]})()
+
+
 def partitions_of(path):
     """(footer, [(index handle, filter handle)]) of the table file at path
     (no partitions for a version 1 table)."""
-    with open(path, "rb") as f:
-        data = f.read()
+    data, reader = bytes_reader(path)
     footer = Footer.decode(data[-FOOTER_BYTES:], path)
     if not footer.partitioned:
         return footer, []
-    reader = type("Reader", (), {"path": path, "read": lambda self, o, n: data[o:o + n]})()
     top = Block(read_block(reader, footer.index, len(data), path, "index"))
     it = top.iterator()
     it.seek_to_first()
@@ -57,6 +62,15 @@ def partitions_of(path):
 def only_table(path):
     (table,) = glob.glob(os.path.join(path, "*.sst"))
     return table
+
+
+@pytest.fixture
+def table3000(tmp_path):
+    """A database of one partitioned table of key(0)..key(2999); its table's path."""
+    with kvcy.connect(tmp_path / "db", **OPTIONS) as conn:
+        conn.put_many([(key(i), value(i)) for i in range(3000)])
+        conn.flush()
+    return only_table(tmp_path / "db")
 
 
 def test_a_large_table_is_partitioned_and_a_small_one_is_not(tmp_path):
@@ -141,15 +155,9 @@ def test_versions_of_one_key_across_a_partition_boundary(tmp_path):
         assert conn.get(key(51)) == value(51)
 
 
-def test_reads_through_a_python_file_object(tmp_path):
+def test_reads_through_a_python_file_object(tmp_path, table3000):
     # fd < 0: the lookups and iterators that read with the GIL.
-    with kvcy.connect(tmp_path / "db", **OPTIONS) as conn:
-        conn.put_many([(key(i), value(i)) for i in range(3000)])
-        conn.flush()
-    path = only_table(tmp_path / "db")
-    with open(path, "rb") as f:
-        data = f.read()
-    reader = type("Reader", (), {"path": path, "read": lambda self, o, n: data[o:o + n]})()
+    data, reader = bytes_reader(table3000)
     table = Table.open(reader, len(data), 1, kvcy.cache.BlockCache(1 << 20))
     assert table.partitioned
     for i in range(0, 3000, 37):
@@ -170,11 +178,8 @@ def test_reads_through_a_python_file_object(tmp_path):
 
 
 @pytest.mark.parametrize("part", ["filter", "index"])
-def test_a_damaged_partition_is_corruption_naming_it(tmp_path, part):
-    with kvcy.connect(tmp_path / "db", **OPTIONS) as conn:
-        conn.put_many([(key(i), value(i)) for i in range(3000)])
-        conn.flush()
-    path = only_table(tmp_path / "db")
+def test_a_damaged_partition_is_corruption_naming_it(tmp_path, table3000, part):
+    path = table3000
     _, parts = partitions_of(path)
     index_handle, filter_handle = parts[0]
     target = filter_handle if part == "filter" else index_handle
@@ -196,11 +201,8 @@ def test_a_damaged_partition_is_corruption_naming_it(tmp_path, part):
                for p in report.problems), report.problems
 
 
-def test_a_filter_partition_with_a_bad_probe_count_is_corruption(tmp_path):
-    with kvcy.connect(tmp_path / "db", **OPTIONS) as conn:
-        conn.put_many([(key(i), value(i)) for i in range(3000)])
-        conn.flush()
-    path = only_table(tmp_path / "db")
+def test_a_filter_partition_with_a_bad_probe_count_is_corruption(tmp_path, table3000):
+    path = table3000
     _, parts = partitions_of(path)
     _, filter_handle = parts[0]
     with open(path, "rb") as f:
