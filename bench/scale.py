@@ -59,6 +59,7 @@ from multiprocessing import get_context
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 import kvcy  # noqa: E402
+from kvcy.config import parse_size  # noqa: E402
 
 KEY_BYTES = 16
 VALUE_BYTES = 100
@@ -235,14 +236,15 @@ def pinned_table_bytes(conn):
     return len(tables), index, bloom
 
 
-def read_phase(dbpath, num, reads, seed, repeat=1):
+def read_phase(dbpath, num, reads, seed, repeat=1, block_cache_bytes=None):
     """readrandom and seekrandom on a loaded database, opened afresh; each
     repeated with a new sample of keys, the median reported."""
     rng = random.Random(seed + num)
     samples = [[key_of(rng.randrange(num)) for _ in range(reads)] for _ in range(repeat)]
     before = peak_rss()
     opened = time.perf_counter()
-    with kvcy.connect(dbpath) as conn:
+    options = {} if block_cache_bytes is None else {"block_cache_bytes": block_cache_bytes}
+    with kvcy.connect(dbpath, **options) as conn:
         open_seconds = time.perf_counter() - opened
         get = conn.get
         readrandom, seekrandom = [], []
@@ -354,6 +356,9 @@ def main(argv=None):
     parser.add_argument("--in-process", action="store_true",
                         help="run every phase in this process (peak RSS is then cumulative)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--block-cache", type=parse_size, default=None,
+                        help="block_cache_bytes of the reading connection (default: kvcy's, "
+                             "32MiB); for example 256MiB")
     parser.add_argument("--partitioned", action="store_true",
                         help="write the ingested tables with partitioned_index=True (index "
                              "and filters in partitions read through the block cache)")
@@ -392,7 +397,7 @@ def main(argv=None):
             if not args.skip_reads:
                 row["reads"] = run_phase(args.in_process, read_phase, dbpath, num,
                                          min(args.reads, max(num, 1)), args.seed,
-                                         args.repeat)
+                                         args.repeat, args.block_cache)
             if not (args.keep or args.reuse):
                 shutil.rmtree(dbpath, ignore_errors=True)
             rows.append(row)
