@@ -626,11 +626,18 @@ def test_footer_damage_with_fixed_checksum(b):
             outcome, _ = exercise(data, b, probe_step=7)
             outcomes[outcome] += 1
     assert outcomes["open"] > 0
-    for version in (0, 2, 0xFFFFFFFF):
+    for version in (0, 3, 0xFFFFFFFF):
         data = fix_crc(b.data[:foot.offset + 48] + struct.pack("<I", version)
                        + b.data[foot.offset + 52:], foot)
         outcome, errors = exercise(data, b)
         assert outcome == "open" and "version" in errors[0]
+    # Version 2 (partitioned) over a version 1 table: its filter handle is
+    # refused at open, or its index entries are not partition handles.
+    data = fix_crc(b.data[:foot.offset + 48] + struct.pack("<I", 2)
+                   + b.data[foot.offset + 52:], foot)
+    outcome, errors = exercise(data, b)
+    assert outcome in ("open", "read") and errors
+    assert all("partitioned" in e or "top-level index" in e for e in errors), errors[:3]
 
 
 def test_every_truncation_fails_at_open(b, tmp_path):
