@@ -74,15 +74,19 @@ class LsmModel(RuleBasedStateMachine):
                 bloom=st.sampled_from([0, 10]),
                 compression=st.sampled_from(["snappy", "none"]),
                 max_open_files=st.sampled_from([16, 1000]),
-                level0_trigger=st.sampled_from([2, 4]))
+                level0_trigger=st.sampled_from([2, 4]),
+                partitioned=st.booleans())
     def open(self, memtable, row_cache, block_cache, bloom, compression, max_open_files,
-             level0_trigger):
+             level0_trigger, partitioned):
+        # partitioned: flushes of the larger memtable write tables whose
+        # index outgrows a 256-byte partition (format version 2).
         self.options = dict(memtable_max_bytes=memtable, memtable_min_bytes=0,
                             target_file_bytes=300, level1_max_bytes=600, block_size=256,
                             row_cache_bytes=row_cache, block_cache_bytes=block_cache,
                             bloom_bits_per_key=bloom, compression=compression,
                             max_open_files=max_open_files,
-                            level0_compaction_trigger=level0_trigger)
+                            level0_compaction_trigger=level0_trigger,
+                            partitioned_index=partitioned)
         self.conn = self._connect()
 
     def _connect(self):
