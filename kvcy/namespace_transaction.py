@@ -27,7 +27,8 @@ from kvcy.namespace import Namespace, user_bounds
 from kvcy.namespace_keys import registry_key
 from kvcy._expiry import expiry_for
 from kvcy.transaction import _Expiring, _entry, _pairs_of
-from kvcy.transaction_iterator import ReadRange, TransactionIterator
+from kvcy.transaction_iterator import ReadRange, TransactionIterator, deleted_ranges
+from kvcy._write_batch import WriteBatch
 
 
 class PrefixedReadRange(ReadRange):
@@ -82,6 +83,8 @@ class TransactionNamespace:
         writes = txn._writes
         if key in writes:
             value = writes[key]
+        elif txn._range_dels and txn._range_deleted(key):
+            value = None
         else:
             txn._reads.add(key)
             value = engine.get(key, txn.sequence)
@@ -105,10 +108,11 @@ class TransactionNamespace:
         with txn._lock:
             writes = sorted((key[cut:], value) for key, value in txn._writes.items()
                             if lo <= key < hi)
+            deleted = [(a[cut:], b[cut:]) for a, b in deleted_ranges(txn._range_dels, lo, hi)]
         base = namespace._scan_at(engine, txn.sequence, start, stop, None, reverse)
         read_range = PrefixedReadRange(self._prefix, namespace._stop, start, stop)
         txn._ranges.append(read_range)
-        return txn._adopt(TransactionIterator(base, writes, read_range, reverse))
+        return txn._adopt(TransactionIterator(base, writes, read_range, reverse, deleted))
 
     def cursor(self):
         """A Cursor whose scans are this view's."""
@@ -143,6 +147,13 @@ class TransactionNamespace:
     @staticmethod
     def _expiring(entry, expiry):
         return entry if expiry is None else (entry[0], _Expiring(entry[1], expiry))
+
+    def delete_range(self, start, stop, *, sync=None):
+        """Transaction.delete_range within this namespace."""
+        self._txn._check()
+        WriteBatch().delete_range(start, stop, namespace=self._namespace)   # checks the bounds
+        self._txn._delete_range_stored(self._stored(as_user_bytes(start, "start")),
+                                       self._stored(as_user_bytes(stop, "stop")), sync)
 
     def delete_many(self, keys, *, sync=None):
         """delete() every key of keys; nothing is kept if one is bad."""

@@ -43,13 +43,13 @@ from kvcy._expiry import decode_expiring, expiry_for, now_micros
 from kvcy.cursor import Cursor
 from kvcy.dbformat import KIND_DELETE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK, KIND_RANGE_DELETE, \
     MAX_SEQUENCE, as_user_bytes, encode_internal_key
-from kvcy.errors import ConflictError, DataError, NotSupportedError, OperationalError, \
+from kvcy.errors import ConflictError, DataError, OperationalError, \
     ProgrammingError
 from kvcy.namespace_keys import RESERVED_PREFIX, STORED_KEYS, check_batch, reserved_key_error
 from kvcy.range_del import range_del_conflict, range_dels_after
 from kvcy.options import MAX_KEY_BYTES, MAX_VALUE_BYTES
 from kvcy.snapshot import Snapshot
-from kvcy.transaction_iterator import ReadRange, TransactionIterator
+from kvcy.transaction_iterator import ReadRange, TransactionIterator, deleted_ranges
 
 _ACTIVE = "active"
 _COMMITTED = "committed"
@@ -153,6 +153,12 @@ def _tables_written_in(engine, version, lo, hi, since):
     return False
 
 
+class _DeletedRange(ReadRange):
+    """The whole range of a pending delete_range, checked at commit as a
+    scanned range is: a key written into it after the snapshot conflicts."""
+    __slots__ = ()
+
+
 class Transaction:
     """conn.transaction() / conn.begin(): see the module docstring."""
 
@@ -163,6 +169,8 @@ class Transaction:
         self._snapshot = Snapshot(conn, engine)
         self.sequence = self._snapshot.sequence
         self._writes = {}                  # key -> value, or None for a delete
+        self._range_dels = []              # pending range deletes (start, stop), stored keys, in
+                                           # order; _writes holds only later writes in them
         self._reads = set()                # keys read from the snapshot
         self._ranges = []                  # a ReadRange per scan
         self._children = None              # WeakSet of its iterators and cursors, once any
@@ -210,6 +218,8 @@ class Transaction:
             value = writes[key]
             if type(value) is _Expiring:
                 value = self._unexpired(value, None)
+        elif self._range_dels and self._range_deleted(key):
+            value = None                # deleted by this transaction's delete_range
         elif key[:2] == RESERVED_PREFIX and self._engine.writer.reserve_namespaces:
             value = None                # the namespaces' region: not the default namespace's
         else:
@@ -231,7 +241,8 @@ class Transaction:
         writes = self._writes
         hide = self._engine.writer.reserve_namespaces
         missing = [key for key in keys
-                   if key not in writes and not (hide and key[:2] == RESERVED_PREFIX)]
+                   if key not in writes and not (hide and key[:2] == RESERVED_PREFIX)
+                   and not (self._range_dels and self._range_deleted(key))]
         self._reads.update(missing)
         found = dict(zip(missing, self._engine.get_many(missing, self.sequence)))
         values = [writes[key] if key in writes else found.get(key) for key in keys]
@@ -254,6 +265,7 @@ class Transaction:
         with self._lock:
             writes = sorted((key, value) for key, value in self._writes.items()
                             if (start is None or key >= start) and (stop is None or key < stop))
+            deleted = deleted_ranges(self._range_dels, start, stop)
         if any(type(value) is _Expiring for _, value in writes):
             # Pending expiring writes are judged once, as the scan opens.
             now = now_micros(self._conn._clock)
@@ -262,7 +274,12 @@ class Transaction:
         base = self._conn._scan_at(self.sequence, start, stop, None, reverse, self._engine)
         read_range = ReadRange(start, stop)
         self._ranges.append(read_range)
-        return self._adopt(TransactionIterator(base, writes, read_range, reverse))
+        return self._adopt(TransactionIterator(base, writes, read_range, reverse, deleted))
+
+    def _range_deleted(self, key):
+        """True iff a pending delete_range of this transaction covers key
+        (stored form) and no later write of it is pending."""
+        return any(start <= key < stop for start, stop in self._range_dels)
 
     def cursor(self):
         """A Cursor whose scans are this transaction's."""
@@ -334,11 +351,36 @@ class Transaction:
         self._set([_entry(key, None, refuse) for key in keys], sync)
 
     def delete_range(self, start, stop, *, sync=None):
-        """Not supported: a transaction's writes are single keys."""
-        self._check_writable()
-        raise NotSupportedError("delete_range inside a transaction is not supported; call "
-                                "conn.delete_range outside it (a range tombstone written "
-                                "after the transaction's snapshot is a conflict at commit)")
+        """Remove every key k with start <= k < stop when the transaction
+        commits, as one range tombstone (Connection.delete_range).  The
+        transaction's own reads stop seeing those keys at once; its writes
+        made after this call are kept.  A write into the range committed
+        after the transaction's snapshot is a conflict at commit."""
+        batch = WriteBatch()
+        batch.delete_range(start, stop)          # checks the bounds, and names them
+        check_batch(batch, self._engine.writer)  # a stop above the namespaces' region
+        self._delete_range_stored(as_user_bytes(start, "start"), as_user_bytes(stop, "stop"),
+                                  sync)
+
+    def _delete_range_stored(self, start, stop, sync=None):
+        # delete_range of stored keys (a namespace's, with their prefix).
+        if _check_sync(sync):
+            self._sync_on_commit = True
+        with self._lock:
+            self._check_writable()
+            self._add_range_delete(start, stop)
+
+    def _add_range_delete(self, start, stop):
+        # REQUIRES: self._lock held, writable.  The pending writes it covers
+        # go; at commit the tombstone comes first, then the writes left.
+        writes = self._writes
+        for key in [key for key in writes if start <= key < stop]:
+            del writes[key]
+        self._range_dels.append((start, stop))
+        # Conflicts: any key of the range written after the snapshot.
+        read_range = _DeletedRange(start, stop)
+        read_range.add(None, None)
+        self._ranges.append(read_range)
 
     def write(self, batch, *, sync=None):
         """Apply the entries of a kvcy.WriteBatch, in order."""
@@ -346,12 +388,23 @@ class Transaction:
             raise TypeError("write() takes a WriteBatch, not %s" % type(batch).__name__)
         check_batch(batch, self._engine.writer)
         entries = iterate_batch(batch.data())
-        if any(kind == KIND_RANGE_DELETE for kind, _, _ in entries):
-            self.delete_range(None, None)
-        self._set([(key, None if kind == KIND_DELETE
-                     else _Expiring.from_stored(value) if kind == KIND_EXPIRING_VALUE
-                     else value)
-                   for kind, key, value in entries], sync)
+        if not any(kind == KIND_RANGE_DELETE for kind, _, _ in entries):
+            self._set([(key, None if kind == KIND_DELETE
+                         else _Expiring.from_stored(value) if kind == KIND_EXPIRING_VALUE
+                         else value)
+                       for kind, key, value in entries], sync)
+            return
+        if _check_sync(sync):
+            self._sync_on_commit = True
+        with self._lock:                     # in the batch's order, all at once
+            self._check_writable()
+            for kind, key, value in entries:
+                if kind == KIND_RANGE_DELETE:
+                    self._add_range_delete(key, value)
+                else:
+                    self._writes[key] = (None if kind == KIND_DELETE
+                                         else _Expiring.from_stored(value)
+                                         if kind == KIND_EXPIRING_VALUE else value)
 
     # -- the end --------------------------------------------------------------
 
@@ -366,8 +419,10 @@ class Transaction:
             engine = self._check()
             try:
                 writes = self._writes
-                if writes:
+                if writes or self._range_dels:
                     batch = WriteBatch()
+                    for start, stop in self._range_dels:
+                        batch.delete_range_stored(start, stop)
                     # Keys were checked as they were written; a namespace's
                     # are in stored form (STORED_KEYS: put as they are).
                     if all(type(value) is bytes for value in writes.values()):
@@ -421,8 +476,9 @@ class Transaction:
                 covered = state.covers_since(since)
             if (state.memtables_written_in(lo, hi, since) or
                     (not covered and _tables_written_in(engine, state.version, lo, hi, since))):
-                raise _conflict("a key in the scanned range [%s, %s) was"
-                                % (_short(lo), _short(hi)), since)
+                raise _conflict("a key in the %s range [%s, %s) was"
+                                % ("deleted" if type(read_range) is _DeletedRange
+                                   else "scanned", _short(lo), _short(hi)), since)
 
     def rollback(self):
         """Discard every write of the transaction and end it."""

@@ -4,7 +4,10 @@ Transaction.scan() returns one.  It merges two sorted sources by user key:
 the DBIterator of the transaction's snapshot (what was committed when the
 transaction began) and the transaction's writes in the scan's range as they
 were when the scan was opened (sorted; a value of None is a delete).  For a
-key in both, the write wins, and a delete hides the snapshot's entry.  It
+key in both, the write wins, and a delete hides the snapshot's entry.  The
+transaction's pending delete_range calls hide the snapshot's keys in their
+ranges (the iterator steps over them with one seek); its writes made after
+them are among the writes.  It
 has DBIterator's interface (Python iteration, take(), valid/seek/next/prev,
 key/value/item), so a Cursor works over it unchanged.
 
@@ -68,13 +71,33 @@ class ReadRange:
         return lo, hi
 
 
+def deleted_ranges(ranges, start=None, stop=None):
+    """The union of the [lo, hi) ranges within [start, stop) (None: open),
+    as sorted, disjoint (lo, hi) pairs."""
+    clipped = sorted((lo if start is None else max(lo, start),
+                      hi if stop is None else min(hi, stop)) for lo, hi in ranges)
+    out = []
+    for lo, hi in clipped:
+        if lo >= hi:
+            continue
+        if out and lo <= out[-1][1]:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
 class TransactionIterator:
     """(key, value) pairs of a transaction's snapshot with its writes over them."""
 
-    def __init__(self, base, writes, read_range, reverse):
+    def __init__(self, base, writes, read_range, reverse, deleted=()):
         self._base = base                       # DBIterator at the snapshot, bounded
         self._keys = [key for key, _ in writes]     # sorted, within the bounds
         self._values = [value for _, value in writes]
+        # The transaction's range deletes (deleted_ranges()): their starts and stops.
+        self._del_starts = [lo for lo, _ in deleted]
+        self._del_stops = [hi for _, hi in deleted]
         self._read = read_range
         self._reverse = bool(reverse)
         self._forward = True                    # direction of the last move
@@ -97,6 +120,13 @@ class TransactionIterator:
 
     # -- merging -------------------------------------------------------------
 
+    def _deleted(self, key):
+        """The (start, stop) of the transaction's range delete holding key, or None."""
+        i = bisect_right(self._del_starts, key) - 1
+        if i >= 0 and key < self._del_stops[i]:
+            return self._del_starts[i], self._del_stops[i]
+        return None
+
     def _settle_forward(self, origin):
         # The smallest key of either source from the current positions on,
         # skipping the transaction's deletes.  origin: where the move started.
@@ -116,6 +146,10 @@ class TransactionIterator:
             if bk is None:
                 self._key = self._value = None
             else:
+                hole = self._del_starts and self._deleted(bk)
+                if hole:
+                    base.seek(hole[1])          # past the snapshot's keys it deletes
+                    continue
                 self._key, self._value = bk, base.value()
             break
         self._read.add(origin, self._key)
@@ -137,6 +171,12 @@ class TransactionIterator:
             if bk is None:
                 self._key = self._value = None
             else:
+                hole = self._del_starts and self._deleted(bk)
+                if hole:
+                    base.seek_for_prev(hole[0])     # before the snapshot's keys it deletes
+                    if base.valid() and base.key() == hole[0]:
+                        base.prev()
+                    continue
                 self._key, self._value = bk, base.value()
             break
         self._read.add(self._key, origin)

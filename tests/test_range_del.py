@@ -27,7 +27,7 @@ import kvcy
 from kvcy._range_del import RangeTombstones
 from kvcy._write_batch import WriteBatch, iterate_batch
 from kvcy.dbformat import KIND_RANGE_DELETE
-from kvcy.errors import ConflictError, DataError, NotSupportedError, ProgrammingError
+from kvcy.errors import ConflictError, DataError, ProgrammingError
 from kvcy.options import MAX_KEY_BYTES
 from kvcy.version_edit import VersionEdit
 
@@ -413,15 +413,76 @@ def test_range_delete_after_the_snapshot_is_a_conflict(db_path):
         assert conn.get(key(91)) == b"t" and conn.get(b"other") is None
 
 
-def test_transactions_refuse_delete_range(db_path):
+def test_delete_range_in_a_transaction(db_path):
     with kvcy.connect(db_path) as conn:
+        fill(conn, 20)
+        conn.flush()
         with conn.transaction() as txn:
-            with pytest.raises(NotSupportedError, match="delete_range"):
-                txn.delete_range(b"a", b"b")
-            batch = WriteBatch()
-            batch.delete_range(b"a", b"b")
-            with pytest.raises(NotSupportedError, match="delete_range"):
-                txn.write(batch)
+            txn.put(key(5), b"early")                  # covered: dropped
+            txn.delete_range(key(3), key(10))
+            txn.put(key(7), b"late")                   # after it: kept
+            assert txn.get(key(5)) is None and txn.get(key(7)) == b"late"
+            assert txn.get_many([key(2), key(4), key(7)]) == [b"v2", None, b"late"]
+            expected = [key(i) for i in (0, 1, 2, 7) + tuple(range(10, 20))]
+            assert [k for k, _ in txn.scan()] == expected
+            assert [k for k, _ in txn.scan(reverse=True)] == expected[::-1]
+            it = txn.scan()
+            it.seek(key(4))
+            assert it.key() == key(7)
+            it.seek_for_prev(key(9))
+            assert it.key() == key(7)
+            it.close()
+            assert conn.get(key(5)) == b"v5"           # nothing before the commit
+        assert [k for k, _ in conn.scan()] == expected
+        assert conn.get(key(7)) == b"late" and conn.stats()["range_tombstones"] == 1
+        batch = WriteBatch()                           # in a batch, in its order
+        batch.put(key(12), b"x")
+        batch.delete_range(key(11), key(14))
+        batch.put(key(13), b"y")
+        with conn.transaction() as txn:
+            txn.write(batch)
+            assert txn.get_many([key(11), key(12), key(13), key(14)]) == [
+                None, None, b"y", b"v14"]
+        assert conn.get_many([key(11), key(12), key(13), key(14)]) == [None, None, b"y", b"v14"]
+
+
+def test_delete_range_in_a_transaction_conflicts_with_writes_into_the_range(db_path):
+    with kvcy.connect(db_path) as conn:
+        fill(conn, 20)
+        txn = conn.begin()
+        txn.delete_range(key(10), key(15))
+        conn.put(key(12), b"concurrent")
+        with pytest.raises(ConflictError, match="deleted range"):
+            txn.commit()
+        assert conn.get(key(12)) == b"concurrent" and conn.get(key(11)) == b"v11"
+        txn = conn.begin()
+        txn.delete_range(key(10), key(15))
+        conn.put(key(16), b"outside")                 # outside the range: no conflict
+        txn.commit()
+        assert conn.get(key(11)) is None and conn.get(key(16)) == b"outside"
+
+
+def test_delete_range_with_autocommit_off_and_in_a_namespace(db_path):
+    with kvcy.connect(db_path, autocommit=False) as conn:
+        fill(conn, 10)
+        conn.commit()
+        conn.delete_range(key(2), key(5))
+        assert conn.get(key(3)) is None
+        conn.rollback()
+        assert conn.get(key(3)) == b"v3"
+        conn.delete_range(key(2), key(5))
+        conn.commit()
+        assert conn.get(key(3)) is None and conn.get(key(5)) == b"v5"
+        users = conn.namespace("users")
+        conn.commit()
+        with conn.transaction() as txn:
+            view = txn.namespace(users)
+            view.put_many([(b"u%d" % i, b"x") for i in range(6)])
+            view.delete_range(b"u1", b"u4")
+            assert [k for k, _ in view.scan()] == [b"u0", b"u4", b"u5"]
+        assert [k for k, _ in users.scan()] == [b"u0", b"u4", b"u5"]
+        with pytest.raises(ProgrammingError):
+            conn.delete_range(key(5), key(2))             # start >= stop
 
 
 # -- the model --------------------------------------------------------------------
@@ -476,6 +537,25 @@ class RangeDelModel(RuleBasedStateMachine):
         self.conn.write(wb)
         self.model = {x: y for x, y in self.model.items() if not a <= x < b}
         self.model[k] = v
+
+    @rule(a=model_keys, b=model_keys, k=model_keys, v=st.binary(max_size=4),
+          j=model_keys)
+    def transaction(self, a, b, k, v, j):
+        # put j, delete_range [a, b), put k, in one transaction; reads inside
+        # it see its own writes.
+        if a >= b:
+            return
+        model = dict(self.model)
+        with self.conn.transaction() as txn:
+            txn.put(j, v)
+            model[j] = v
+            txn.delete_range(a, b)
+            model = {x: y for x, y in model.items() if not a <= x < b}
+            txn.put(k, v + b"!")
+            model[k] = v + b"!"
+            assert list(txn.scan()) == sorted(model.items())
+            assert txn.get_many(MODEL_KEYS) == [model.get(x) for x in MODEL_KEYS]
+        self.model = model
 
     @rule()
     def flush(self):
