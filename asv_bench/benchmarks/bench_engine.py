@@ -121,6 +121,46 @@ class Reads:
         it.close()
 
 
+class PartitionedReads:
+    """get and seek on tables written with partitioned_index (format
+    version 2): their index and filter partitions come from the block cache."""
+    timeout = 300
+
+    def setup_cache(self):
+        size = SIZES[-1]
+        path = os.path.abspath("db-partitioned-%d" % size)
+        rng = random.Random(SEED)
+        keys, values = _keys(size), _values(rng, size)
+        with kvcy.connect(path, partitioned_index=True) as conn:
+            for i in range(0, size, BATCH_PAIRS):
+                conn.put_many(list(zip(keys[i:i + BATCH_PAIRS], values[i:i + BATCH_PAIRS])))
+            conn.compact_range()
+        return path
+
+    def setup(self, path):
+        rng = random.Random(SEED)
+        keys = _keys(SIZES[-1])
+        self.probes = [keys[i] for i in rng.choices(range(len(keys)), k=GETS)]
+        self.conn = kvcy.connect(path, readonly=True)
+
+    def teardown(self, path):
+        self.conn.close()
+
+    def time_get(self, path):
+        get = self.conn.get
+        for k in self.probes:
+            get(k)
+
+    def time_seek(self, path):
+        it = self.conn.scan()
+        for k in self.probes[:SEEKS]:
+            it.seek(k)
+            for _ in range(SEEK_NEXTS):
+                if next(it, None) is None:
+                    break
+        it.close()
+
+
 class _OneCallPerSample:
     # One timed call per sample, each on the new database setup() made.
     number = 1
