@@ -168,7 +168,7 @@ cdef int partition_find_nogil(TableReader* t, const unsigned char* key, size_t k
         return r
     if parts[3]:
         err.in_index = IN_FILTER
-        h = table_cached_block(t, parts[2])
+        h = table_cached_block(t, parts[2], True)
         if h == NULL:
             h = table_read_block(t, parts[2], parts[3], err, True)
             if h == NULL:
@@ -341,7 +341,7 @@ cdef class Table:
         cdef Py_ssize_t got
         err.code = READ_OK
         err.in_index = in_index
-        h = table_cached_block(&self.r, offset)
+        h = table_cached_block(&self.r, offset, raw)
         if h != NULL:
             return h
         if self.r.fd >= 0:

@@ -60,7 +60,12 @@ cdef inline int read_fail(ReadError* err, int code, int sub, uint64_t a) noexcep
     err.a = a
     return -1
 
-cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil
+# The cached block at offset, if the cache holds one of the kind asked for:
+# raw (a filter partition) or a block of entries.  A hostile file whose
+# handles point one kind of block at the other reads it from the file again,
+# where its checks refuse it, instead of walking a filter as entries.
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset,
+                                     bint raw=*) noexcept nogil
 # raw: the block's contents are not a block of entries (a filter partition):
 # no restart array to check.
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,

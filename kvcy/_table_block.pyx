@@ -36,7 +36,8 @@ cdef extern from "_mapped_file.h" nogil:
     void kvcy_map_close(const unsigned char* p, uint64_t size) noexcept
 
 from kvcy._block cimport TRAILER_OK, TRAILER_NOT_INCREASING, block_check_trailer
-from kvcy._block_cache cimport CacheHandle, cache_lookup, cache_insert, handle_alloc
+from kvcy._block_cache cimport (CacheHandle, cache_lookup, cache_insert, cache_release,
+                                handle_alloc)
 from kvcy._coding cimport load_fixed32
 from kvcy._crc32c cimport crc32c_extend, crc32c_unmask
 from kvcy._snappy cimport snappy_uncompressed_length, snappy_uncompress
@@ -153,11 +154,19 @@ cdef int decode_block(void* arg) noexcept nogil:
     return 0
 
 
-cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset) noexcept nogil:
-    # The pinned block at offset if the block cache has it, else NULL.
+cdef CacheHandle* table_cached_block(TableReader* t, uint64_t offset,
+                                     bint raw=False) noexcept nogil:
+    # The pinned block at offset if the block cache has it as the kind asked
+    # for (a checked block of entries has at least one restart, a raw one
+    # none), else NULL.
+    cdef CacheHandle* h
     if t.cache == NULL:
         return NULL
-    return cache_lookup(t.cache, t.number, offset)
+    h = cache_lookup(t.cache, t.number, offset)
+    if h != NULL and (h.num_restarts == 0) != raw:
+        cache_release(h)
+        return NULL
+    return h
 
 
 cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t size,

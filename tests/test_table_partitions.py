@@ -259,3 +259,40 @@ def test_a_partitioned_table_read_as_version_1_is_corruption(tmp_path, table3000
             conn.get(key(10))
         with pytest.raises(kvcy.CorruptionError):
             list(conn.scan())
+
+
+def test_a_handle_to_a_cached_filter_partition_is_not_read_as_an_index(table3000):
+    # A hostile top-level index whose index handle points at a filter
+    # partition: once that filter sits in the block cache as raw bytes, the
+    # lookup must not walk it as a block of entries.
+    from kvcy._block_builder import BlockBuilder
+    from kvcy._crc32c import crc32c, mask
+    from kvcy.table_format import block_trailer
+    import struct
+    data, _ = bytes_reader(table3000)
+    footer, parts = partitions_of(table3000)
+    _, filter0 = parts[0]
+    top = Block(read_block(bytes_reader(table3000)[1], footer.index, len(data), "t", "index"))
+    it = top.iterator()
+    it.seek_to_first()
+    builder = BlockBuilder(1)
+    first = True
+    while it.valid():
+        entry = it.value()
+        if first:                                       # index handle := the filter's
+            entry = filter0.encode() + filter0.encode()
+            first = False
+        builder.add(it.key(), entry)
+        it.next()
+    block = builder.finish()
+    body = bytes(data[:len(data) - FOOTER_BYTES]) + block + block_trailer(block, 0)
+    head = struct.pack("<QQQQQQI", len(data) - FOOTER_BYTES, len(block), 0, 0,
+                       footer.properties.offset, footer.properties.size, 2)
+    bad = body + head + struct.pack("<IQ", mask(crc32c(head)), 0x7473735F7963766B)
+    reader = type("Reader", (), {"path": "hostile.sst", "read": lambda self, o, n: bad[o:o + n]})()
+    table = Table.open(reader, len(bad), 1, kvcy.cache.BlockCache(1 << 20))
+    with pytest.raises(kvcy.CorruptionError):
+        table.get(key(0), 1 << 40)                     # reads and caches the raw filter first
+    with pytest.raises(kvcy.CorruptionError):
+        table.get(key(0), 1 << 40)                     # the filter is cached now
+    assert table.get(key(2999), 1 << 40) == value(2999)   # other partitions read on
