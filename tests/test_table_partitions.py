@@ -291,8 +291,10 @@ def test_a_handle_to_a_cached_filter_partition_is_not_read_as_an_index(table3000
     bad = body + head + struct.pack("<IQ", mask(crc32c(head)), 0x7473735F7963766B)
     reader = type("Reader", (), {"path": "hostile.sst", "read": lambda self, o, n: bad[o:o + n]})()
     table = Table.open(reader, len(bad), 1, kvcy.cache.BlockCache(1 << 20))
-    with pytest.raises(kvcy.CorruptionError):
-        table.get(key(0), 1 << 40)                     # reads and caches the raw filter first
-    with pytest.raises(kvcy.CorruptionError):
-        table.get(key(0), 1 << 40)                     # the filter is cached now
+    # Each time the "index partition" is read from the file and its restart
+    # array refused, never walked from the cached raw filter (whose missing
+    # restart array a cursor would index with an underflowed count).
+    for _ in range(2):                                 # the second time the filter is cached
+        with pytest.raises(kvcy.CorruptionError, match="index partition.*restart count"):
+            table.get(key(0), 1 << 40)
     assert table.get(key(2999), 1 << 40) == value(2999)   # other partitions read on
