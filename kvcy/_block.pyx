@@ -203,6 +203,10 @@ cdef int cursor_seek(BlockCursor* c, const unsigned char* ukey, size_t ulen,
     cdef uint32_t left = 0, right = c.num_restarts - 1, mid, offset
     cdef uint32_t shared, non_shared, vlen
     cdef int r
+    if c.num_restarts == 0:
+        # Only a checked block reaches a cursor, and its trailer holds at
+        # least one restart; never let the count underflow regardless.
+        return cursor_error(c, BLOCK_BAD_RESTART, 0)
     # Binary search for the last restart point whose key is < target; restart
     # entries hold their whole key, so it is read in place.
     while left < right:
@@ -236,6 +240,8 @@ cdef int cursor_seek_to_first(BlockCursor* c) noexcept nogil:
 
 cdef int cursor_seek_to_last(BlockCursor* c) noexcept nogil:
     cdef int r
+    if c.num_restarts == 0:
+        return cursor_error(c, BLOCK_BAD_RESTART, 0)      # as in cursor_seek
     cursor_to_restart(c, c.num_restarts - 1)
     while True:
         r = cursor_parse_next(c)
