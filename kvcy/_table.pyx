@@ -40,6 +40,8 @@ from kvcy._block cimport (Block, BlockCursor, BLOCK_OK, TRAILER_OK, TRAILER_NOT_
 from kvcy._block_cache cimport BlockCache, BlockCacheCore, CacheHandle, cache_release
 from kvcy._table_block cimport (table_cached_block, table_read_block, table_decode_buffer,
                                 table_map, table_unmap)
+from kvcy._table_index cimport (find_handles, table_index_find, filter_check,
+                                partition_find_nogil)
 from kvcy._bloom cimport BloomFilter, BLOOM_MAX_PROBES, bloom_may_contain
 from kvcy._coding cimport get_varint64, load_fixed32, load_fixed64
 from kvcy._dbformat cimport (KIND_DELETE, KIND_VALUE, KIND_EXPIRING_VALUE, KIND_FOR_SEEK,
@@ -90,108 +92,6 @@ cdef object found_value(Found* f, object clock):
 
 
 # -- C: point lookups over a TableReader -------------------------------------
-
-cdef int find_handles(const unsigned char* base, uint32_t restarts, uint32_t num_restarts,
-                      const unsigned char* key, size_t klen, uint64_t tag, uint64_t* handles,
-                      int count, int bad_value, ReadError* err) noexcept nogil:
-    # In an index block (separator -> `count` varint64s: one block handle in
-    # an index, two in a top-level index), the numbers of the first entry
-    # >= (key, tag): 1 found, 0 the key lies past the last entry, -1 with
-    # err (bad_value: the entry does not hold exactly `count` numbers).
-    cdef BlockCursor c
-    cdef const unsigned char* p
-    cdef const unsigned char* limit
-    cdef int r, i
-    cursor_init(&c, base, restarts, num_restarts)
-    r = cursor_seek(&c, key, klen, tag)
-    if r < 0:
-        err.in_index = True
-        err.sub = c.error
-        err.a = c.error_offset
-        err.code = READ_CURSOR
-    elif r > 0:
-        p = c.value
-        limit = c.value + c.value_len
-        for i in range(count):
-            p = get_varint64(p, limit, &handles[i])
-            if p == NULL:
-                break
-        if p == NULL or p != limit:
-            err.in_index = True
-            err.a = c.current
-            err.code = bad_value
-            r = -1
-    cursor_free(&c)
-    return r
-
-
-cdef inline int table_index_find(TableReader* t, const unsigned char* key, size_t klen,
-                                 uint64_t tag, uint64_t* offset, uint64_t* size,
-                                 ReadError* err) noexcept nogil:
-    # Handle of the data block that would hold (key, tag) in an unpartitioned
-    # table: 1 found, 0 the key lies past the last block, -1 with err.
-    cdef uint64_t h[2]
-    cdef int r = find_handles(t.index_base, t.index_restarts, t.index_num_restarts, key, klen,
-                              tag, h, 2, READ_INDEX_VALUE, err)
-    offset[0] = h[0]
-    size[0] = h[1]
-    return r
-
-
-cdef int filter_check(CacheHandle* h, const unsigned char* key, size_t klen,
-                      ReadError* err) noexcept nogil:
-    # Probe a filter partition (BloomFilterBuilder.finish()'s bytes, checked
-    # as BloomFilter checks a whole filter): 1 may hold key, 0 certainly
-    # not, -1 with err.
-    cdef size_t n = h.size
-    cdef int k = h.data[n - 1] if n else 0
-    if n < 2 or k < 1 or k > BLOOM_MAX_PROBES:
-        err.code = READ_BAD_FILTER
-        err.a = n
-        err.b = <uint64_t>k
-        return -1
-    return 1 if bloom_may_contain(h.data, (n - 1) * 8, k, key, klen) else 0
-
-
-cdef int partition_find_nogil(TableReader* t, const unsigned char* key, size_t klen,
-                              uint64_t tag, uint64_t* offset, uint64_t* size,
-                              ReadError* err) noexcept nogil:
-    # table_index_find for a partitioned table: the top-level index names the
-    # partition; its filter partition, then its index partition, come from
-    # the block cache (read on a miss).  REQUIRES: t.fd >= 0.
-    cdef uint64_t parts[4]
-    cdef uint64_t data[2]
-    cdef CacheHandle* h
-    cdef int r = find_handles(t.index_base, t.index_restarts, t.index_num_restarts, key, klen,
-                              tag, parts, 4, READ_TOP_INDEX_VALUE, err)
-    if r <= 0:
-        return r
-    if parts[3]:
-        err.in_index = IN_FILTER
-        h = table_cached_block(t, parts[2], True)
-        if h == NULL:
-            h = table_read_block(t, parts[2], parts[3], err, True)
-            if h == NULL:
-                return -1
-        r = filter_check(h, key, klen, err)
-        cache_release(h)
-        if r <= 0:
-            err.offset = parts[2]
-            return r
-    err.in_index = True
-    h = table_cached_block(t, parts[0])
-    if h == NULL:
-        h = table_read_block(t, parts[0], parts[1], err)
-        if h == NULL:
-            return -1
-    r = find_handles(h.data, h.restarts, h.num_restarts, key, klen, tag, data, 2,
-                     READ_INDEX_VALUE, err)
-    cache_release(h)
-    err.offset = parts[0]
-    offset[0] = data[0]
-    size[0] = data[1]
-    return r
-
 
 cdef int table_data_find(TableReader* t, CacheHandle* h, uint64_t offset, const unsigned char* key,
                    size_t klen, uint64_t tag, Found* out, ReadError* err) noexcept nogil:
