@@ -13,7 +13,7 @@ pinned.  A failure is a ReadError code (kvcy/_table_block.pxd), never an
 exception: kvcy._table.Table.read_error words it at the boundary.
 
 Mapped reads.  Touching a page past the end of a file cut short behind
-kvcy's back raises SIGBUS; every read of a mapping runs under kvcy_map_run,
+kvcy's back raises SIGBUS; every read of a mapping runs under map_run (kvcy/_mapped_file.pyx),
 whose jump target the SIGBUS handler returns to, so the read fails as
 "truncated" instead.  The handler, its per-thread jump target and every
 mapped read live in this one module: the header's statics are per module.
@@ -28,12 +28,7 @@ from libc.string cimport memcpy
 from posix.unistd cimport pread
 from posix.stat cimport fstat, struct_stat
 
-cdef extern from "_mapped_file.h" nogil:
-    int kvcy_map_install() noexcept
-    int KVCY_MAP_FAULT
-    int kvcy_map_run(int (*fn)(void*) noexcept nogil, void* arg) noexcept
-    const unsigned char* kvcy_map_open(int fd, uint64_t size) noexcept
-    void kvcy_map_close(const unsigned char* p, uint64_t size) noexcept
+from kvcy._mapped_file cimport MAP_FAULT, map_install, map_run, map_open, map_close
 
 from kvcy._block cimport TRAILER_OK, TRAILER_NOT_INCREASING, block_check_trailer
 from kvcy._block_cache cimport (CacheHandle, cache_lookup, cache_insert, cache_release,
@@ -73,9 +68,9 @@ cdef void table_map(TableReader* t) noexcept:
     # On any failure (no room, an odd file system) the table keeps using pread.
     global mapped_tables
     t.map = NULL
-    if t.fd < 0 or mapped_tables >= MAX_MAPPED_TABLES or kvcy_map_install() != 0:
+    if t.fd < 0 or mapped_tables >= MAX_MAPPED_TABLES or map_install() != 0:
         return
-    t.map = kvcy_map_open(t.fd, t.file_size)
+    t.map = map_open(t.fd, t.file_size)
     if t.map != NULL:
         mapped_tables += 1
 
@@ -83,14 +78,14 @@ cdef void table_map(TableReader* t) noexcept:
 cdef void table_unmap(TableReader* t) noexcept:
     global mapped_tables
     if t.map != NULL:
-        kvcy_map_close(t.map, t.file_size)
+        map_close(t.map, t.file_size)
         t.map = NULL
         mapped_tables -= 1
 
 
 cdef struct BlockDecode:
     # One block to check and decode (decode_block), passed through
-    # kvcy_map_run when src lies in a mapping.
+    # map_run when src lies in a mapping.
     TableReader* t
     const unsigned char* src     # the block's size + 5 bytes
     uint64_t size
@@ -202,8 +197,8 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
         # The bounds above hold for the mapping (file_size bytes); a file cut
         # short behind kvcy's back reads as truncated, not as a crash.
         d.src = t.map + offset
-        rc = kvcy_map_run(decode_block, &d)
-        if rc == KVCY_MAP_FAULT:
+        rc = map_run(decode_block, &d)
+        if rc == MAP_FAULT:
             read_fail(err, READ_TRUNCATED, 0, 0)
         if rc != 0 and (err.code == READ_TRUNCATED or err.code == READ_CHECKSUM) \
                 and fstat(t.fd, &st) == 0 and <uint64_t>st.st_size < offset + n:

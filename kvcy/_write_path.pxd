@@ -49,7 +49,7 @@ cdef class WritePath:
     cdef int gather_target           # queue length a gathering leader waits for; 0: none waits
     cdef int last_group              # members of the last group committed
     cdef long long sync_micros       # recent fdatasync time (moving average), microseconds
-    cdef WalWriter wal               # appends to the current WAL; None until set_log()
+    cdef readonly WalWriter wal      # appends to the current WAL; None until set_log()
     cdef readonly LatencyHistogram put_latency     # put() and delete(), one in WRITE_TIMING_PERIOD
     cdef readonly LatencyHistogram batch_latency   # write_batch(), likewise
     cdef public MemTable mem         # the mutable memtable

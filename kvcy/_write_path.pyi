@@ -47,7 +47,13 @@ class WritePath:
     def queue_length(self) -> int:
         """Writers queued now, the leader included."""
     def set_log(self, file: Any, block_offset: int) -> None:
-        """Direct WAL appends to file (an env WritableFile).  REQUIRES: lock held."""
+        """Direct WAL appends to file (an env WritableFile), retiring the
+        previous file's writer.  REQUIRES: lock held."""
+    def retire_log(self) -> None:
+        """Stop appending to the current WAL file and cut it to the bytes written."""
+    @property
+    def wal(self) -> Any:
+        """The current WAL file's WalWriter (kvcy/_wal_writer.pyx), or None."""
     @property
     def log_size(self) -> int:
         """Bytes in the current WAL file."""

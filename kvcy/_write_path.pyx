@@ -192,10 +192,16 @@ cdef class WritePath:
         return n
 
     def set_log(self, file, Py_ssize_t block_offset):
-        """Direct WAL appends to file (an env WritableFile).  REQUIRES: lock held."""
-        if self.wal is not None:
-            self.wal.settle_size()
+        """Direct WAL appends to file (an env WritableFile), retiring the
+        previous file's writer (see retire_log).  REQUIRES: lock held."""
+        self.retire_log()
         self.wal = WalWriter(file, block_offset)
+
+    def retire_log(self):
+        """Stop appending to the current WAL file and cut it to the bytes
+        written (kvcy/_wal_writer.pyx); call before that file is closed."""
+        if self.wal is not None:
+            self.wal.retire()
 
     @property
     def log_size(self):

@@ -502,6 +502,7 @@ class Engine:
                 if writer.error is None:
                     # Closing makes every acknowledged write durable, not only sync=True ones.
                     self.log.sync()
+                writer.retire_log()
                 self.log.close()
             self.versions.close()
         finally:

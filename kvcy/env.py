@@ -418,12 +418,13 @@ class PosixEnv(Env):
 
     def new_writable_file(self, path):
         """Create ``path`` (truncating it if it exists) for appending."""
-        fd = self._open("create", path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        # Read and write: the WAL writer may map the file (kvcy/_wal_writer.pyx).
+        fd = self._open("create", path, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
         return WritableFile(path, fd, 0)
 
     def new_appendable_file(self, path):
         """Open ``path`` for appending at its end, creating it if missing."""
-        fd = self._open("open", path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        fd = self._open("open", path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         try:
             size = os.fstat(fd).st_size
         except OSError as exc:

@@ -20,6 +20,7 @@ import time
 import pytest
 
 import kvcy
+from kvcy._wal_writer import set_mapped_appends
 from kvcy._write_batch import batch_header
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.log_reader import LogReader
@@ -403,9 +404,15 @@ def test_failure_fails_every_member_and_later_writes(db_path, op):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("size", [100, 200_000])
 def test_wal_written_through_its_descriptor_reports_a_full_disk(db_path, size):
-    # The WAL of a PosixEnv file is written with write(2) from C; a failure
-    # there must surface as WritableFile.append's would, and be latched.
-    conn = kvcy.connect(db_path, **BIG_MEMTABLE)
+    # Where the WAL cannot be mapped it is written with write(2) from C; a
+    # failure there must surface as WritableFile.append's would, and be
+    # latched.  (Mapped appends: tests/test_wal_writer.py.)
+    previous = set_mapped_appends(False)
+    try:
+        conn = kvcy.connect(db_path, **BIG_MEMTABLE)
+    finally:
+        set_mapped_appends(previous)
+    assert not conn._engine.writer.wal.mapped_appends
     try:
         conn.put(b"before", b"1")
         log = conn._engine.log.file
