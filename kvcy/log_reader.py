@@ -34,6 +34,10 @@ from kvcy.log_format import (FIRST_TYPE, FULL_TYPE, LAST_TYPE, LOG_BLOCK_BYTES,
                              LOG_HEADER_BYTES, MIDDLE_TYPE, ZERO_TYPE)
 
 _LENGTH_TYPE = struct.Struct("<HB")
+_TYPE_NAMES = {FULL_TYPE: "FULL", FIRST_TYPE: "FIRST", MIDDLE_TYPE: "MIDDLE", LAST_TYPE: "LAST"}
+
+# What LogReader._logical() met (see there).
+_BAD_RECORD, _UNENDED, _ORPHAN, _CUT_OFF = range(4)
 
 
 class LogReader:
@@ -122,30 +126,68 @@ class LogReader:
             pos += 1
         return None
 
-    def records_from(self, pos):
-        """Logical records starting at pos, up to the first damage (for the caller's
-        check of hidden_records_at)."""
-        out = []
-        fragments = None
-        while pos < len(self.data):
+    def _logical(self, pos, on_damage):
+        """Logical records from pos on, as (start, payload, end): the one loop
+        that assembles FULL records and FIRST..MIDDLE..LAST chains.
+
+        Damage goes to on_damage(what, reason, at, chain_start, search_from,
+        to_end), what being one of: _BAD_RECORD, a physical record that
+        _physical() rejects (search_from and to_end as it says); _UNENDED, a
+        FULL or FIRST record while a chain is open (search_from: at itself,
+        an intact record); _ORPHAN, a MIDDLE or LAST with no chain open
+        (search_from: the record after it); _CUT_OFF, a chain the end of the
+        data cut off.  chain_start is where the open chain began, or None.
+        It returns the offset to go on from, with any open chain dropped, or
+        None to stop."""
+        data = self.data
+        view = memoryview(data)
+        fragments = None      # memoryview slices of an open FIRST..LAST chain
+        start = pos
+        while pos < len(data):
             rtype, a, b, nxt = self._physical(pos)
             if rtype == "skip":
                 pos = nxt
                 continue
             if rtype is None:
-                break
-            chunk = self.data[a:a + b]
+                damage = (_BAD_RECORD, a, b, nxt)
+            elif (rtype == FULL_TYPE or rtype == FIRST_TYPE) and fragments is not None:
+                damage = (_UNENDED, "%s record inside a fragmented record"
+                          % _TYPE_NAMES[rtype], pos, False)
+            elif (rtype == MIDDLE_TYPE or rtype == LAST_TYPE) and fragments is None:
+                damage = (_ORPHAN, "%s record without FIRST" % _TYPE_NAMES[rtype], nxt, False)
+            else:
+                damage = None
+            if damage is not None:
+                what, reason, search_from, to_end = damage
+                pos = on_damage(what, reason, pos, start if fragments is not None else None,
+                                search_from, to_end)
+                if pos is None:
+                    return
+                fragments = None
+                continue
+            chunk = view[a:a + b]
             if rtype == FULL_TYPE:
-                out.append(chunk)
+                yield pos, bytes(chunk), nxt
             elif rtype == FIRST_TYPE:
                 fragments = [chunk]
-            elif fragments is not None:
+                start = pos
+            else:
                 fragments.append(chunk)
                 if rtype == LAST_TYPE:
-                    out.append(b"".join(fragments))
+                    yield start, b"".join(fragments), nxt
                     fragments = None
             pos = nxt
-        return out
+        if fragments is not None:
+            # A FIRST..MIDDLE chain the end of the data cut off before its LAST.
+            on_damage(_CUT_OFF, "record cut off by the end of the log", pos, start,
+                      len(data), True)
+
+    def first_record_at(self, pos):
+        """The payload of the logical record at pos, or None if damage comes
+        first (for the caller's check of hidden_records_at)."""
+        for _, payload, _ in self._logical(pos, lambda *damage: None):
+            return payload
+        return None
 
     def salvage(self, on_damage):
         """Every intact logical record as (offset, payload), skipping damage and
@@ -153,44 +195,28 @@ class LogReader:
         reading: keep what survives).  on_damage(offset, description) hears of
         each stretch skipped.  Intact means what it means for iteration."""
         data = self.data
-        pos = 0
-        fragments = None
-        start = 0
-        while pos < len(data):
-            rtype, a, b, nxt = self._physical(pos)
-            if rtype == "skip":
-                pos = nxt
-                continue
-            if rtype is None:
-                resume = self._find_intact(b if b > pos else pos + 1, False)
-                at = start if fragments is not None else pos
-                if resume is None:
-                    if nxt or any(data[pos:]):
-                        on_damage(at, "%s; the %d bytes to the end dropped" % (a, len(data) - at))
-                    return
-                on_damage(at, "%s; %d bytes dropped" % (a, resume - at))
-                fragments = None
-                pos = resume
-                continue
-            chunk = data[a:a + b]
-            if rtype == FULL_TYPE or rtype == FIRST_TYPE:
-                if fragments is not None:
-                    on_damage(start, "fragmented record without its end")
-                if rtype == FULL_TYPE:
-                    fragments = None
-                    yield pos, chunk
-                else:
-                    fragments, start = [chunk], pos
-            elif fragments is None:
+
+        def skip(what, reason, pos, chain_start, search_from, to_end):
+            at = chain_start if chain_start is not None else pos
+            if what == _CUT_OFF:
+                on_damage(at, reason)
+                return None
+            if what == _UNENDED:
+                on_damage(chain_start, "fragmented record without its end")
+                return pos                                     # the new record starts afresh
+            if what == _ORPHAN:
                 on_damage(pos, "record fragment without its start")
-            else:
-                fragments.append(chunk)
-                if rtype == LAST_TYPE:
-                    yield start, b"".join(fragments)
-                    fragments = None
-            pos = nxt
-        if fragments is not None:
-            on_damage(start, "record cut off by the end of the log")
+                return search_from
+            resume = self._find_intact(search_from if search_from > pos else pos + 1, False)
+            if resume is None:
+                if to_end or any(data[pos:]):
+                    on_damage(at, "%s; the %d bytes to the end dropped" % (reason, len(data) - at))
+                return None
+            on_damage(at, "%s; %d bytes dropped" % (reason, resume - at))
+            return resume
+
+        for start, payload, _ in self._logical(0, skip):
+            yield start, payload
 
     def _damaged(self, reason, offset, search_from, to_end=False):
         """Handle damage at offset; returns normally only to stop reading."""
@@ -209,47 +235,10 @@ class LogReader:
             self.torn_tail_bytes = len(self.data) - self.end_offset
 
     def __iter__(self):
-        data = self.data
-        offset = 0
-        fragments = None      # memoryview slices of an open FIRST..LAST chain
-        start = 0
-        view = memoryview(data)
-        while offset < len(data):
-            rtype, a, b, nxt = self._physical(offset)
-            if rtype == "skip":
-                offset = nxt
-                continue
-            if rtype is None:
-                self._damaged(a, offset, b, nxt)
-                return
-            chunk = view[a:a + b]
-            if rtype == FULL_TYPE:
-                if fragments is not None:
-                    self._damaged("FULL record inside a fragmented record", offset, offset)
-                    return
-                self.end_offset = nxt
-                yield offset, bytes(chunk)
-            elif rtype == FIRST_TYPE:
-                if fragments is not None:
-                    self._damaged("FIRST record inside a fragmented record", offset, offset)
-                    return
-                fragments = [chunk]
-                start = offset
-            elif rtype == MIDDLE_TYPE:
-                if fragments is None:
-                    self._damaged("MIDDLE record without FIRST", offset, nxt)
-                    return
-                fragments.append(chunk)
-            elif rtype == LAST_TYPE:
-                if fragments is None:
-                    self._damaged("LAST record without FIRST", offset, nxt)
-                    return
-                fragments.append(chunk)
-                self.end_offset = nxt
-                payload = b"".join(fragments)
-                fragments = None
-                yield start, payload
-            offset = nxt
-        if fragments is not None:
-            # A FIRST..MIDDLE chain the crash cut off before its LAST.
-            self.torn_tail_bytes = len(data) - self.end_offset
+        def stop(what, reason, pos, chain_start, search_from, to_end):
+            self._damaged(reason, pos, search_from, to_end)
+            return None
+
+        for start, payload, end in self._logical(0, stop):
+            self.end_offset = end
+            yield start, payload

@@ -186,7 +186,8 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
 def _continues(reader, last_sequence):
     """True iff the records hidden in a cut-off tail are write batches that
     carry on from last_sequence (so the "cut-off" was really a flipped length)."""
-    for payload in reader.records_from(reader.hidden_records_at)[:1]:
+    payload = reader.first_record_at(reader.hidden_records_at)
+    if payload is not None:
         try:
             seq, count = batch_header(payload)
         except CorruptionError:
