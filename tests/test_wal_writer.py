@@ -32,6 +32,17 @@ def live_log(conn):
     return conn._engine.log.file.path
 
 
+def connect_unmapped(path, **options):
+    """A connection whose WAL is appended to with write(2), not a mapping."""
+    previous = set_mapped_appends(False)
+    try:
+        conn = kvcy.connect(path, **options)
+    finally:
+        set_mapped_appends(previous)
+    assert not conn._engine.writer.wal.mapped_appends
+    return conn
+
+
 def test_an_open_log_is_mapped_and_cut_to_its_records_on_close(db_path):
     conn = kvcy.connect(db_path, **BIG_MEMTABLE)
     assert conn._engine.writer.wal.mapped_appends
@@ -72,12 +83,7 @@ def test_appends_cross_windows_and_a_batch_larger_than_one(db_path):
 
 
 def test_appends_without_a_mapping_use_write(db_path):
-    previous = set_mapped_appends(False)
-    try:
-        conn = kvcy.connect(db_path, **BIG_MEMTABLE)
-    finally:
-        set_mapped_appends(previous)
-    assert not conn._engine.writer.wal.mapped_appends
+    conn = connect_unmapped(db_path, **BIG_MEMTABLE)
     conn.put(b"k", b"v")
     assert os.path.getsize(live_log(conn)) == conn.stats()["log_bytes"]   # nothing reserved
     conn.close()

@@ -20,13 +20,13 @@ import time
 import pytest
 
 import kvcy
-from kvcy._wal_writer import set_mapped_appends
 from kvcy._write_batch import batch_header
 from kvcy.errors import OperationalError, ProgrammingError
 from kvcy.log_reader import LogReader
 
 from fault_env import FaultEnv
 from test_crash import child_env, wait_for_ready
+from test_wal_writer import connect_unmapped
 
 BIG_MEMTABLE = {"memtable_max_bytes": 64 << 20}   # no switch: one WAL holds everything
 
@@ -407,12 +407,7 @@ def test_wal_written_through_its_descriptor_reports_a_full_disk(db_path, size):
     # Where the WAL cannot be mapped it is written with write(2) from C; a
     # failure there must surface as WritableFile.append's would, and be
     # latched.  (Mapped appends: tests/test_wal_writer.py.)
-    previous = set_mapped_appends(False)
-    try:
-        conn = kvcy.connect(db_path, **BIG_MEMTABLE)
-    finally:
-        set_mapped_appends(previous)
-    assert not conn._engine.writer.wal.mapped_appends
+    conn = connect_unmapped(db_path, **BIG_MEMTABLE)
     try:
         conn.put(b"before", b"1")
         log = conn._engine.log.file
