@@ -34,6 +34,9 @@ class WritePath:
     bytes_written: int
     group_commits: int
     grouped_writes: int
+    @property
+    def sync_micros(self) -> int:
+        """Recent WAL fdatasync time (moving average), microseconds."""
     def __init__(self) -> None: ...
     @property
     def put_latency(self) -> LatencyHistogram: ...

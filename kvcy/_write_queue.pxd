@@ -63,7 +63,7 @@ cdef class WriteQueue:
     cdef PyThread_type_lock gather   # armed; released when a gathering leader's queue is full
     cdef int gather_target           # queue length a gathering leader waits for; 0: none waits
     cdef int last_group              # members of the last group committed
-    cdef long long sync_micros       # recent fdatasync time (moving average), microseconds
+    cdef readonly long long sync_micros  # recent fdatasync time (moving average), microseconds
     cdef public bint reserve_namespaces  # the database has namespaces: put() and delete()
                                          # refuse, and ReadPath.lookup() hides, keys starting
                                          # with b"\xff\xff" (kvcy/namespace_keys.py)

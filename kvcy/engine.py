@@ -459,6 +459,7 @@ class Engine:
             immutable_memtables=len(self.imm),
             log_number=self.log.number if self.log is not None else self.versions.log_number,
             log_bytes=self.writer.log_size if self.log is not None else 0,
+            wal_sync_micros=writer.sync_micros,
             block_cache_hits=self.block_cache.hits,
             block_cache_misses=self.block_cache.misses,
             block_cache_bytes=self.block_cache.used_bytes,

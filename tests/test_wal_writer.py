@@ -168,3 +168,17 @@ def test_a_log_cut_behind_our_back_is_an_error_not_a_crash(db_path):
     conn.close()
     with kvcy.connect(db_path) as conn:
         assert conn.get(b"k") is None and conn.get(b"later") is None
+
+
+def test_wal_sync_bench_runs_both_ways(capsys):
+    # bench/wal_sync.py, tiny: both append paths fsync every synced put.
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    sys.path.insert(0, bench)
+    try:
+        import wal_sync
+        medians = wal_sync.main(["--puts", "50", "--repeat", "1"])
+    finally:
+        sys.path.remove(bench)
+        sys.modules.pop("wal_sync", None)
+    assert medians[True] > 0 and medians[False] > 0
+    assert "mapped / write(2)" in capsys.readouterr().out

@@ -573,3 +573,16 @@ def test_kill_9_during_concurrent_group_commits_many_rounds(tmp_path):
         n_threads = rng.choice([2, 4, 8])
         db, acked = crash_round(round_dir, rnd, seed, n_threads, rng)
         check_recovered(db, seed, acked, n_threads)
+
+
+def test_wal_sync_micros_reports_the_time_of_group_syncs(db_path):
+    with kvcy.connect(db_path) as conn:
+        assert conn.stats()["wal_sync_micros"] == 0          # no synced group yet
+        conn.put(b"a", b"1")
+        assert conn.stats()["wal_sync_micros"] == 0          # unsynced puts do not count
+        started = time.perf_counter()
+        conn.put(b"b", b"2", sync=True)
+        took = (time.perf_counter() - started) * 1e6
+        first = conn.stats()["wal_sync_micros"]
+        assert first <= took + 1                             # the first sync, as measured
+        assert first > 0 or took < 5                         # (on tmpfs a sync takes no time)
