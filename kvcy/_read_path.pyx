@@ -48,8 +48,9 @@ from kvcy._dbformat cimport KIND_DELETE, KIND_EXPIRING_VALUE, MAX_SEQUENCE, comp
 from kvcy._expiry cimport expiring_answer
 from kvcy._memtable cimport MemTable, memtable_find
 from kvcy._skiplist cimport SkipNode, node_value, load_acquire, store_release
-from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, table_lookup,
-                          found_value)
+from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, READ_DEFERRED,
+                          DEFER_BLOCK, CacheHandle, table_lookup, table_read_block,
+                          table_data_find, found_value)
 from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._write_path cimport WritePath
 from kvcy._range_del cimport RangeTombstones
@@ -225,47 +226,92 @@ cdef class ReadState:
                 store_release(<void**>&s.reader, <void*>&table.r)
         return table
 
+    cdef int first_pass(self, const unsigned char* key, size_t klen, uint64_t sequence,
+                        uint64_t* cover, SkipNode** n, int* level, Py_ssize_t* index,
+                        bint all_gil, Found* out, ReadError* err) noexcept nogil:
+        # The range tombstones' cover, the memtables (n: the node found, or
+        # NULL), then the tables from the start: search()'s result.
+        cdef Py_ssize_t j
+        if self.range_dels is not None:
+            cover[0] = self.range_dels.covering(key, klen, sequence)
+        for j in range(self.num_mems):
+            n[0] = memtable_find(self.memrefs[j].head, self.memrefs[j].height, key, klen,
+                                 sequence)
+            if n[0] != NULL:
+                return 0
+        out.kind = -1
+        if self.num_slots == 0:
+            return 0
+        return self.search(key, klen, sequence, level, index, all_gil, out, err)
+
+    cdef int finish_block(self, const unsigned char* key, size_t klen, uint64_t sequence,
+                          int* level, Py_ssize_t* index, bint all_gil, Found* out,
+                          ReadError* err) noexcept nogil:
+        # After READ_DEFERRED/DEFER_BLOCK at slot index: read the data block
+        # err.offset/err.size and search it, then go on as search() would.
+        cdef Py_ssize_t i = index[0]
+        cdef TableReader* reader = <TableReader*>load_acquire(<void* const*>&self.slots[i].reader)
+        cdef uint64_t offset = err.offset
+        cdef CacheHandle* h = table_read_block(reader, offset, err.size, err)
+        if h == NULL:
+            return -1
+        if table_data_find(reader, h, offset, key, klen,
+                           pack_tag(sequence if sequence < MAX_SEQUENCE else MAX_SEQUENCE,
+                                    KIND_FOR_SEEK), out, err) < 0:
+            return -1
+        if out.kind >= 0:
+            return 0
+        if level[0] == 0:                # not in this table: the next candidate
+            index[0] = i + 1
+        else:
+            level[0] += 1
+            index[0] = -1
+        return self.search(key, klen, sequence, level, index, all_gil, out, err)
+
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
-                       uint64_t sequence, bint all_gil, object clock):
+                       uint64_t sequence, bint all_gil, object clock, bint held,
+                       bint* deferred):
         # The value of key at sequence, or None (absent, deleted or expired by
         # clock).  A range tombstone newer than the entry found (and visible
         # at sequence) deletes it: `cover` is its sequence, 0 when none covers key.
-        cdef SkipNode* n
+        # held: search with the GIL held up to the first block read, and
+        # release it only for that read (*deferred set then): on cached data
+        # this saves handing the GIL over, which costs more than the search.
+        # Otherwise the whole search runs without the GIL: one release per get.
+        cdef SkipNode* n = NULL
         cdef Found found
         cdef ReadError err
         cdef int level = 0, r
         cdef Py_ssize_t index = 0
         cdef Table table
-        cdef Py_ssize_t j
-        cdef bint first = True
         cdef uint64_t cover = 0
-        cdef RangeTombstones range_dels = self.range_dels
         err.code = READ_OK
-        n = NULL
-        while True:
-            with nogil:
-                if first:
-                    if range_dels is not None:
-                        cover = range_dels.covering(key, klen, sequence)
-                    # The memtables, then the tables: one GIL release per get.
-                    for j in range(self.num_mems):
-                        n = memtable_find(self.memrefs[j].head, self.memrefs[j].height,
-                                          key, klen, sequence)
-                        if n != NULL:
-                            break
-                    r = 0
-                    found.kind = -1
-                    if n == NULL and self.num_slots:
+        found.kind = -1
+        if held:
+            err.defer_io = True
+            r = self.first_pass(key, klen, sequence, &cover, &n, &level, &index, all_gil,
+                                &found, &err)
+            err.defer_io = False
+            if r < 0 and err.code == READ_DEFERRED:
+                deferred[0] = True
+                err.code = READ_OK
+                with nogil:
+                    if err.sub == DEFER_BLOCK:
+                        r = self.finish_block(key, klen, sequence, &level, &index, all_gil,
+                                              &found, &err)
+                    else:
                         r = self.search(key, klen, sequence, &level, &index, all_gil, &found,
                                         &err)
-                else:
-                    r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
-            if first:
-                first = False
-                if n != NULL:
-                    if cover > (n.tag >> 8):
-                        return None
-                    return memtable_answer(n, clock)
+        else:
+            err.defer_io = False
+            with nogil:
+                r = self.first_pass(key, klen, sequence, &cover, &n, &level, &index, all_gil,
+                                    &found, &err)
+        if n != NULL:
+            if cover > (n.tag >> 8):
+                return None
+            return memtable_answer(n, clock)
+        while True:
             if r == 0:
                 value = found_value(&found, clock)
                 if found.kind >= 0 and found.sequence < cover:
@@ -274,27 +320,30 @@ cdef class ReadState:
             table = self.open_slot(index)
             if r < 0:
                 raise table.read_error(&err)
-            if not (all_gil or self.slots[index].needs_gil):
-                continue                     # just opened: search it without the GIL
-            if cover:
-                # The entry's sequence decides, and the row cache's get() hides it.
-                row = table._lookup(key_obj, sequence)
-                if row is not None:
-                    if row[0] < cover or row[1] == KIND_DELETE:
-                        return None
-                    if row[1] == KIND_EXPIRING_VALUE:
-                        return expiring_answer(<const unsigned char*>PyBytes_AS_STRING(row[2]),
-                                               PyBytes_GET_SIZE(row[2]), clock)
-                    return row[2]
-            else:
-                value = table.get(key_obj, sequence, clock)
-                if value is not None:
-                    return None if value is DELETED else value
-            if level == 0:
-                index += 1
-            else:
-                level += 1
-                index = -1
+            if all_gil or self.slots[index].needs_gil:
+                if cover:
+                    # The entry's sequence decides, and the row cache's get() hides it.
+                    row = table._lookup(key_obj, sequence)
+                    if row is not None:
+                        if row[0] < cover or row[1] == KIND_DELETE:
+                            return None
+                        if row[1] == KIND_EXPIRING_VALUE:
+                            return expiring_answer(
+                                <const unsigned char*>PyBytes_AS_STRING(row[2]),
+                                PyBytes_GET_SIZE(row[2]), clock)
+                        return row[2]
+                else:
+                    value = table.get(key_obj, sequence, clock)
+                    if value is not None:
+                        return None if value is DELETED else value
+                if level == 0:
+                    index += 1
+                else:
+                    level += 1
+                    index = -1
+            # else just opened: search it without the GIL
+            with nogil:
+                r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
 
     @property
     def num_files(self):
@@ -345,6 +394,7 @@ cdef class ReadState:
         if self.num_slots == 0 or self.covers_since(since):
             return False
         err.code = READ_OK
+        err.defer_io = False
         while True:
             with nogil:
                 r = self.search(kp, klen, MAX_SEQUENCE, &level, &index, False, &found, &err)
@@ -418,8 +468,24 @@ cdef class ReadPath:
         # The value of key (bytes-like) in state at sequence, or None.
         if not PyBytes_CheckExact(key):
             key = as_user_bytes(key, "key")
-        return state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
-                            PyBytes_GET_SIZE(key), sequence, self.row_cache, self.clock)
+        cdef bint deferred = False
+        cdef bint held = self.block_read_share < HOLD_GIL_BELOW
+        if not held:
+            if self.until_sample == 0:
+                self.until_sample = HELD_SAMPLE_PERIOD
+                held = True
+            else:
+                self.until_sample -= 1
+        value = state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
+                             PyBytes_GET_SIZE(key), sequence, self.row_cache, self.clock,
+                             held, &deferred)
+        if held:
+            # A racy update from several threads loses a step at worst.
+            if deferred:
+                self.block_read_share += (65536 - self.block_read_share) >> 4
+            else:
+                self.block_read_share -= self.block_read_share >> 4
+        return value
 
     def lookup(self, key, default=None):
         """Connection.get itself: the value stored under key, or default.

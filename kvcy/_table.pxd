@@ -9,8 +9,8 @@ from kvcy._table_block cimport (
     READ_OK, READ_BAD_HANDLE, READ_IO, READ_TRUNCATED, READ_CHECKSUM, READ_BAD_LENGTH,
     READ_DECOMPRESS, READ_UNKNOWN_COMPRESSION, READ_TRAILER, READ_CURSOR, READ_INDEX_VALUE,
     READ_UNKNOWN_KIND, READ_NO_MEMORY, READ_NEEDS_GIL, READ_SHORT_EXPIRING, READ_BAD_FILTER,
-    READ_TOP_INDEX_VALUE, IN_FILTER,
-    ReadError, TableReader, table_cached_block, table_read_block)
+    READ_TOP_INDEX_VALUE, READ_DEFERRED, DEFER_BLOCK, DEFER_TABLE, IN_FILTER,
+    ReadError, TableReader, read_fail, table_cached_block, table_read_block)
 
 # The answer of a lookup in one table.
 cdef struct Found:
@@ -43,6 +43,8 @@ cdef class Table:
     cdef object read_error(self, const ReadError* err)
 
 
+cdef int table_data_find(TableReader* t, CacheHandle* h, uint64_t offset, const unsigned char* key,
+                         size_t klen, uint64_t tag, Found* out, ReadError* err) noexcept nogil
 cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
                       Found* out, ReadError* err) noexcept nogil
 cdef object found_value(Found* f, object clock)

@@ -149,7 +149,8 @@ cdef int table_data_find(TableReader* t, CacheHandle* h, uint64_t offset, const 
 cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uint64_t sequence,
                       Found* out, ReadError* err) noexcept nogil:
     """Newest entry of key with sequence <= `sequence` into out: 0, or -1
-    with err (READ_NEEDS_GIL: the block must be read with Table.lookup())."""
+    with err (READ_NEEDS_GIL: the block must be read with Table.lookup();
+    READ_DEFERRED: err.defer_io asked to stop before reading a block)."""
     cdef uint64_t offset = 0, size = 0, tag
     cdef CacheHandle* h
     cdef int r
@@ -163,6 +164,8 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
     tag = pack_tag(sequence, KIND_FOR_SEEK)
     err.offset = 0
     if t.partitioned:
+        if err.defer_io:
+            return read_fail(err, READ_DEFERRED, DEFER_TABLE, 0)
         r = partition_find_nogil(t, key, klen, tag, &offset, &size, err)
     else:
         r = table_index_find(t, key, klen, tag, &offset, &size, err)
@@ -171,6 +174,10 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
     err.in_index = False
     h = table_cached_block(t, offset)
     if h == NULL:
+        if err.defer_io:
+            err.offset = offset
+            err.size = size
+            return read_fail(err, READ_DEFERRED, DEFER_BLOCK, 0)
         h = table_read_block(t, offset, size, err)
         if h == NULL:
             return -1
@@ -240,6 +247,7 @@ cdef class Table:
         cdef unsigned char* buf
         cdef Py_ssize_t got
         err.code = READ_OK
+        err.defer_io = False
         err.in_index = in_index
         h = table_cached_block(&self.r, offset, raw)
         if h != NULL:
@@ -304,6 +312,7 @@ cdef class Table:
         cdef ReadError err
         cdef int r
         err.code = READ_OK
+        err.defer_io = False
         err.offset = 0
         r = find_handles(self.r.index_base, self.r.index_restarts, self.r.index_num_restarts,
                          key, klen, tag, parts, 4, READ_TOP_INDEX_VALUE, &err)
@@ -344,6 +353,7 @@ cdef class Table:
         out.kind = -1
         out.handle = NULL
         err.code = READ_OK
+        err.defer_io = False
         err.offset = 0
         if self.r.bloom_array != NULL and not bloom_may_contain(self.r.bloom_array, self.r.bloom_bits,
                                                               self.r.bloom_k, key, klen):

@@ -24,6 +24,12 @@ cdef enum:
     READ_SHORT_EXPIRING = 14     # expiring value shorter than its expiry; a = entry offset, b = length
     READ_BAD_FILTER = 15         # filter partition shorter than 2 bytes (a = size) or k byte (b) bad
     READ_TOP_INDEX_VALUE = 16    # top-level index entry does not hold exactly two block handles
+    READ_DEFERRED = 17           # defer_io was set and the lookup needs a block read; sub =
+                                 # DEFER_BLOCK (the data block at offset, size) or DEFER_TABLE
+
+cdef enum:
+    DEFER_BLOCK = 1              # READ_DEFERRED: read the data block err.offset/err.size next
+    DEFER_TABLE = 2              # READ_DEFERRED: probe the table again (a partitioned one)
 
 cdef enum:
     IN_FILTER = 2                # ReadError.in_index of a filter partition
@@ -36,6 +42,9 @@ cdef struct ReadError:
     uint64_t offset              # the block's offset
     uint64_t size                # the block's size (from its handle)
     uint64_t a, b, c, d, e       # numbers for the message (see above)
+    bint defer_io                # set by the caller: table_lookup stops with READ_DEFERRED
+                                 # where it would read a block (the caller holds the GIL and
+                                 # reads it after releasing the GIL: kvcy/_read_path.pyx)
 
 # What the C read functions need of a table; lives inside its Table object.
 cdef struct TableReader:

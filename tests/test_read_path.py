@@ -868,3 +868,52 @@ def test_gets_without_the_gil_while_the_writer_inserts_into_the_memtable(tmp_pat
         assert conn.get_many(keys[:100]) == value[:100]
     finally:
         conn.close()
+
+
+# -- searches with the GIL held up to the first block read -------------------
+# ReadPath.read() searches with the GIL held while most recent gets found
+# their blocks cached, and releases it only to read a block (finish_block);
+# once most gets read a block it releases the GIL for the whole search.
+
+def test_a_block_read_is_one_miss_whether_or_not_the_search_held_the_gil(tmp_path):
+    conn = kvcy.connect(str(tmp_path / "db"), block_cache_bytes=8 << 20, row_cache_bytes=0)
+    for i in range(20000):
+        conn.put(b"k%06d" % i, b"v%d" % i * 5)
+    conn.flush()
+    conn.close()
+    conn = kvcy.connect(str(tmp_path / "db"), block_cache_bytes=8 << 20, row_cache_bytes=0)
+    try:
+        # Keys 500 apart lie in different blocks: each get reads one block.
+        # The first gets search with the GIL held and defer the read; after a
+        # dozen the policy releases the GIL at once (with a held sample now and then).
+        for i in range(0, 20000, 500):
+            before = conn.stats()
+            assert conn.get(b"k%06d" % i) == b"v%d" % i * 5
+            after = conn.stats()
+            assert after["block_cache_misses"] - before["block_cache_misses"] == 1
+            assert after["block_cache_hits"] == before["block_cache_hits"]
+            assert conn.get(b"k%06d" % (i + 1)) == b"v%d" % (i + 1) * 5   # now cached
+            assert conn.stats()["block_cache_hits"] == after["block_cache_hits"] + 1
+    finally:
+        conn.close()
+
+
+def test_a_deferred_block_without_the_key_goes_on_to_older_tables(tmp_path):
+    # No bloom filters: the newer level-0 table's range covers the key, so its
+    # block is read (deferred, then read without the GIL) and does not hold
+    # the key; the search must go on to the older table, which does.
+    options = dict(bloom_bits_per_key=0, row_cache_bytes=0)
+    conn = kvcy.connect(str(tmp_path / "db"), **options)
+    for i in range(0, 2000, 2):
+        conn.put(b"k%05d" % i, b"old%d" % i)
+    conn.flush()
+    for i in range(1, 2000, 2):
+        conn.put(b"k%05d" % i, b"new%d" % i)
+    conn.flush()
+    conn.close()
+    with kvcy.connect(str(tmp_path / "db"), **options) as conn:
+        assert conn.stats()["level0_files"] == 2
+        for i in range(0, 2000, 2):              # each in the older table only
+            assert conn.get(b"k%05d" % i) == b"old%d" % i
+        assert conn.get(b"k%05d" % 1999) == b"new1999"
+        assert conn.get(b"k99999") is None
