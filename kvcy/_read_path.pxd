@@ -11,8 +11,7 @@ from kvcy._range_del cimport RangeTombstones
 cdef enum:
     GET_TIMING_PERIOD = 8            # one get in this many is timed for the latency histogram
     HOLD_GIL_BELOW = 1 << 15         # search with the GIL held while under half of the
-                                     # recent held searches had to read a block
-    HELD_SAMPLE_PERIOD = 16          # else one get in this many still tries it (to notice a change)
+                                     # recent gets had to read a block
 
 # One table file of the published Version, as the C search sees it.
 cdef struct FileSlot:
@@ -59,7 +58,7 @@ cdef class ReadState:
                           ReadError* err) noexcept nogil
     cdef object open_slot(self, Py_ssize_t i)
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
-                       uint64_t sequence, bint all_gil, object clock, bint held, bint* deferred)
+                       uint64_t sequence, bint all_gil, object clock, bint held, bint* read_block)
 
 
 cdef class ReadPath:
@@ -71,10 +70,8 @@ cdef class ReadPath:
     cdef public bint usable          # False once the connection closed (or forked): lookup() raises
     cdef public str unusable_message # the ProgrammingError's text then
     cdef public object clock         # decides expiry (kvcy/_expiry.pyx): None (real time) or a callable
-    cdef unsigned int block_read_share   # of recent gets searched with the GIL held, the share
-                                     # that had to read a block, in 1/65536 (moving average)
-    cdef unsigned int until_sample   # gets until the next search with the GIL held, when
-                                     # block_read_share says to release it at once
+    cdef unsigned int block_read_share   # the share of recent gets that had to read a
+                                     # block, in 1/65536 (moving average, weight 1/16)
 
     cdef object read(self, ReadState state, object key, uint64_t sequence)
     cdef object stored_lookup(self, object key, object default)

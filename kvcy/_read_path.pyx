@@ -270,14 +270,15 @@ cdef class ReadState:
 
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
                        uint64_t sequence, bint all_gil, object clock, bint held,
-                       bint* deferred):
+                       bint* read_block):
         # The value of key at sequence, or None (absent, deleted or expired by
         # clock).  A range tombstone newer than the entry found (and visible
         # at sequence) deletes it: `cover` is its sequence, 0 when none covers key.
         # held: search with the GIL held up to the first block read, and
-        # release it only for that read (*deferred set then): on cached data
-        # this saves handing the GIL over, which costs more than the search.
-        # Otherwise the whole search runs without the GIL: one release per get.
+        # release it only for that read: on cached data this saves handing
+        # the GIL over, which costs more than the search.  Otherwise the whole
+        # search runs without the GIL: one release per get.  *read_block:
+        # whether the search read a data block (or deferred reading one).
         cdef SkipNode* n = NULL
         cdef Found found
         cdef ReadError err
@@ -286,6 +287,7 @@ cdef class ReadState:
         cdef Table table
         cdef uint64_t cover = 0
         err.code = READ_OK
+        err.read_block = False
         found.kind = -1
         if held:
             err.defer_io = True
@@ -293,7 +295,7 @@ cdef class ReadState:
                                 &found, &err)
             err.defer_io = False
             if r < 0 and err.code == READ_DEFERRED:
-                deferred[0] = True
+                err.read_block = True
                 err.code = READ_OK
                 with nogil:
                     if err.sub == DEFER_BLOCK:
@@ -307,6 +309,7 @@ cdef class ReadState:
             with nogil:
                 r = self.first_pass(key, klen, sequence, &cover, &n, &level, &index, all_gil,
                                     &found, &err)
+        read_block[0] = err.read_block
         if n != NULL:
             if cover > (n.tag >> 8):
                 return None
@@ -468,23 +471,19 @@ cdef class ReadPath:
         # The value of key (bytes-like) in state at sequence, or None.
         if not PyBytes_CheckExact(key):
             key = as_user_bytes(key, "key")
-        cdef bint deferred = False
-        cdef bint held = self.block_read_share < HOLD_GIL_BELOW
-        if not held:
-            if self.until_sample == 0:
-                self.until_sample = HELD_SAMPLE_PERIOD
-                held = True
-            else:
-                self.until_sample -= 1
+        cdef bint read_block = False
         value = state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
                              PyBytes_GET_SIZE(key), sequence, self.row_cache, self.clock,
-                             held, &deferred)
-        if held:
-            # A racy update from several threads loses a step at worst.
-            if deferred:
+                             self.block_read_share < HOLD_GIL_BELOW, &read_block)
+        # A racy update from several threads loses a step at worst.  In the
+        # steady states (every get reads a block, or none does) nothing is
+        # written, so reader threads on two cores do not pass the field's
+        # cache line back and forth.
+        if read_block:
+            if self.block_read_share < 65536 - 16:
                 self.block_read_share += (65536 - self.block_read_share) >> 4
-            else:
-                self.block_read_share -= self.block_read_share >> 4
+        elif self.block_read_share:
+            self.block_read_share -= (self.block_read_share >> 4) + 1
         return value
 
     def lookup(self, key, default=None):

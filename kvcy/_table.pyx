@@ -178,6 +178,7 @@ cdef int table_lookup(TableReader* t, const unsigned char* key, size_t klen, uin
             err.offset = offset
             err.size = size
             return read_fail(err, READ_DEFERRED, DEFER_BLOCK, 0)
+        err.read_block = True
         h = table_read_block(t, offset, size, err)
         if h == NULL:
             return -1

@@ -45,6 +45,8 @@ cdef struct ReadError:
     bint defer_io                # set by the caller: table_lookup stops with READ_DEFERRED
                                  # where it would read a block (the caller holds the GIL and
                                  # reads it after releasing the GIL: kvcy/_read_path.pyx)
+    bint read_block              # set (never cleared) by table_lookup when it reads a data
+                                 # block, for the caller that initialized it
 
 # What the C read functions need of a table; lives inside its Table object.
 cdef struct TableReader:
