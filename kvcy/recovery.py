@@ -168,9 +168,16 @@ def replay_logs(dbpath, numbers, options, env, info_log, stats, mem, last_sequen
         stats.recovered_records += records
         stats.recovered_logs += 1
         if reader.torn_tail_bytes:
-            stats.torn_tail_bytes += reader.torn_tail_bytes
-            info_log.log("log %s: dropped a torn tail of %d bytes after offset %d",
-                         path, reader.torn_tail_bytes, reader.end_offset)
+            tail = reader.data[reader.end_offset:]
+            if tail.count(0) == len(tail):
+                # Space the WAL writer reserved for its next appends (a log
+                # that was open when the process died): nothing was torn.
+                info_log.log("log %s: %d bytes of reserved space after offset %d",
+                             path, len(tail), reader.end_offset)
+            else:
+                stats.torn_tail_bytes += reader.torn_tail_bytes
+                info_log.log("log %s: dropped a torn tail of %d bytes after offset %d",
+                             path, reader.torn_tail_bytes, reader.end_offset)
         if reader.damage is not None:
             stats.dropped_bytes += reader.dropped_bytes
             later = numbers[index + 1:]

@@ -114,9 +114,45 @@ def test_kill_9_leaves_reserved_zeros_that_recovery_reads_as_the_end(db_path):
         data = f.read()
     assert len(data) == WINDOW and not any(data[written:])   # the reserve, zero-filled
     with kvcy.connect(db_path) as conn:
-        assert conn.stats()["recovered_records"] == n
+        stats = conn.stats()
+        assert stats["recovered_records"] == n
+        assert stats["torn_tail_bytes"] == 0                 # reserved space, not a torn tail
         assert all(conn.get(b"k%06d" % i) == b"v%d" % i for i in range(0, n, 97))
         assert conn.get(b"k%06d" % (n - 1)) == b"v%d" % (n - 1)
+    with open(os.path.join(db_path, "LOG")) as f:
+        assert "bytes of reserved space after offset %d" % written in f.read()
+
+
+def test_a_torn_record_in_the_reserved_space_is_a_torn_tail(db_path):
+    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, db_path, "100"],
+                          env=child_env(), capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    written = int(proc.stdout)
+    path = os.path.join(db_path, sorted(f for f in os.listdir(db_path) if f.endswith(".log"))[-1])
+    with open(path, "r+b") as f:                 # half a header: a record cut by the crash
+        f.seek(written)
+        f.write(b"\x12\x34\x56")
+    with kvcy.connect(db_path) as conn:
+        assert conn.stats()["torn_tail_bytes"] == WINDOW - written
+        assert conn.get(b"k%06d" % 99) == b"v99"
+
+
+def test_a_reused_log_is_mapped_from_its_end(db_path):
+    # A clean close cuts the log to its records; the next open appends to
+    # it (LevelDB's reuse_logs) through a window that starts inside it.
+    with kvcy.connect(db_path, **BIG_MEMTABLE) as conn:
+        for i in range(3000):
+            conn.put(b"a%05d" % i, b"x" * 300)               # ~0.9 MiB: the next window is near
+        first_log = live_log(conn)
+    proc = subprocess.run([sys.executable, "-c", KILLED_CHILD, db_path, "5000"],
+                          env=child_env(), capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    logs = sorted(f for f in os.listdir(db_path) if f.endswith(".log"))
+    assert os.path.join(db_path, logs[-1]) == first_log       # it was reused
+    with kvcy.connect(db_path) as conn:
+        assert all(conn.get(b"a%05d" % i) == b"x" * 300 for i in range(0, 3000, 7))
+        assert all(conn.get(b"k%06d" % i) == b"v%d" % i for i in range(0, 5000, 7))
+        assert conn.stats()["torn_tail_bytes"] == 0
 
 
 FULL_DISK_CHILD = textwrap.dedent('''
