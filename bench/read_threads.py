@@ -31,9 +31,7 @@ from peers import make_values, read_threads  # noqa: E402
 def compact_all(adapter):
     """A full compaction, through each engine's own call."""
     db = adapter.db
-    if adapter.name == "kvcy":
-        db.compact_range()
-    elif adapter.name == "plyvel":
+    if adapter.name in ("kvcy", "plyvel"):
         db.compact_range()
     elif adapter.name == "rocksdict":
         db.compact_range(None, None)

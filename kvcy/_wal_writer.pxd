@@ -14,11 +14,11 @@ cdef class WalWriter:
     cdef object append_file          # file.append
     cdef object sync_file            # file.sync
     cdef int fd                      # file's descriptor, written directly; -1: use append()
-    cdef size_t unsized              # bytes written through fd not yet added to file.size
     cdef unsigned char* buf          # the group's framed records (owned)
     cdef size_t cap                  # bytes allocated at buf
     cdef size_t used                 # bytes framed into buf and not yet written
     cdef size_t pos                  # the file's logical size: where the next append goes
+                                     # (file.size catches up in settle_size())
     cdef bint mapped                 # appends are copies into map (else write(2) on fd)
     cdef unsigned char* map          # WAL_MAP_BYTES of the file from map_start, or NULL
     cdef size_t map_start
@@ -28,6 +28,7 @@ cdef class WalWriter:
     cdef size_t write(self) except? 0
     cdef int sync(self) except -1
     cdef int settle_size(self) except -1
+    cdef void unmap_window(self) noexcept nogil
     cdef int map_window(self) noexcept nogil
     cdef int map_append(self, const unsigned char* p, size_t n, size_t* done) noexcept nogil
     cpdef retire(self)
