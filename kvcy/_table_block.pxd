@@ -63,6 +63,20 @@ cdef struct TableReader:
     size_t bloom_bits
     int bloom_k
     BlockCacheCore* cache                # NULL: blocks read are private to their reader
+    unsigned char* part_state            # a mapped partitioned table: PART_* flags of each
+                                         # partition, at its top-level index entry's offset
+                                         # (index_restarts bytes); else NULL
+
+
+# PART_* flags: what a reader learned of a partition read in place from the
+# mapping (kvcy/_table_index.pyx).  *_CHECKED: its CRC32C (and an index
+# partition's restart array) checked out, so later reads trust the bytes;
+# *_CACHED: stored compressed, so it is read through the block cache.
+cdef enum:
+    PART_FILTER_CHECKED = 1
+    PART_FILTER_CACHED = 2
+    PART_INDEX_CHECKED = 4
+    PART_INDEX_CACHED = 8
 
 
 cdef inline int read_fail(ReadError* err, int code, int sub, uint64_t a) noexcept nogil:
@@ -84,7 +98,26 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
 cdef CacheHandle* table_decode_buffer(TableReader* t, const unsigned char* buf, size_t got,
                                       uint64_t offset, uint64_t size,
                                       ReadError* err, bint raw=*) noexcept nogil
-# Map t's file for block reads (t.fd, t.file_size set; t.map := the mapping
-# or NULL, when the table should use pread), and undo it.  With the GIL.
+# The handle (offset, size) lies in t's data part and within MAX_BLOCK_BYTES:
+# 1, else 0 with err (READ_BAD_HANDLE).  Sets err.offset and err.size.
+cdef bint table_handle_ok(TableReader* t, uint64_t offset, uint64_t size,
+                          ReadError* err) noexcept nogil
+# A block stored at src (size bytes, then its compression byte and CRC):
+# 0 when its CRC32C holds and it is stored raw, 1 when it is compressed (not
+# checked: the block cache path decodes it), -1 with err.
+cdef int check_stored_block(const unsigned char* src, uint64_t size, ReadError* err) noexcept nogil
+# The restart array of a block of entries (n bytes at data): 0 with
+# *restarts and *num, or -1 with err (READ_TRAILER).
+cdef int check_block_trailer(const unsigned char* data, size_t n, uint32_t* restarts,
+                             uint32_t* num, ReadError* err) noexcept nogil
+# After map_run(fn) over t's mapping returned rc != 0 for the block at
+# offset (n bytes with its trailer): a SIGBUS, or a check that failed on
+# bytes a shortened file no longer has, becomes READ_TRUNCATED.
+cdef void table_mapped_failure(TableReader* t, uint64_t offset, size_t n, int rc,
+                               ReadError* err) noexcept nogil
+# Map t's file for block reads (t.fd, t.file_size, t.partitioned and
+# t.index_restarts set; t.map := the mapping or NULL, when the table should
+# use pread; t.part_state for a mapped partitioned one), and undo it.  With
+# the GIL.
 cdef void table_map(TableReader* t) noexcept
 cdef void table_unmap(TableReader* t) noexcept

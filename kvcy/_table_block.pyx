@@ -23,7 +23,7 @@ except table_map/table_unmap (GIL held: they keep the count of mappings).
 """
 from libc.errno cimport errno
 from libc.stdint cimport uint32_t, uint64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy
 from posix.unistd cimport pread
 from posix.stat cimport fstat, struct_stat
@@ -68,11 +68,15 @@ cdef void table_map(TableReader* t) noexcept:
     # On any failure (no room, an odd file system) the table keeps using pread.
     global mapped_tables
     t.map = NULL
+    t.part_state = NULL
     if t.fd < 0 or mapped_tables >= MAX_MAPPED_TABLES or map_install() != 0:
         return
     t.map = map_open(t.fd, t.file_size)
     if t.map != NULL:
         mapped_tables += 1
+        if t.partitioned:
+            # Without it (no memory) partitions are read through the cache.
+            t.part_state = <unsigned char*>calloc(t.index_restarts, 1)
 
 
 cdef void table_unmap(TableReader* t) noexcept:
@@ -81,6 +85,61 @@ cdef void table_unmap(TableReader* t) noexcept:
         map_close(t.map, t.file_size)
         t.map = NULL
         mapped_tables -= 1
+    free(t.part_state)
+    t.part_state = NULL
+
+
+cdef bint table_handle_ok(TableReader* t, uint64_t offset, uint64_t size,
+                          ReadError* err) noexcept nogil:
+    cdef uint64_t limit = t.file_size - FOOTER_BYTES
+    err.offset = offset
+    err.size = size
+    if offset > limit or limit - offset < TRAILER_BYTES or size > limit - offset - TRAILER_BYTES \
+            or size > MAX_BLOCK_BYTES:
+        read_fail(err, READ_BAD_HANDLE, 0, 0)
+        return False
+    return True
+
+
+cdef int check_stored_block(const unsigned char* src, uint64_t size, ReadError* err) noexcept nogil:
+    cdef int compression = src[size]
+    cdef uint32_t crc = crc32c_extend(crc32c_extend(0, src, <size_t>size), src + size, 1)
+    if crc32c_unmask(load_fixed32(src + size + 1)) != crc:
+        return read_fail(err, READ_CHECKSUM, 0, 0)
+    if compression == NO_COMPRESSION:
+        return 0
+    if compression == SNAPPY_COMPRESSION:
+        return 1
+    return read_fail(err, READ_UNKNOWN_COMPRESSION, compression, 0)
+
+
+cdef int check_block_trailer(const unsigned char* data, size_t n, uint32_t* restarts,
+                             uint32_t* num, ReadError* err) noexcept nogil:
+    cdef uint32_t index = 0, bad = 0
+    cdef int code = block_check_trailer(data, n, restarts, num, &index, &bad)
+    if code == TRAILER_OK:
+        return 0
+    err.a = n
+    err.b = num[0]
+    err.c = index
+    err.d = bad
+    # The message of TRAILER_NOT_INCREASING names the offset before it.
+    err.e = (load_fixed32(data + n - 8 - 4 * <size_t>num[0] + 4 * <size_t>index)
+             if code == TRAILER_NOT_INCREASING else 0)
+    return read_fail(err, READ_TRAILER, code, n)
+
+
+cdef void table_mapped_failure(TableReader* t, uint64_t offset, size_t n, int rc,
+                               ReadError* err) noexcept nogil:
+    cdef struct_stat st
+    if rc == MAP_FAULT:
+        read_fail(err, READ_TRUNCATED, 0, 0)
+    if (err.code == READ_TRUNCATED or err.code == READ_CHECKSUM) \
+            and fstat(t.fd, &st) == 0 and <uint64_t>st.st_size < offset + n:
+        # The bytes past a shortened file's end read as zeros up to the
+        # page's end: name the cause, as pread's short read would.
+        read_fail(err, READ_TRUNCATED, 0,
+                  <uint64_t>st.st_size - offset if <uint64_t>st.st_size > offset else 0)
 
 
 cdef struct BlockDecode:
@@ -105,44 +164,30 @@ cdef int decode_block(void* arg) noexcept nogil:
     cdef const unsigned char* src = d.src
     cdef uint64_t size = d.size
     cdef ReadError* err = d.err
-    cdef int compression = src[size]
-    cdef uint32_t crc, restarts = 0, num = 0, index = 0, bad = 0
+    cdef uint32_t restarts = 0, num = 0
     cdef size_t raw_len
-    cdef int code
+    cdef int compressed = check_stored_block(src, size, err)
     cdef CacheHandle* h
-    crc = crc32c_extend(crc32c_extend(0, src, <size_t>size), src + size, 1)
-    if crc32c_unmask(load_fixed32(src + size + 1)) != crc:
-        return read_fail(err, READ_CHECKSUM, 0, 0)
-    if compression == NO_COMPRESSION:
+    if compressed < 0:
+        return -1
+    if not compressed:
         raw_len = <size_t>size
-    elif compression == SNAPPY_COMPRESSION:
+    else:
         if snappy_uncompressed_length(src, <size_t>size, &raw_len) != 0:
             raw_len = MAX_BLOCK_BYTES + 1
         if raw_len > MAX_BLOCK_BYTES:
             return read_fail(err, READ_BAD_LENGTH, 0, raw_len)
-    else:
-        return read_fail(err, READ_UNKNOWN_COMPRESSION, compression, 0)
     h = handle_alloc(raw_len)
     if h == NULL:
         return read_fail(err, READ_NO_MEMORY, 0, 0)
     d.h = h
-    if compression == NO_COMPRESSION:
+    if not compressed:
         memcpy(h.data, src, raw_len)
     elif snappy_uncompress(src, <size_t>size, h.data, raw_len) != 0:
         return read_fail(err, READ_DECOMPRESS, 0, 0)
     if d.raw:
         return 0
-    code = block_check_trailer(h.data, raw_len, &restarts, &num, &index, &bad)
-    if code != TRAILER_OK:
-        err.a = raw_len
-        err.b = num
-        err.c = index
-        err.d = bad
-        # The message of TRAILER_NOT_INCREASING names the offset before it.
-        err.e = (load_fixed32(h.data + raw_len - 8 - 4 * <size_t>num + 4 * <size_t>index)
-                 if code == TRAILER_NOT_INCREASING else 0)
-        err.code = READ_TRAILER
-        err.sub = code
+    if check_block_trailer(h.data, raw_len, &restarts, &num, err) < 0:
         return -1
     h.restarts = restarts
     h.num_restarts = num
@@ -170,18 +215,12 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
     # handle, or NULL with err (READ_NEEDS_GIL when fd < 0).  A mapped table
     # is checked and decompressed straight from its mapping; otherwise the
     # block is read with pread into a scratch buffer first.
-    cdef uint64_t limit = t.file_size - FOOTER_BYTES
     cdef size_t n, got = 0
     cdef ssize_t r
     cdef unsigned char* buf = NULL
-    cdef struct_stat st
     cdef BlockDecode d
     cdef int rc
-    err.offset = offset
-    err.size = size
-    if offset > limit or limit - offset < TRAILER_BYTES or size > limit - offset - TRAILER_BYTES \
-            or size > MAX_BLOCK_BYTES:
-        read_fail(err, READ_BAD_HANDLE, 0, 0)
+    if not table_handle_ok(t, offset, size, err):
         return NULL
     if t.fd < 0:
         read_fail(err, READ_NEEDS_GIL, 0, 0)
@@ -198,14 +237,8 @@ cdef CacheHandle* table_read_block(TableReader* t, uint64_t offset, uint64_t siz
         # short behind kvcy's back reads as truncated, not as a crash.
         d.src = t.map + offset
         rc = map_run(decode_block, &d)
-        if rc == MAP_FAULT:
-            read_fail(err, READ_TRUNCATED, 0, 0)
-        if rc != 0 and (err.code == READ_TRUNCATED or err.code == READ_CHECKSUM) \
-                and fstat(t.fd, &st) == 0 and <uint64_t>st.st_size < offset + n:
-            # The bytes past a shortened file's end read as zeros up to the
-            # page's end: name the cause, as pread's short read would.
-            read_fail(err, READ_TRUNCATED, 0,
-                 <uint64_t>st.st_size - offset if <uint64_t>st.st_size > offset else 0)
+        if rc != 0:
+            table_mapped_failure(t, offset, n, rc, err)
     else:
         buf = <unsigned char*>malloc(n)
         if buf == NULL:

@@ -501,7 +501,9 @@ cdef class TableBuilder:
             f_off = f_size = 0
             if filter_part is not None:
                 self.write_block(filter_part, False, &f_off, &f_size)
-            self.write_block(index_part, self.snappy, &i_off, &i_size)
+            # Raw, as filter partitions are: a reader of a mapped table
+            # searches it where it lies (kvcy/_table_index.pyx).
+            self.write_block(index_part, False, &i_off, &i_size)
             n = encode_handle(value, i_off, i_size)
             n += encode_handle(value + n, f_off, f_size)
             top.add_raw(<const unsigned char*>PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key),

@@ -15,13 +15,18 @@ from kvcy import _table, _table_block
 _SHRUNK_CHILD = r"""
 import faulthandler, glob, os, sys
 import kvcy
+from kvcy.table_format import FOOTER_BYTES, Footer
 faulthandler.enable()        # as pytest does: kvcy's SIGBUS handler must sit beside it
-path, compression = sys.argv[1], sys.argv[2]
-conn = kvcy.connect(path, block_cache_bytes=0, compression=compression)
+path, compression, partitioned = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+conn = kvcy.connect(path, block_cache_bytes=0, compression=compression,
+                    partitioned_index=partitioned)
 conn.put_many([(b"%08d" % i, b"v" * 200) for i in range(20000)])
 conn.flush()
 assert conn.get(b"%08d" % 0) == b"v" * 200          # the table is open, and mapped
 (table,) = glob.glob(os.path.join(path, "*.sst"))
+with open(table, "rb") as f:
+    f.seek(-FOOTER_BYTES, 2)
+    assert Footer.decode(f.read(), table).partitioned == partitioned
 os.truncate(table, 4096)                              # cut behind kvcy's back
 try:
     conn.get(b"%08d" % 19000)
@@ -34,11 +39,14 @@ print(conn.get(b"after"))
 """
 
 
-@pytest.mark.parametrize("compression", ["none", "snappy"])
-def test_a_table_cut_short_while_mapped_reads_as_corruption_not_a_crash(tmp_path, compression):
-    # Blocks are checked and decompressed straight from the mapping.
+@pytest.mark.parametrize("compression,partitioned",
+                         [("none", False), ("snappy", False), ("snappy", True)])
+def test_a_table_cut_short_while_mapped_reads_as_corruption_not_a_crash(tmp_path, compression,
+                                                                         partitioned):
+    # Blocks are checked and decompressed straight from the mapping, and a
+    # partitioned table's filter and index partitions are probed there.
     proc = subprocess.run([sys.executable, "-c", _SHRUNK_CHILD, str(tmp_path / "db"),
-                           compression],
+                           compression, "1" if partitioned else "0"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()

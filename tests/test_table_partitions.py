@@ -1,8 +1,10 @@
 """Partitioned index and filters (format version 2, Options.partitioned_index).
 
 A table whose index outgrows one block_size partition is written with its
-index and bloom filter cut into partitions read through the block cache,
-under a small top-level index (kvcy/_table_builder.pyx, docs/format.md).
+index and bloom filter cut into partitions under a small top-level index
+(kvcy/_table_builder.pyx, docs/format.md).  A table read through a mapping
+uses its partitions in place once checked; one read with pread takes them
+through the block cache (kvcy/_table_index.pyx).
 Every reader of tables is exercised on such tables against a dict model:
 point reads (without the GIL, and through a Python file object with it),
 iterators, compaction's sequential runs, ingest, check and repair; versions
@@ -16,6 +18,7 @@ import random
 import pytest
 
 import kvcy
+from kvcy import _table_block
 from kvcy._block import Block
 from kvcy.table import Table
 from kvcy.table_format import FOOTER_BYTES, BlockHandle, Footer, read_block
@@ -189,8 +192,9 @@ def test_a_damaged_partition_is_corruption_naming_it(tmp_path, table3000, part):
         f.seek(target.offset + 5)
         f.write(bytes([byte[0] ^ 0x40]))
     with kvcy.connect(tmp_path / "db") as conn:
-        with pytest.raises(kvcy.CorruptionError, match="%s partition.*checksum" % part):
-            conn.get(key(0))
+        for _ in range(2):                            # a failed check is not remembered
+            with pytest.raises(kvcy.CorruptionError, match="%s partition.*checksum" % part):
+                conn.get(key(0))
         assert conn.get(key(2999)) == value(2999)     # the other partitions read on
         if part == "index":
             with pytest.raises(kvcy.CorruptionError, match="index partition"):
@@ -298,3 +302,36 @@ def test_a_handle_to_a_cached_filter_partition_is_not_read_as_an_index(table3000
         with pytest.raises(kvcy.CorruptionError, match="index partition.*restart count"):
             table.get(key(0), 1 << 40)
     assert table.get(key(2999), 1 << 40) == value(2999)   # other partitions read on
+
+
+def test_index_partitions_are_written_raw(table3000):
+    # A reader searches them where they lie in the mapping: not compressed.
+    data, _ = bytes_reader(table3000)
+    _, parts = partitions_of(table3000)
+    assert len(parts) > 3
+    assert [data[index.offset + index.size] for index, _ in parts] == [0] * len(parts)
+    assert [data[filt.offset + filt.size] for _, filt in parts] == [0] * len(parts)
+
+
+def block_cache_misses(path, keys):
+    """The block cache misses of reading keys, in key order, on a fresh connection."""
+    with kvcy.connect(path, block_cache_bytes=1 << 20) as conn:
+        before = conn.stats()["block_cache_misses"]
+        assert conn.get_many(keys) == [value(int(k[4:])) for k in keys]
+        return conn.stats()["block_cache_misses"] - before
+
+
+def test_a_mapped_table_uses_its_partitions_in_place(tmp_path, table3000):
+    # Two keys of one data block, and one of a data block in another
+    # partition.  Mapped, only the two data blocks go through the block
+    # cache; read with pread (no room left for a mapping), so do the two
+    # filter and two index partitions.
+    _, parts = partitions_of(table3000)
+    assert len(parts) > 3
+    keys = [key(0), key(1), key(2999)]
+    assert block_cache_misses(tmp_path / "db", keys) == 2
+    previous = _table_block.set_max_mapped_tables(_table_block.mapped_table_count())
+    try:
+        assert block_cache_misses(tmp_path / "db", keys) == 2 + 4
+    finally:
+        _table_block.set_max_mapped_tables(previous)
