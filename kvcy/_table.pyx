@@ -39,7 +39,7 @@ from kvcy._block cimport (Block, BlockCursor, BLOCK_OK, TRAILER_OK, TRAILER_NOT_
                           trailer_exception, cursor_exception)
 from kvcy._block_cache cimport BlockCache, BlockCacheCore, CacheHandle, cache_release
 from kvcy._table_block cimport (table_cached_block, table_read_block, table_decode_buffer,
-                                table_map, table_unmap)
+                                table_map, table_unmap, part_state_bytes)
 from kvcy._table_index cimport (find_handles, table_index_find, filter_check,
                                 partition_find_nogil)
 from kvcy._bloom cimport BloomFilter, BLOOM_MAX_PROBES, bloom_may_contain
@@ -549,6 +549,12 @@ cdef class Table:
     def partitioned(self):
         """True for a table of format version 2 (index and filter in partitions)."""
         return self.r.partitioned
+
+    @property
+    def part_state_bytes(self):
+        """Bytes of the flags that record which partitions were checked in
+        place (kvcy/_table_index.pyx); 0 unless partitioned and mapped."""
+        return part_state_bytes(self.r.index_restarts) if self.r.part_state != NULL else 0
 
     def __repr__(self):
         return "<kvcy Table %06d %s>" % (self.r.number, self.path)

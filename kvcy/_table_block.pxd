@@ -64,14 +64,19 @@ cdef struct TableReader:
     int bloom_k
     BlockCacheCore* cache                # NULL: blocks read are private to their reader
     unsigned char* part_state            # a mapped partitioned table: PART_* flags of each
-                                         # partition, at its top-level index entry's offset
-                                         # (index_restarts bytes); else NULL
+                                         # partition, at its top-level index entry's offset / 8
+                                         # (part_state_bytes(index_restarts)); else NULL
 
 
 # PART_* flags: what a reader learned of a partition read in place from the
 # mapping (kvcy/_table_index.pyx).  *_CHECKED: its CRC32C (and an index
 # partition's restart array) checked out, so later reads trust the bytes;
 # *_CACHED: stored compressed, so it is read through the block cache.
+# An entry of a checked block takes at least 11 bytes (a 3-byte header and
+# an 8-byte tag), so two entries' offsets / 8 differ: one flag byte each.
+cdef inline size_t part_state_bytes(uint32_t index_restarts) noexcept nogil:
+    return (index_restarts >> 3) + 1
+
 cdef enum:
     PART_FILTER_CHECKED = 1
     PART_FILTER_CACHED = 2

@@ -76,7 +76,7 @@ cdef void table_map(TableReader* t) noexcept:
         mapped_tables += 1
         if t.partitioned:
             # Without it (no memory) partitions are read through the cache.
-            t.part_state = <unsigned char*>calloc(t.index_restarts, 1)
+            t.part_state = <unsigned char*>calloc(part_state_bytes(t.index_restarts), 1)
 
 
 cdef void table_unmap(TableReader* t) noexcept:

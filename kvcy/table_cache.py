@@ -116,9 +116,12 @@ class TableCache:
 
     def meta_bytes(self):
         """Bytes the open tables keep in memory outside the block cache: each
-        one's index block and bloom filter, held as long as it is open."""
+        one's index block (the top-level index of a partitioned one) and
+        bloom filter, and a partitioned one's flags of partitions checked in
+        place, held as long as it is open."""
         total = 0
         for table in list(self._tables.values()):
             bloom = table.bloom
-            total += table.index.size + (bloom.size if bloom is not None else 0)
+            total += (table.index.size + (bloom.size if bloom is not None else 0)
+                      + table.part_state_bytes)
         return total

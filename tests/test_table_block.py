@@ -3,6 +3,7 @@ mapping (kvcy/_mapped_file.h), a file cut short behind kvcy's back, and the
 budget of mapped tables past which tables read with pread.  Damaged blocks
 read through this path are covered by tests/test_corruption.py and
 tests/test_table.py."""
+import gc
 import subprocess
 import sys
 
@@ -56,6 +57,7 @@ def test_a_table_cut_short_while_mapped_reads_as_corruption_not_a_crash(tmp_path
 
 def test_tables_beyond_the_mapping_budget_read_with_pread(tmp_path):
     path = str(tmp_path / "db")
+    gc.collect()              # tables of earlier tests, held in cycles, unmapped now, not below
     previous = _table_block.set_max_mapped_tables(_table_block.mapped_table_count())   # no room left
     try:
         with kvcy.connect(path, block_cache_bytes=0) as conn:
