@@ -229,9 +229,11 @@ def anonymous_rss():
 
 
 def pinned_table_bytes(conn):
-    """(open tables, index block bytes, bloom filter bytes) the table cache holds."""
+    """(open tables, index block bytes, bloom filter bytes) the table cache
+    holds; the index bytes count a partitioned table's top-level index and
+    its flags of partitions checked in place."""
     tables = list(conn._engine.table_cache._tables.values())
-    index = sum(t.index.size for t in tables)
+    index = sum(t.index.size + t.part_state_bytes for t in tables)
     bloom = sum(t.bloom.size for t in tables if t.bloom is not None)
     return len(tables), index, bloom
 
