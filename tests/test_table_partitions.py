@@ -337,3 +337,41 @@ def test_a_mapped_table_uses_its_partitions_in_place(tmp_path, table3000):
         assert block_cache_misses(tmp_path / "db", keys) == 2 + 4
     finally:
         _table_block.set_max_mapped_tables(previous)
+
+
+def test_hostile_partitions_with_valid_checksums_never_crash_a_reader(tmp_path, table3000):
+    # Bytes of a filter or index partition changed and its CRC32C made to
+    # match, so the change reaches the code that probes and searches
+    # partitions in place: every get gives the key's own value, None (a
+    # filter or index that no longer finds it) or CorruptionError, and
+    # never crashes or reads outside the block (the KVCY_DEBUG=1 build
+    # checks every access).
+    from kvcy.table_format import block_trailer
+    rng = random.Random(41)
+    original, _ = bytes_reader(table3000)
+    _, parts = partitions_of(table3000)
+    probes = [key(i) for i in range(0, 3000, 7)] + [b"key:9999999", b"a", b"key:0001234x"]
+    outcomes = set()
+    for trial in range(60):
+        index_handle, filter_handle = parts[rng.randrange(len(parts))]
+        target = filter_handle if trial % 2 else index_handle
+        contents = bytearray(original[target.offset:target.offset + target.size])
+        for _ in range(rng.choice((1, 2, 8))):
+            pos = rng.randrange(len(contents))
+            contents[pos] = rng.choice((0, 0xff, rng.randrange(256), contents[pos] ^ 1))
+        data = bytearray(original)
+        data[target.offset:target.offset + target.size + 5] = (
+            bytes(contents) + block_trailer(bytes(contents), 0))
+        with open(table3000, "wb") as f:
+            f.write(data)
+        with kvcy.connect(tmp_path / "db", block_cache_bytes=1 << 16) as conn:
+            for k in probes:
+                try:
+                    got = conn.get(k)
+                except kvcy.CorruptionError:
+                    outcomes.add("corruption")
+                    continue
+                want = value(int(k[4:])) if k[4:].isdigit() and int(k[4:]) < 3000 else None
+                assert got in (want, None), (trial, k, got)
+                outcomes.add("value" if got is not None else "none")
+    assert outcomes == {"value", "none", "corruption"}, outcomes
