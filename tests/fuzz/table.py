@@ -7,9 +7,11 @@ Input: one mode byte, then the table's bytes.  Mode bits:
        1: checksums re-fixed first (table_bytes.refix_table), so mutated
           blocks reach the decoders;
        2, 3: a round trip: entries made from the bytes are written by
-          TableBuilder (options from bits 4-7) and read back, and every
-          lookup and scan must return exactly what was written.
-  2    read through a real file (RandomAccessFile: pread without the GIL)
+          TableBuilder (options from bits 4-7; 3 with partitioned index
+          and filters) and read back, and every lookup and scan must
+          return exactly what was written.
+  2    read through a real file (RandomAccessFile: its mapping, or pread,
+       without the GIL; a partitioned table's partitions in place)
        instead of file.read();
   3    with a block cache.
 Checks, on hostile bytes: Table.open and every read yield values or
@@ -57,7 +59,8 @@ def build(entries, mode):
     options = Options(compression="snappy" if mode & 16 else "none",
                       block_size=(256, 512, 1024, 4096)[(mode >> 5) & 3],
                       bloom_bits_per_key=10 if mode & 128 else 0,
-                      restart_interval=1 + (mode >> 5) % 16)
+                      restart_interval=1 + (mode >> 5) % 16,
+                      partitioned_index=bool(mode & 1))
     sink = MemoryWritable()
     builder = TableBuilder(sink, options)
     for key, value in entries:
