@@ -43,6 +43,7 @@ from kvcy._table_block cimport (TableReader, ReadError, IN_FILTER, READ_CURSOR, 
 from kvcy import table_format as _format
 
 cdef uint64_t TRAILER_BYTES = _format.BLOCK_TRAILER_BYTES
+cdef uint64_t PREFETCH_BYTES = 16384     # of an index partition (about block_size)
 
 
 cdef extern from *:
@@ -55,9 +56,9 @@ cdef extern from *:
     }
     """
     unsigned char part_flags "kvcy_part_flags"(const unsigned char* p) noexcept nogil
+    void part_add "kvcy_part_add"(unsigned char* p, unsigned char flags) noexcept nogil
     # A hint that never faults, even on an address the file no longer backs.
     void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
-    void part_add "kvcy_part_add"(unsigned char* p, unsigned char flags) noexcept nogil
 
 
 cdef int find_handles_at(BlockCursor* c, const unsigned char* key, size_t klen, uint64_t tag,
@@ -238,14 +239,16 @@ cdef int partition_find_nogil(TableReader* t, const unsigned char* key, size_t k
     if r > 0 and t.part_state != NULL:
         state = t.part_state + (c.current >> 3)        # this partition's flags
         flags = part_flags(state)
-        # The first bytes each step reads, the filter's probe count and the
-        # index partition's restart count, are fetched together: each is
-        # most likely a miss in the CPU caches and the TLB, and the two
-        # misses overlap instead of following one another.
-        if parts[2] + parts[3] < t.file_size and parts[0] + parts[1] < t.file_size:
+        # The filter's probe count (its last byte, the first one a probe
+        # reads) and the index partition (whose binary search would take one
+        # miss after another) are fetched together: in a large database
+        # neither is in the CPU's caches, and their misses then overlap.
+        # Bounded by the file and PREFETCH_BYTES whatever the handles say.
+        if 0 < parts[3] < t.file_size and parts[2] < t.file_size - parts[3]:
             prefetch(t.map + parts[2] + parts[3] - 1)
+        if parts[0] < t.file_size:
             i = 0
-            while i < parts[1]:
+            while i < parts[1] and i < PREFETCH_BYTES and i < t.file_size - parts[0]:
                 prefetch(t.map + parts[0] + i)
                 i += 64
     cursor_free(&c)
