@@ -103,9 +103,10 @@ class Options:
         choices=COMPRESSION_CHOICES)
     partitioned_index: bool = _opt(
         False, "cut each table's index and bloom filter into block_size "
-        "partitions read through the block cache, so that memory stays within "
-        "block_cache_bytes however many keys the tables hold (a table of one "
-        "partition is written as before)", KIND_BOOL)
+        "partitions, read in place from the table's mapping (or through the "
+        "block cache), so that memory stays within the configured budgets "
+        "however many keys the tables hold (a table of one partition is "
+        "written as before)", KIND_BOOL)
     bloom_bits_per_key: int = _opt(
         10, "bloom filter bits per key (about 1% false positives at 10); "
         "0 disables bloom filters", KIND_INT, minimum=0, maximum=64)
