@@ -307,6 +307,8 @@ cdef class Table:
                             uint64_t* offset, uint64_t* size) except -1:
         # partition_find_nogil for a caller holding the GIL (any file
         # object): 1 with the data block's handle, 0 none; raises on failure.
+        # The env's own files take partition_find_nogil itself (partitions in
+        # place when mapped), so every reader of them takes the same path.
         cdef uint64_t parts[4]
         cdef uint64_t data[2]
         cdef CacheHandle* h
@@ -315,6 +317,12 @@ cdef class Table:
         err.code = READ_OK
         err.defer_io = False
         err.offset = 0
+        if self.r.fd >= 0:
+            with nogil:
+                r = partition_find_nogil(&self.r, key, klen, tag, offset, size, &err)
+            if r < 0:
+                raise self.read_error(&err)
+            return r
         r = find_handles(self.r.index_base, self.r.index_restarts, self.r.index_num_restarts,
                          key, klen, tag, parts, 4, READ_TOP_INDEX_VALUE, &err)
         if r < 0:

@@ -55,7 +55,7 @@ cdef struct TableReader:
     uint64_t file_size
     uint64_t number                      # table file number: the block cache key
     bint partitioned                     # format version 2: index_* is the top-level index,
-                                         # bloom_array NULL, partitions read through the cache
+                                         # bloom_array NULL, partitions in place or cached
     const unsigned char* index_base      # the index block's bytes (owned by Table.index)
     uint32_t index_restarts
     uint32_t index_num_restarts
@@ -72,8 +72,12 @@ cdef struct TableReader:
 # mapping (kvcy/_table_index.pyx).  *_CHECKED: its CRC32C (and an index
 # partition's restart array) checked out, so later reads trust the bytes;
 # *_CACHED: stored compressed, so it is read through the block cache.
-# An entry of a checked block takes at least 11 bytes (a 3-byte header and
-# an 8-byte tag), so two entries' offsets / 8 differ: one flag byte each.
+# A top-level index entry a writer makes takes at least 16 bytes (a 3-byte
+# header, a key with its 8-byte tag, 4 varints), so two entries' offsets / 8
+# differ: one flag byte each.  A crafted block that packs entries closer can
+# make two partitions share a byte, which spares one of them its CRC check
+# (a crafted file can carry valid checksums anyway) and never memory
+# safety: every read in place bounds what it reads again.
 cdef inline size_t part_state_bytes(uint32_t index_restarts) noexcept nogil:
     return (index_restarts >> 3) + 1
 
@@ -116,8 +120,8 @@ cdef int check_stored_block(const unsigned char* src, uint64_t size, ReadError* 
 cdef int check_block_trailer(const unsigned char* data, size_t n, uint32_t* restarts,
                              uint32_t* num, ReadError* err) noexcept nogil
 # After map_run(fn) over t's mapping returned rc != 0 for the block at
-# offset (n bytes with its trailer): a SIGBUS, or a check that failed on
-# bytes a shortened file no longer has, becomes READ_TRUNCATED.
+# offset (n bytes with its trailer): a SIGBUS, or any check that failed
+# while the file no longer holds the whole block, becomes READ_TRUNCATED.
 cdef void table_mapped_failure(TableReader* t, uint64_t offset, size_t n, int rc,
                                ReadError* err) noexcept nogil
 # Map t's file for block reads (t.fd, t.file_size, t.partitioned and

@@ -134,10 +134,11 @@ cdef void table_mapped_failure(TableReader* t, uint64_t offset, size_t n, int rc
     cdef struct_stat st
     if rc == MAP_FAULT:
         read_fail(err, READ_TRUNCATED, 0, 0)
-    if (err.code == READ_TRUNCATED or err.code == READ_CHECKSUM) \
-            and fstat(t.fd, &st) == 0 and <uint64_t>st.st_size < offset + n:
+    if fstat(t.fd, &st) == 0 and <uint64_t>st.st_size < offset + n:
         # The bytes past a shortened file's end read as zeros up to the
-        # page's end: name the cause, as pread's short read would.
+        # page's end, and whatever check met them first failed (a checksum,
+        # a filter's probe count, a restart array): name the cause, as
+        # pread's short read would.
         read_fail(err, READ_TRUNCATED, 0,
                   <uint64_t>st.st_size - offset if <uint64_t>st.st_size > offset else 0)
 

@@ -375,3 +375,78 @@ def test_hostile_partitions_with_valid_checksums_never_crash_a_reader(tmp_path, 
                 assert got in (want, None), (trial, k, got)
                 outcomes.add("value" if got is not None else "none")
     assert outcomes == {"value", "none", "corruption"}, outcomes
+
+
+def test_partitions_changed_after_their_check_never_crash_a_reader(tmp_path, table3000):
+    # Once checked, a partition read in place is trusted, but its restart
+    # count is bounded again on every read: bytes changed in the live file
+    # behind kvcy's back (a restart count of 0 or too large, a bad restart
+    # array, a filter's probe count, noise) give a value, None or
+    # CorruptionError, never a crash or an overread (KVCY_DEBUG=1 checks).
+    import struct
+    rng = random.Random(43)
+    original, _ = bytes_reader(table3000)
+    _, parts = partitions_of(table3000)
+    probes = [key(i) for i in range(0, 3000, 11)]
+    index0, filter0 = parts[len(parts) // 2]
+    damages = [
+        (index0.offset + index0.size - 4, struct.pack("<I", 0)),
+        (index0.offset + index0.size - 4, struct.pack("<I", 0xFFFFFFFF)),
+        (index0.offset + index0.size - 8, struct.pack("<I", 0xFFFFFF00)),
+        (filter0.offset + filter0.size - 1, bytes([0])),
+        (filter0.offset + filter0.size - 1, bytes([99])),
+    ] + [(part.offset + rng.randrange(part.size), bytes([rng.randrange(256)]) * 7)
+         for part in (index0, filter0) for _ in range(6)]
+    with kvcy.connect(tmp_path / "db", block_cache_bytes=1 << 16) as conn:
+        assert conn.get_many(probes) == [value(int(k[4:])) for k in probes]  # all checked
+        for offset, patch in damages:
+            with open(table3000, "r+b") as f:
+                f.seek(offset)
+                f.write(patch)
+            for k in probes:
+                try:
+                    assert conn.get(k) in (value(int(k[4:])), None), (offset, k)
+                except kvcy.CorruptionError:
+                    pass
+            with open(table3000, "r+b") as f:
+                f.seek(offset)
+                f.write(original[offset:offset + len(patch)])
+        assert conn.get_many(probes) == [value(int(k[4:])) for k in probes]
+
+
+def test_a_table_cut_inside_a_checked_partition_reads_as_truncated(tmp_path, table3000):
+    # The zeros past the new end of the file, inside the filter's last page,
+    # fail its probe count; the error names the cause, as a read with pread
+    # would, not the zeros.
+    _, parts = partitions_of(table3000)
+    _, filt = parts[len(parts) // 2]
+    with kvcy.connect(tmp_path / "db", block_cache_bytes=1 << 16) as conn:
+        inside = [key(i) for i in range(3000)]
+        assert conn.get_many(inside) == [value(i) for i in range(3000)]    # all checked
+        os.truncate(table3000, filt.offset + filt.size - 3)
+        errors = []
+        for k in inside:
+            try:
+                conn.get(k)
+            except kvcy.CorruptionError as exc:
+                errors.append(str(exc))
+        assert errors and all("truncated" in e for e in errors), errors[:3]
+        assert any("filter partition" in e for e in errors), errors[:3]
+
+
+def test_table_get_on_an_env_file_uses_partitions_in_place(table3000):
+    # Table.get (the row cache's and the fuzzers' way in) takes the same
+    # path as a connection's get: two keys of one data block and one of
+    # another partition cost the block cache two data blocks, nothing more.
+    from kvcy.cache import BlockCache
+    from kvcy.env import PosixEnv
+    file = PosixEnv().new_random_access_file(table3000)
+    try:
+        cache = BlockCache(1 << 20)
+        table = Table.open(file, os.path.getsize(table3000), 1, cache)
+        for k in (key(0), key(1), key(2999)):
+            assert table.get(k, 1 << 50) == value(int(k[4:]))
+        assert cache.misses == 2
+        del table
+    finally:
+        file.close()
