@@ -17,6 +17,7 @@ import os
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("KVCY_DEBUG", "") not in ("", "0")
 ANNOTATE = os.environ.get("KVCY_ANNOTATE", "") not in ("", "0")
@@ -94,8 +95,23 @@ def modules():
         if traced:
             directives["linetrace"] = True
         out += cythonize(extensions, compiler_directives=directives,
-                         annotate=ANNOTATE, include_path=["."], force=force)
+                         annotate=ANNOTATE, include_path=["."], force=force,
+                         nthreads=CORES)
     return out
 
 
-setup(ext_modules=modules())
+class ParallelBuildExt(build_ext):
+    """build_ext compiling on every core unless -j says otherwise: pip
+    install runs it without -j, and the C compile of 34 modules one at a
+    time was half of a clean install (3m10s against 1m36s on 2 cores with
+    the Cython step in parallel too)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = CORES
+
+
+CORES = os.cpu_count() or 1
+
+setup(ext_modules=modules(), cmdclass={"build_ext": ParallelBuildExt})
