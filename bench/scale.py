@@ -5,6 +5,7 @@
                           [--processes 2] [--table-pairs 1000000] [--dir DIR]
                           [--json PATH] [--skip-ingest] [--skip-put-many]
                           [--skip-reads] [--keep] [--reuse] [--in-process] [--quiet]
+                          [--partitioned] [--block-cache SIZE] [--interleave ROUNDS]
 
 For each size of --sizes and --num (smallest first), a fresh database is
 loaded with that many pairs through kvcy.TableWriter + conn.ingest: the key
@@ -24,6 +25,11 @@ repeated twice (they compress about 2:1, as bench/peers.py's), one of
 65,536 such values picked by i (the same for key i in every run; no two
 neighbouring keys share one).  Pairs are made by map/zip in C, so the
 load's time is the engine's more than the generator's.
+
+--interleave ROUNDS reads the ingested databases once more, all open in
+one process, the sizes taking turns for ROUNDS rounds of --reads gets
+after a warm-up round: on a machine whose speed drifts, the ratio of two
+sizes measured that way is steadier than that of two separate processes.
 
 Each phase runs in a process of its own, so its peak resident set
 (getrusage ru_maxrss) is its own; the load's workers are reported apart
@@ -286,6 +292,31 @@ def read_phase(dbpath, num, reads, seed, repeat=1, block_cache_bytes=None):
     }
 
 
+def interleaved_phase(dbpaths, reads, seed, rounds, block_cache_bytes=None):
+    """readrandom on every database of dbpaths ({num: path}) open at once in
+    one process: one warm-up round of `reads` gets each, then `rounds`
+    rounds in which the sizes take turns, so that a change in the machine's
+    speed moves every size alike.  {num: [gets/s of each round]}."""
+    rng = random.Random(seed)
+    options = {} if block_cache_bytes is None else {"block_cache_bytes": block_cache_bytes}
+    conns = {num: kvcy.connect(path, **options) for num, path in sorted(dbpaths.items())}
+    rates = {num: [] for num in conns}
+    try:
+        for round_ in range(rounds + 1):
+            for num, conn in conns.items():
+                keys = [key_of(rng.randrange(num)) for _ in range(reads)]
+                get = conn.get
+                started = time.perf_counter()
+                for k in keys:
+                    get(k)
+                if round_:                               # round 0 warms up
+                    rates[num].append(reads / (time.perf_counter() - started))
+    finally:
+        for conn in conns.values():
+            conn.close()
+    return rates
+
+
 def run_phase(in_process, fn, *args):
     """fn(*args) in a fresh process (its own peak RSS), or here."""
     if in_process:
@@ -363,7 +394,11 @@ def main(argv=None):
                              "32MiB); for example 256MiB")
     parser.add_argument("--partitioned", action="store_true",
                         help="write the ingested tables with partitioned_index=True (index "
-                             "and filters in partitions read through the block cache)")
+                             "and filters in partitions, read in place from the mapping)")
+    parser.add_argument("--interleave", type=positive, default=None, metavar="ROUNDS",
+                        help="then read every ingested database in one process, the sizes "
+                             "taking turns for ROUNDS rounds after a warm-up (needs --keep "
+                             "or --reuse); reports the medians and their ratio to the smallest")
     args = parser.parse_args(argv)
     try:
         sizes = sorted({positive(s) for s in args.sizes.split(",") if s.strip()} | {args.num})
@@ -371,6 +406,8 @@ def main(argv=None):
         parser.error("--sizes: %s" % exc)
     if args.reuse and not args.dir:
         parser.error("--reuse reads the databases of an earlier --keep run: give its --dir")
+    if args.interleave and not (args.keep or args.reuse):
+        parser.error("--interleave reads the loaded databases again: give --keep or --reuse")
     base = args.dir or tempfile.mkdtemp(prefix="kvcy-scale-")
     os.makedirs(base, exist_ok=True)
     out = {"machine": machine(), "args": vars(args), "ingest": [], "put_many": None}
@@ -408,6 +445,19 @@ def main(argv=None):
             else:
                 out["put_many"] = row
             report([row])
+        if args.interleave and not args.skip_ingest:
+            rates = run_phase(args.in_process, interleaved_phase,
+                              {n: os.path.join(base, "ingest-%d" % n) for n in sizes},
+                              args.reads, args.seed, args.interleave, args.block_cache)
+            medians = {n: statistics.median(r) for n, r in rates.items()}
+            smallest = medians[min(medians)]
+            out["interleaved"] = {str(n): {"readrandom": medians[n], "runs": rates[n],
+                                           "vs_smallest": round(medians[n] / smallest, 3)}
+                                  for n in medians}
+            print("interleaved readrandom (%d rounds, one process): %s" % (
+                args.interleave, ", ".join("%d: %.0f (%.2fx)" % (n, medians[n],
+                                                                  medians[n] / smallest)
+                                           for n in sorted(medians))))
     finally:
         if not (args.dir or args.keep):
             shutil.rmtree(base, ignore_errors=True)

@@ -50,6 +50,21 @@ def test_scale_partitioned_keeps_only_top_level_indexes_in_memory(scale, tmp_pat
     assert figures[True] * 10 < figures[False], figures
 
 
+def test_scale_interleaved_reads_every_size_in_turns(scale, tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    argv = ["--num", "4000", "--sizes", "1000", "--skip-put-many", "--reads", "200",
+            "--repeat", "1", "--table-pairs", "1000", "--processes", "1", "--in-process",
+            "--quiet", "--dir", str(tmp_path / "dbs"), "--json", str(out)]
+    with pytest.raises(SystemExit):
+        scale.main(argv + ["--interleave", "2"])           # the databases would be gone
+    assert scale.main(argv + ["--keep", "--interleave", "3"]) == 0
+    inter = json.loads(out.read_text())["interleaved"]
+    assert set(inter) == {"1000", "4000"}
+    assert [len(inter[n]["runs"]) for n in ("1000", "4000")] == [3, 3]
+    assert inter["1000"]["vs_smallest"] == 1.0 and inter["4000"]["readrandom"] > 0
+    assert "interleaved readrandom (3 rounds, one process)" in capsys.readouterr().out
+
+
 def test_scatter_stride_visits_every_key_once(scale):
     for num in (1, 2, 10, 1000, 4096, 10_000_000 + 1):
         step = scale.scatter_stride(num)
