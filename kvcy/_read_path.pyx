@@ -81,6 +81,16 @@ cdef inline object memtable_answer(SkipNode* n, object clock):
     return PyBytes_FromStringAndSize(<const char*>node_value(n), n.value_len)
 
 
+cdef inline void next_candidate(int* level, Py_ssize_t* index) noexcept nogil:
+    # Past the table at (level, index) that lacks the key: the next level-0
+    # table (newest first), or the next level, whose file search() finds.
+    if level[0] == 0:
+        index[0] += 1
+    else:
+        level[0] += 1
+        index[0] = -1
+
+
 @cython.final
 cdef class ReadState:
     """Memtables and one Version's files, laid out for the C search."""
@@ -261,11 +271,7 @@ cdef class ReadState:
             return -1
         if out.kind >= 0:
             return 0
-        if level[0] == 0:                # not in this table: the next candidate
-            index[0] = i + 1
-        else:
-            level[0] += 1
-            index[0] = -1
+        next_candidate(level, index)     # not in this table
         return self.search(key, klen, sequence, level, index, all_gil, out, err)
 
     cdef object lookup(self, object key_obj, const unsigned char* key, size_t klen,
@@ -339,11 +345,7 @@ cdef class ReadState:
                     value = table.get(key_obj, sequence, clock)
                     if value is not None:
                         return None if value is DELETED else value
-                if level == 0:
-                    index += 1
-                else:
-                    level += 1
-                    index = -1
+                next_candidate(&level, &index)
             # else just opened: search it without the GIL
             with nogil:
                 r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
@@ -413,11 +415,7 @@ cdef class ReadState:
             row = table._lookup(key, MAX_SEQUENCE)
             if row is not None:
                 return row[0] > since
-            if level == 0:
-                index += 1
-            else:
-                level += 1
-                index = -1
+            next_candidate(&level, &index)
 
     def memtables_written_in(self, start, stop, uint64_t since):
         """True iff a memtable holds an entry with a user key in [start, stop)
