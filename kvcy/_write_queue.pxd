@@ -59,9 +59,8 @@ cdef class WriteQueue:
     cdef Writer* tail                # the last queued writer
     cdef PyThread_type_lock wake_pool[WAKE_POOL]   # armed spare wake locks
     cdef int wake_spare              # how many of wake_pool are filled
-    cdef int queued                  # writers in the queue, the leader included
-    cdef PyThread_type_lock gather   # armed; released when a gathering leader's queue is full
-    cdef int gather_target           # queue length a gathering leader waits for; 0: none waits
+    cdef int queued                  # writers in the queue, the leader included (a gathering
+                                     # leader reads it without queue_lock: a hint)
     cdef int last_group              # members of the last group committed
     cdef readonly long long sync_micros  # recent fdatasync time (moving average), microseconds
     cdef public bint reserve_namespaces  # the database has namespaces: put() and delete()

@@ -27,15 +27,22 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
                                PyThread_acquire_lock, PyThread_release_lock,
                                NOWAIT_LOCK, WAIT_LOCK)
 
+from libc.stdint cimport uint64_t
+
+from kvcy._latency cimport now_ns
+from kvcy._skiplist cimport load_relaxed_int
+
 from kvcy.errors import OperationalError
 from kvcy.namespace_keys import reserved_key_error
+
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 
 
 cdef extern from "pythread.h":
     # Cython declares it with the GIL; it needs none (it frees C memory only).
     void free_lock_nogil "PyThread_free_lock"(PyThread_type_lock lock) nogil
-    int PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
-                                    int intr_flag) nogil
 
 
 cdef inline void free_wake(PyThread_type_lock wake) noexcept nogil:
@@ -60,10 +67,8 @@ cdef class WriteQueue:
     def __cinit__(self):
         self.lock = PyThread_allocate_lock()
         self.queue_lock = PyThread_allocate_lock()
-        self.gather = PyThread_allocate_lock()
-        if self.lock == NULL or self.queue_lock == NULL or self.gather == NULL:
+        if self.lock == NULL or self.queue_lock == NULL:
             raise MemoryError()
-        PyThread_acquire_lock(self.gather, NOWAIT_LOCK)     # armed
         self.head = NULL
         self.tail = NULL
         self.wake_spare = 0
@@ -78,8 +83,6 @@ cdef class WriteQueue:
             PyThread_free_lock(self.lock)
         if self.queue_lock != NULL:
             PyThread_free_lock(self.queue_lock)
-        if self.gather != NULL:
-            free_wake(self.gather)
 
     cdef int acquire_lock(self) except -1:
         cdef int ok
@@ -191,9 +194,6 @@ cdef class WriteQueue:
             self.tail.next = w
         self.tail = w
         self.queued += 1
-        if self.gather_target and self.queued >= self.gather_target:
-            self.gather_target = 0
-            PyThread_release_lock(self.gather)
         PyThread_release_lock(self.queue_lock)
         return 0
 
@@ -204,26 +204,21 @@ cdef class WriteQueue:
         # GIL's help the last leader, which holds it when its group ends,
         # always queues first and would lead a group of one, every other
         # time (PostgreSQL's commit_delay and commit_siblings in spirit).
+        # The leader yields the CPU rather than sleeping: woken from a sleep
+        # it would start the next fsync a scheduler wake-up later (20-25 us
+        # on a virtual machine, a tenth of a group's cycle), and the members
+        # it waits for need the GIL, not this core (RocksDB's writers yield
+        # likewise before they block: WriteThread::AwaitState).
         cdef long long micros = self.sync_micros // 2
-        cdef int got
+        cdef uint64_t deadline
         if micros > GATHER_MAX_MICROS:
             micros = GATHER_MAX_MICROS
-        if micros <= 0:
+        if micros <= 0 or load_relaxed_int(&self.queued) >= target:
             return
-        self.queue_acquire()
-        if self.queued >= target:
-            PyThread_release_lock(self.queue_lock)
-            return
-        self.gather_target = target
-        PyThread_release_lock(self.queue_lock)
         with nogil:
-            got = PyThread_acquire_lock_timed(self.gather, micros, 0)
-            PyThread_acquire_lock(self.queue_lock, WAIT_LOCK)
-            if self.gather_target != 0:
-                self.gather_target = 0          # timed out; nobody released it
-            elif got != 1:
-                PyThread_acquire_lock(self.gather, NOWAIT_LOCK)   # released late: re-arm
-            PyThread_release_lock(self.queue_lock)
+            deadline = now_ns() + <uint64_t>micros * 1000
+            while load_relaxed_int(&self.queued) < target and now_ns() < deadline:
+                sched_yield()
 
     cdef int _refuse_reserved(self, Writer* w) except -1:
         # REQUIRES: the write lock held.  A default-namespace write into the
