@@ -10,6 +10,12 @@ from kvcy._write_path import WritePath
 
 _T = TypeVar("_T")
 
+GIL_SPIN_COMPILED: bool
+
+def gil_shared_now() -> bool:
+    """What a get on this thread would ask next: have other threads been
+    taking the GIL lately?  Asking counts as a get (tests)."""
+
 @final
 class ReadState:
     """Memtables and one Version's files, laid out for the C search."""

@@ -28,6 +28,7 @@ Longer variants run with -m slow.
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +42,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import kvcy
+from kvcy._read_path import GIL_SPIN_COMPILED
 from kvcy.env import PosixEnv
 from kvcy.errors import CorruptionError, OperationalError, ProgrammingError
 from kvcy.table import Table
@@ -868,6 +870,100 @@ def test_gets_without_the_gil_while_the_writer_inserts_into_the_memtable(tmp_pat
         assert conn.get_many(keys[:100]) == value[:100]
     finally:
         conn.close()
+
+
+# -- waiting for the GIL to look free (kvcy/_gil_spin.h) ---------------------
+
+def test_the_gil_wait_is_compiled_in_where_cpython_has_a_gil():
+    # The wait reads the GIL's flag through CPython's internal headers; a
+    # build that silently fell back to taking the GIL at once would lose
+    # the thread scaling of docs/impl.md without failing any other test.
+    import sysconfig
+    expected = (sys.implementation.name == "cpython"
+                and (3, 10) <= sys.version_info[:2] <= (3, 13)
+                and not sysconfig.get_config_var("Py_GIL_DISABLED"))
+    assert GIL_SPIN_COMPILED == expected
+
+
+@pytest.mark.skipif(not __import__("kvcy._read_path")._read_path.GIL_SPIN_COMPILED, reason="the GIL's switch count is not readable here")
+def test_gets_treat_the_gil_as_shared_while_other_threads_take_it():
+    # A get searches cached blocks with the GIL held only while no other
+    # thread has taken the GIL within the thread's last 16,384 gets
+    # (KVCY_GIL_SHARED_CALLS); otherwise it releases it for the search.
+    # In a fresh interpreter, where no other thread wakes up meanwhile.
+    code = """if True:
+        import threading
+        from kvcy._read_path import gil_shared_now
+        def hand_over():
+            t = threading.Thread(target=lambda: sum(range(1000)))
+            t.start()
+            t.join()                       # the GIL went to the thread and back
+        hand_over()
+        assert gil_shared_now()
+        assert all(gil_shared_now() for _ in range(16_384))
+        assert not any(gil_shared_now() for _ in range(1000))    # alone: held
+        hand_over()
+        assert gil_shared_now()
+        print("ok")
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+
+
+def test_gets_finish_while_another_thread_keeps_the_gil_busy(tmp_path):
+    # Each get spins, for a few microseconds at most, until the GIL looks
+    # free before taking it back.  A thread that keeps the GIL in pure
+    # Python (handing it over only at the switch interval) must not hang
+    # the readers or change what they read.
+    n = 2_000
+    keys = [b"busy%05d" % i for i in range(n)]
+    with kvcy.connect(str(tmp_path / "db"), block_cache_bytes=1 << 16) as conn:
+        conn.put_many([(k, k * 3) for k in keys])
+        conn.flush()                   # tables: the search runs without the GIL
+        done = threading.Event()
+        errors = []
+        counts = [0, 0, 0]
+
+        def busy():
+            while not done.is_set():
+                sum(range(20_000))
+
+        def reader(r):
+            rr = random.Random(r)
+            try:
+                for _ in range(3_000):
+                    k = keys[rr.randrange(n)]
+                    assert conn.get(k) == k * 3, k
+                    assert conn.get(k + b"-") is None
+                    counts[r] += 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        def readers_then_stop(r):
+            try:
+                reader(r)
+            finally:
+                done.set()
+
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1e-3)
+        try:
+            threads = [threading.Thread(target=reader, args=(0,)),
+                       threading.Thread(target=readers_then_stop, args=(1,)),
+                       threading.Thread(target=busy)]
+            for t in threads:
+                t.start()
+            for t in threads[:2]:
+                t.join(120)
+            done.set()
+            threads[2].join(120)
+            assert not any(t.is_alive() for t in threads), "a thread hung"
+        finally:
+            sys.setswitchinterval(old)
+        if errors:
+            raise errors[0]
+        assert counts[:2] == [3_000, 3_000]
 
 
 # -- searches with the GIL held up to the first block read -------------------
