@@ -107,7 +107,12 @@ static inline void kvcy_wait_gil_free(void) {
     }
 }
 
+static inline int kvcy_gil_locked(void) {
+    return kvcy_gil_flag != NULL && __atomic_load_n(kvcy_gil_flag, __ATOMIC_RELAXED);
+}
+
 #else
+static inline int kvcy_gil_locked(void) { return 0; }
 static void kvcy_gil_spin_init(void) {}
 static inline void kvcy_wait_gil_free(void) {}
 static inline int kvcy_gil_shared(void) { return 0; }

@@ -5,3 +5,4 @@ cdef extern from "_gil_spin.h":
     void gil_spin_init "kvcy_gil_spin_init"() noexcept
     void wait_gil_free "kvcy_wait_gil_free"() noexcept nogil
     bint gil_shared "kvcy_gil_shared"() noexcept
+    bint gil_locked "kvcy_gil_locked"() noexcept nogil

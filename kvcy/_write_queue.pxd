@@ -71,6 +71,8 @@ cdef class WriteQueue:
     cdef void release_lock(self) noexcept
     cdef void queue_acquire(self) noexcept
     cdef int _commit(self, Writer* w) except -1
+    cdef void _await_wake(self, Writer* w) noexcept nogil
+    cdef void _await_gil(self) noexcept nogil
     cdef int _enqueue(self, Writer* w) except -1
     cdef int _lead(self, Writer* w) except -1
     cdef void _gather(self, int target) noexcept

@@ -29,11 +29,14 @@ from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThr
 
 from libc.stdint cimport uint64_t
 
+from kvcy._gil_spin cimport gil_spin_init, gil_locked
 from kvcy._latency cimport now_ns
 from kvcy._skiplist cimport load_relaxed_int
 
 from kvcy.errors import OperationalError
 from kvcy.namespace_keys import reserved_key_error
+
+gil_spin_init()
 
 
 cdef extern from "<sched.h>" nogil:
@@ -145,7 +148,10 @@ cdef class WriteQueue:
         if w.wake != NULL:
             with nogil:
                 # Woken exactly once: done by a leader, or now the head.
-                PyThread_acquire_lock(w.wake, WAIT_LOCK)
+                if w.sync:
+                    self._await_wake(w)
+                else:
+                    PyThread_acquire_lock(w.wake, WAIT_LOCK)
                 PyThread_acquire_lock(self.queue_lock, WAIT_LOCK)
                 if self.wake_spare < WAKE_POOL:
                     self.wake_pool[self.wake_spare] = w.wake
@@ -155,6 +161,8 @@ cdef class WriteQueue:
                 if w.wake != NULL:
                     free_wake(w.wake)
                     w.wake = NULL
+                if w.sync:
+                    self._await_gil()
             if w.done:
                 if w.error != NULL:
                     exc = <object>w.error
@@ -163,6 +171,43 @@ cdef class WriteQueue:
                     raise member_error(exc) from exc
                 return 0
         return self._lead(w)
+
+    cdef void _await_wake(self, Writer* w) noexcept nogil:
+        # A synced member's wait: yield the core until the leader wakes w
+        # (for two recent fsyncs at most; then block as other writers do),
+        # and later (_await_gil) until the GIL looks free (for one fsync).
+        # Blocked, a member is woken a scheduler wake-up after the fsync,
+        # and then sleeps in CPython's take_gil until the member before it
+        # lets go of the GIL, a second wake-up; the members of a group
+        # return one after another, so these wake-ups add up to much of a
+        # group's cycle.  Yielding, it takes both in microseconds (RocksDB's
+        # writers yield likewise: WriteThread::AwaitState).  The fsync
+        # leaves the cores idle meanwhile, and a yielding writer gives way
+        # to any thread that has work.
+        cdef long long micros = self.sync_micros
+        cdef uint64_t deadline
+        if micros <= 0:
+            PyThread_acquire_lock(w.wake, WAIT_LOCK)
+            return
+        if micros > GATHER_MAX_MICROS:
+            micros = GATHER_MAX_MICROS
+        deadline = now_ns() + <uint64_t>micros * 2000
+        while not PyThread_acquire_lock(w.wake, NOWAIT_LOCK):
+            if now_ns() >= deadline:
+                PyThread_acquire_lock(w.wake, WAIT_LOCK)
+                return
+            sched_yield()
+
+    cdef void _await_gil(self) noexcept nogil:
+        # The second half of _await_wake, after the member has given back
+        # its wake lock: yield until the GIL looks free (_gil_spin.h).
+        cdef long long micros = self.sync_micros
+        cdef uint64_t deadline
+        if micros > GATHER_MAX_MICROS:
+            micros = GATHER_MAX_MICROS
+        deadline = now_ns() + <uint64_t>micros * 1000
+        while gil_locked() and now_ns() < deadline:
+            sched_yield()
 
     cdef int _enqueue(self, Writer* w) except -1:
         # A writer queued behind a head needs an armed wake lock; allocate
