@@ -29,13 +29,14 @@ Only the returned value is made with the GIL held, so gets from several
 threads run in parallel from the memtable to the block search.  Before it
 takes the GIL back, a get spins for a few microseconds until the GIL looks
 free (kvcy/_gil_spin.h): sleeping in CPython's take_gil instead costs a
-scheduler wake-up, and two reader threads fall into a convoy.  (Searching cached blocks with the GIL held and
-releasing it only for block reads was tried: it saves a GIL release per
-get, but measured 1.0-1.2x one thread's rate with 2 and 4 threads, against
-1.8-2.5x when the whole search runs without the GIL.)  The search stops and takes the GIL back only to open a table (the
-table cache is Python), for tables that read through a Python file object
-(fault-injecting envs, test wrappers), and for every table while a row cache
-is on (it is a cachetools cache).
+scheduler wake-up, and two reader threads fall into a convoy.  The search
+stops and takes the GIL back only to open a table (the table cache is
+Python), for tables that read through a Python file object
+(fault-injecting envs, test wrappers), and for every table while a row
+cache is on (it is a cachetools cache).  While most recent gets found
+their blocks cached and no other thread is taking the GIL, a get searches
+with the GIL held up to its first block read (ReadPath.read; see
+docs/impl.md, "Read path").
 
 Thread-safety: any number of threads may read at once; the state is
 immutable once published except for its table slots, which are filled

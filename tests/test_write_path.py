@@ -276,6 +276,49 @@ def test_sync_writers_share_fsyncs(db_path, n_threads):
         assert len(read_all(conn)) == writes
 
 
+class _EnvDelaySyncFile(_WrappedFile):
+    """A WritableFile whose sync takes env.delay seconds, read at each sync."""
+
+    def __init__(self, base, env):
+        super().__init__(base)
+        self._env = env
+
+    def sync(self):
+        time.sleep(self._env.delay)
+        self._base.sync()
+
+
+class VaryingSyncEnv(FaultEnv):
+    def __init__(self, delay):
+        super().__init__()
+        self.delay = delay
+
+    def new_writable_file(self, path):
+        return _EnvDelaySyncFile(super().new_writable_file(path), self)
+
+
+def test_synced_members_that_outwait_their_yield_block_and_finish(db_path):
+    # A synced member yields for two recent fsync times at most and then
+    # blocks on its wake lock as writers without sync do (_await_wake).
+    # Syncs that turn 60 times slower send the members of the next groups
+    # past that bound; every write must still be committed once, and the
+    # wake locks they go back to the pool with must still work when the
+    # syncs are fast again.
+    env = VaryingSyncEnv(0.0005)
+    n_threads, n_ops = 4, 12
+    with kvcy.connect(db_path, env=env, sync=True, **BIG_MEMTABLE) as conn:
+        for round_, delay in enumerate([0.0005, 0.03, 0.0005]):
+            env.delay = delay
+            run_threads(n_threads, lambda t: [conn.put(b"r%d:t%d:%03d" % (round_, t, i), b"v%d" % i)
+                                              for i in range(n_ops)])
+        stats = conn.stats()
+        assert stats["puts"] == 3 * n_threads * n_ops
+        assert stats["wal_syncs"] == stats["group_commits"]
+        assert stats["group_commits"] + stats["grouped_writes"] == 3 * n_threads * n_ops
+    with kvcy.connect(db_path) as conn:
+        assert len(read_all(conn)) == 3 * n_threads * n_ops
+
+
 def test_single_sync_writer_syncs_every_write(db_path):
     with kvcy.connect(db_path) as conn:
         for i in range(20):
