@@ -3,14 +3,14 @@ from typing import Any, Callable, Iterator, Optional, Tuple
 
 from _typeshed import ReadableBuffer
 
+from kvcy._db_iter_core import DBIterCore
 from kvcy._iterator import InternalIterator
-from kvcy._latency import LatencyHistogram
 from kvcy._range_del import RangeTombstones
 
 def prefix_stop(prefix: ReadableBuffer) -> Optional[bytes]:
     """Exclusive stop bound of the keys starting with prefix (None: unbounded)."""
 
-class DBIterator(Iterator[Tuple[bytes, bytes]]):
+class DBIterator(DBIterCore, Iterator[Tuple[bytes, bytes]]):
     """For each user key in [start, stop), its newest entry with sequence <=
     ``sequence`` unless that is a tombstone; ascending, or descending if reverse.
 
@@ -40,11 +40,6 @@ class DBIterator(Iterator[Tuple[bytes, bytes]]):
     def take(self, n: int, how: int = 0) -> list[Tuple[bytes, bytes]]:
         """Up to n pairs in iteration order in one call; how: 0 from the entry
         under the cursor, 1 after a step, 2 from the first entry of the scan."""
-    latency: LatencyHistogram | None
-    @property
-    def expiring_met(self) -> int:
-        """Expiring values (put with ttl=) it has judged, live or expired."""
-    closed_message: str
     def status(self) -> Optional[BaseException]: ...
     def close(self) -> None:
         """Release the internal iterator and the pin; idempotent."""

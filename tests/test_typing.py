@@ -20,7 +20,7 @@ PACKAGE = os.path.join(ROOT, "kvcy")
 STUBBED = ["kvcy.connection", "kvcy.cursor", "kvcy.snapshot", "kvcy.transaction", "kvcy.dbm",
            "kvcy.shelve", "kvcy.aio",
            "kvcy._write_batch", "kvcy._read_path", "kvcy._write_path", "kvcy._latency",
-           "kvcy._db_iter", "kvcy._range_del", "kvcy._iterator", "kvcy._block", "kvcy._block_builder",
+           "kvcy._db_iter", "kvcy._db_iter_core", "kvcy._range_del", "kvcy._iterator", "kvcy._block", "kvcy._block_builder",
            "kvcy._bloom", "kvcy._merge", "kvcy._two_level", "kvcy._crc32c", "kvcy._snappy"]
 
 GOOD = '''
