@@ -11,8 +11,8 @@ from kvcy._range_del cimport RangeTombstones
 cdef enum:
     GET_TIMING_PERIOD = 8            # one get in this many is timed for the latency histogram
     HOLD_GIL_BELOW = 1 << 15         # search with the GIL held while under half of the
-                                     # recent gets had to read a block (and no other
-                                     # thread has been taking the GIL: gil_shared)
+                                     # recent gets had to read a block and no other
+                                     # reader wants the GIL (gil_shared, gil_long_holder)
 
 # One table file of the published Version, as the C search sees it.
 cdef struct FileSlot:

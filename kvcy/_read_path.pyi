@@ -15,6 +15,10 @@ GIL_SPIN_COMPILED: bool
 def gil_shared_now() -> bool:
     """What a get on this thread would ask next: have other threads been
     taking the GIL lately?  Asking counts as a get (tests)."""
+def gil_long_holder_now() -> bool:
+    """What a get on this thread would ask first: does another thread hold
+    the GIL for long stretches, so that gets keep it?  Asking counts as a
+    get (tests)."""
 
 @final
 class ReadState:

@@ -55,7 +55,8 @@ from kvcy._skiplist cimport SkipNode, node_value, load_acquire, store_release
 from kvcy._table cimport (Table, TableReader, Found, ReadError, READ_OK, READ_DEFERRED,
                           DEFER_BLOCK, CacheHandle, table_lookup, table_read_block,
                           table_data_find, found_value)
-from kvcy._gil_spin cimport GIL_SPIN, gil_shared, gil_spin_init, wait_gil_free
+from kvcy._gil_spin cimport (GIL_SPIN, gil_long_holder, gil_shared, gil_spin_init,
+                             wait_gil_free)
 from kvcy._latency cimport LatencyHistogram, now_ns
 from kvcy._write_path cimport WritePath
 from kvcy._range_del cimport RangeTombstones
@@ -79,6 +80,13 @@ def gil_shared_now():
     """What a get on this thread would ask next: have other threads been
     taking the GIL lately (_gil_spin.h)?  Asking counts as a get (tests)."""
     return gil_shared()
+
+
+def gil_long_holder_now():
+    """What a get on this thread would ask first: does another thread hold
+    the GIL for long stretches, so that gets keep it (_gil_spin.h)?  Asking
+    counts as a get (tests)."""
+    return gil_long_holder()
 
 # search() results besides 0 (done) and -1 (error).
 cdef enum:
@@ -367,6 +375,7 @@ cdef class ReadState:
             # else just opened: search it without the GIL
             with nogil:
                 r = self.search(key, klen, sequence, &level, &index, all_gil, &found, &err)
+                wait_gil_free()
 
     @property
     def num_files(self):
@@ -488,10 +497,15 @@ cdef class ReadPath:
         if not PyBytes_CheckExact(key):
             key = as_user_bytes(key, "key")
         cdef bint read_block = False
+        # On mostly cached data, release the GIL for the search only while
+        # other reader threads want it: not when the GIL is not shared, nor
+        # when a thread busy in Python holds it for long stretches (it would
+        # take the GIL at each release and keep it for 5 ms: _gil_spin.h).
+        cdef bint held = (self.block_read_share < HOLD_GIL_BELOW
+                          and (gil_long_holder() or not gil_shared()))
         value = state.lookup(key, <const unsigned char*>PyBytes_AS_STRING(key),
                              PyBytes_GET_SIZE(key), sequence, self.row_cache, self.clock,
-                             self.block_read_share < HOLD_GIL_BELOW and not gil_shared(),
-                             &read_block)
+                             held, &read_block)
         # A racy update from several threads loses a step at worst.  In the
         # steady states (every get reads a block, or none does) nothing is
         # written, so reader threads on two cores do not pass the field's

@@ -898,6 +898,7 @@ def test_gets_treat_the_gil_as_shared_while_other_threads_take_it():
             t = threading.Thread(target=lambda: sum(range(1000)))
             t.start()
             t.join()                       # the GIL went to the thread and back
+        assert not gil_shared_now()        # a thread's first question: nothing seen yet
         hand_over()
         assert gil_shared_now()
         assert all(gil_shared_now() for _ in range(16_384))
@@ -908,6 +909,44 @@ def test_gets_treat_the_gil_as_shared_while_other_threads_take_it():
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+
+
+@pytest.mark.skipif(not GIL_SPIN_COMPILED, reason="the GIL's flag is not readable here")
+def test_gets_keep_the_gil_while_another_thread_holds_it_for_long(tmp_path):
+    # A get whose spin for the GIL ends with the GIL still held (a thread
+    # busy in pure Python keeps it for the 5 ms switch interval) makes the
+    # thread's next gets keep the GIL for their whole search: releasing it
+    # per get would hand it to the busy thread each time and wait 5 ms to
+    # have it back.  Without such a thread, gets never ask for that.
+    code = """if True:
+        import sys, threading
+        import kvcy
+        from kvcy._read_path import gil_long_holder_now
+        conn = kvcy.connect(sys.argv[1])
+        conn.put_many([(b"k%05d" % i, b"v" * 100) for i in range(5000)])
+        conn.flush()
+        for i in range(20000):
+            assert conn.get(b"k%05d" % (i % 5000)) == b"v" * 100
+        assert not gil_long_holder_now()      # alone: the GIL is free whenever a get looks
+        stop = threading.Event()
+        def busy():
+            while not stop.is_set():
+                pass
+        t = threading.Thread(target=busy)
+        t.start()
+        try:
+            for i in range(200):
+                assert conn.get(b"k%05d" % i) == b"v" * 100
+            assert gil_long_holder_now()
+        finally:
+            stop.set()
+            t.join()
+        conn.close()
+        print("ok")
+    """
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db")],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
 
 
