@@ -31,7 +31,7 @@ from libc.stdint cimport uint64_t
 
 from kvcy._gil_spin cimport gil_spin_init, gil_locked
 from kvcy._latency cimport now_ns
-from kvcy._skiplist cimport load_relaxed_int
+from kvcy._skiplist cimport load_relaxed_int, store_relaxed_int
 
 from kvcy.errors import OperationalError
 from kvcy.namespace_keys import reserved_key_error
@@ -238,7 +238,7 @@ cdef class WriteQueue:
             w.wake = self.wake_pool[self.wake_spare]
             self.tail.next = w
         self.tail = w
-        self.queued += 1
+        store_relaxed_int(&self.queued, self.queued + 1)   # read unlocked by _gather
         PyThread_release_lock(self.queue_lock)
         return 0
 
@@ -328,7 +328,7 @@ cdef class WriteQueue:
             self.tail = NULL
         m = leader
         while True:
-            self.queued -= 1
+            store_relaxed_int(&self.queued, self.queued - 1)
             if m == last:
                 break
             m = m.next
