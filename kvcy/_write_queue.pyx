@@ -183,7 +183,8 @@ cdef class WriteQueue:
         # group's cycle.  Yielding, it takes both in microseconds (RocksDB's
         # writers yield likewise: WriteThread::AwaitState).  The fsync
         # leaves the cores idle meanwhile, and a yielding writer gives way
-        # to any thread that has work.
+        # to the threads waiting for its core; the CPU it spends still
+        # counts against a CPU quota (docs/impl.md).
         cdef long long micros = self.sync_micros
         cdef uint64_t deadline
         if micros <= 0:
