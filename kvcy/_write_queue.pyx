@@ -48,6 +48,11 @@ cdef extern from "pythread.h":
     void free_lock_nogil "PyThread_free_lock"(PyThread_type_lock lock) nogil
 
 
+cdef inline long long wait_bound(long long micros) noexcept nogil:
+    # A wait sized by the recent fsync time, capped at GATHER_MAX_MICROS.
+    return micros if micros < GATHER_MAX_MICROS else GATHER_MAX_MICROS
+
+
 cdef inline void free_wake(PyThread_type_lock wake) noexcept nogil:
     # Wake locks are kept armed (held); release before freeing.
     PyThread_release_lock(wake)
@@ -185,13 +190,11 @@ cdef class WriteQueue:
         # leaves the cores idle meanwhile, and a yielding writer gives way
         # to the threads waiting for its core; the CPU it spends still
         # counts against a CPU quota (docs/impl.md).
-        cdef long long micros = self.sync_micros
+        cdef long long micros = wait_bound(self.sync_micros)
         cdef uint64_t deadline
         if micros <= 0:
             PyThread_acquire_lock(w.wake, WAIT_LOCK)
             return
-        if micros > GATHER_MAX_MICROS:
-            micros = GATHER_MAX_MICROS
         deadline = now_ns() + <uint64_t>micros * 2000
         while not PyThread_acquire_lock(w.wake, NOWAIT_LOCK):
             if now_ns() >= deadline:
@@ -202,11 +205,7 @@ cdef class WriteQueue:
     cdef void _await_gil(self) noexcept nogil:
         # The second half of _await_wake, after the member has given back
         # its wake lock: yield until the GIL looks free (_gil_spin.h).
-        cdef long long micros = self.sync_micros
-        cdef uint64_t deadline
-        if micros > GATHER_MAX_MICROS:
-            micros = GATHER_MAX_MICROS
-        deadline = now_ns() + <uint64_t>micros * 1000
+        cdef uint64_t deadline = now_ns() + <uint64_t>wait_bound(self.sync_micros) * 1000
         while gil_locked() and now_ns() < deadline:
             sched_yield()
 
@@ -255,10 +254,8 @@ cdef class WriteQueue:
         # on a virtual machine, a tenth of a group's cycle), and the members
         # it waits for need the GIL, not this core (RocksDB's writers yield
         # likewise before they block: WriteThread::AwaitState).
-        cdef long long micros = self.sync_micros // 2
+        cdef long long micros = wait_bound(self.sync_micros // 2)
         cdef uint64_t deadline
-        if micros > GATHER_MAX_MICROS:
-            micros = GATHER_MAX_MICROS
         if micros <= 0 or load_relaxed_int(&self.queued) >= target:
             return
         with nogil:

@@ -43,3 +43,11 @@ def run_in_child(module, function, count, seed_env, timeout, what):
                                   % (seed, seed_env, seed, proc.returncode,
                                      (proc.stdout + proc.stderr)[-6000:]))
     return seed, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_script_ok(script, *args, timeout=120):
+    """Run a Python script (source text) in a fresh interpreter with args;
+    it must exit 0 and print "ok" (a check that needs a clean process)."""
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -28,7 +28,6 @@ Longer variants run with -m slow.
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,7 +35,7 @@ import time
 
 import pytest
 
-from child_batch import run_in_child
+from child_batch import run_in_child, run_script_ok
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -907,9 +906,7 @@ def test_gets_treat_the_gil_as_shared_while_other_threads_take_it():
         assert gil_shared_now()
         print("ok")
     """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+    run_script_ok(code, timeout=60)
 
 
 @pytest.mark.skipif(not GIL_SPIN_COMPILED, reason="the GIL's flag is not readable here")
@@ -945,9 +942,7 @@ def test_gets_keep_the_gil_while_another_thread_holds_it_for_long(tmp_path):
         conn.close()
         print("ok")
     """
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "db")],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout == "ok\n", out.stderr
+    run_script_ok(code, str(tmp_path / "db"))
 
 
 def test_gets_finish_while_another_thread_keeps_the_gil_busy(tmp_path):

@@ -24,12 +24,11 @@ for conn.flush() skipping the memtable while a flush was already queued.
 """
 import os
 import random
-import subprocess
-import sys
 import textwrap
 import threading
 
 import pytest
+from child_batch import run_script_ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -615,10 +614,7 @@ def test_iterators_outliving_their_connection_never_crash(tmp_path):
         gc.collect()
         print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "db")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_script_ok(script, str(tmp_path / "db"))
 
 
 # -- regression: obsolete-file deletion racing a table being written ---------
